@@ -1,0 +1,62 @@
+"""memsvc: long-term memory for LLM agents.
+
+from memsvc import Memory
+mem = Memory()                      # data under $MEMSVC_HOME or ./.memsvc
+mem.add("I moved to Berlin.", user_id="alice")
+mem.recall("where does alice live", user_id="alice")
+"""
+
+from memsvc.config import Settings, get_settings
+from memsvc.embedder import Embedder, SentenceTransformerEmbedder
+from memsvc.errors import (
+    AuthError,
+    Conflict,
+    CubeNotFound,
+    InvalidInput,
+    MemsvcError,
+    NotFound,
+    RecordNotFound,
+    StorageError,
+)
+from memsvc.memory import Memory
+from memsvc.models import (
+    Cube,
+    Filters,
+    Hit,
+    IndexInfo,
+    MemoryRecord,
+    Message,
+    Page,
+    RecordVersion,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AuthError",
+    "Conflict",
+    "Cube",
+    "CubeNotFound",
+    "Embedder",
+    "Filters",
+    "Hit",
+    "IndexInfo",
+    "InvalidInput",
+    "Memory",
+    "MemoryRecord",
+    "MemsvcError",
+    "Message",
+    "NotFound",
+    "Page",
+    "RecordNotFound",
+    "RecordVersion",
+    "SentenceTransformerEmbedder",
+    "Settings",
+    "StorageError",
+    "get_settings",
+]
+
+for _name in __all__:
+    _obj = globals()[_name]
+    if isinstance(_obj, type):
+        _obj.__module__ = "memsvc"

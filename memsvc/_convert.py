@@ -1,0 +1,70 @@
+"""ORM rows to public models (the only place that knows both shapes)."""
+
+from __future__ import annotations
+
+from memsvc.models import Cube, MemoryRecord, RecordVersion
+from store.orm import CubeRow, RecordRow, VersionRow
+
+__all__ = ["cube_model", "record_model", "version_model"]
+
+
+def record_model(row: RecordRow) -> MemoryRecord:
+    return MemoryRecord(
+        id=row.id,
+        cube_id=row.cube.id,
+        cube=row.cube.name,
+        tier=row.tier,
+        kind=row.kind,
+        content=row.content,
+        source=row.source or {},
+        user_id=row.user_id,
+        agent_id=row.agent_id,
+        session_id=row.session_id,
+        event_time=row.event_time,
+        valid_from=row.valid_from,
+        valid_to=row.valid_to,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        version=row.version,
+        status=row.status,
+        importance=row.importance,
+        strength=row.strength,
+        recall_count=row.recall_count,
+        last_recalled_at=row.last_recalled_at,
+        tags=list(row.tags or []),
+        entities=list(row.entities or []),
+        embedding_precision=row.embedding_precision,
+        metadata=row.meta or {},
+    )
+
+
+def version_model(record_id: str, row: VersionRow) -> RecordVersion:
+    return RecordVersion(
+        record_id=record_id,
+        version=row.version,
+        change=row.change,
+        content=row.content,
+        kind=row.kind,
+        status=row.status,
+        tags=list(row.tags or []),
+        importance=row.importance,
+        event_time=row.event_time,
+        valid_from=row.valid_from,
+        valid_to=row.valid_to,
+        metadata=row.meta or {},
+        changed_at=row.changed_at,
+    )
+
+
+def cube_model(row: CubeRow, records: int = 0) -> Cube:
+    return Cube(
+        id=row.id,
+        name=row.name,
+        description=row.description,
+        owner_user_id=row.owner_user_id,
+        embedding_model=row.embedding_model,
+        embedding_dim=row.embedding_dim,
+        created_at=row.created_at,
+        records=records,
+        metadata=row.meta or {},
+    )

@@ -1,0 +1,367 @@
+"""`memsvc` command line: each command wraps one SDK method of the same name.
+
+Every command takes --data-dir / --database-url (or MEMSVC_HOME / MEMSVC_DATABASE_URL) and
+prints a table, or JSON with --json.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from memsvc.config import Settings
+from memsvc.errors import MemsvcError
+from memsvc.memory import Memory
+
+app = typer.Typer(
+    name="memsvc",
+    help="Long-term memory for LLM agents: add what happened, recall what is relevant.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+out = Console()
+err = Console(stderr=True)
+
+DataDir = Annotated[
+    Path | None,
+    typer.Option("--data-dir", envvar="MEMSVC_HOME", help="Data directory (default ./.memsvc)."),
+]
+DbUrl = Annotated[
+    str | None,
+    typer.Option("--database-url", envvar="MEMSVC_DATABASE_URL", help="SQLAlchemy database URL."),
+]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+CubeOpt = Annotated[str | None, typer.Option("--cube", help="Cube name or id.")]
+UserOpt = Annotated[str | None, typer.Option("--user", "-u", help="User id.")]
+
+
+def _settings(data_dir: Path | None, database_url: str | None) -> Settings:
+    update: dict[str, Any] = {}
+    if data_dir is not None:
+        update["home"] = data_dir
+    if database_url is not None:
+        update["database_url"] = database_url
+    return Settings().model_copy(update=update)
+
+
+@contextmanager
+def _memory(data_dir: Path | None, database_url: str | None) -> Iterator[Memory]:
+    """Open the data directory; library errors become a one-line message and exit code 1."""
+    try:
+        with Memory(settings=_settings(data_dir, database_url)) as mem:
+            yield mem
+    except MemsvcError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from exc
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err,
+        transient=True,
+    )
+
+
+def _print_json(data: Any) -> None:
+    out.print_json(json.dumps(data, default=str))
+
+
+def _records_table(records: list[Any], *, scores: list[float] | None = None) -> Table:
+    table = Table(show_lines=False)
+    if scores is not None:
+        table.add_column("score", justify="right")
+    for col in ("id", "kind", "when", "content"):
+        table.add_column(col, overflow="fold")
+    for i, r in enumerate(records):
+        when = (r.event_time or r.created_at).isoformat(timespec="seconds")
+        row = [r.id, r.kind, when, r.content]
+        if scores is not None:
+            row.insert(0, f"{scores[i]:.3f}")
+        table.add_row(*row)
+    return table
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Start the HTTP service.
+
+    Example: memsvc serve --port 8000
+    """
+    import uvicorn
+
+    from api.app import create_app
+
+    settings = _settings(data_dir, database_url)
+    err.print(f"memsvc serving {settings.home.resolve()} on http://{host}:{port}")
+    uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="info")
+
+
+@app.command()
+def add(
+    text: Annotated[str | None, typer.Argument(help="Text to remember.")] = None,
+    user: Annotated[str, typer.Option("--user", "-u", help="User id.")] = ...,  # type: ignore[assignment]
+    file: Annotated[
+        Path | None, typer.Option("--file", help="Add each non-empty line of a text file.")
+    ] = None,
+    messages: Annotated[
+        Path | None,
+        typer.Option("--messages", help="JSON file: a list of {role, content, name?, timestamp?}."),
+    ] = None,
+    agent: Annotated[str | None, typer.Option("--agent", help="Agent id.")] = None,
+    session: Annotated[str | None, typer.Option("--session", help="Session id.")] = None,
+    cube: CubeOpt = None,
+    metadata: Annotated[str | None, typer.Option(help="JSON object stored with it.")] = None,
+    timestamp: Annotated[str | None, typer.Option(help="When it happened (ISO 8601).")] = None,
+    tag: Annotated[list[str] | None, typer.Option("--tag", help="Tag (repeatable).")] = None,
+    batch: Annotated[int, typer.Option(help="Records per write with --file.")] = 100,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Remember text, the lines of a file, or a JSON list of chat messages.
+
+    Example: memsvc add "Alice moved to Berlin" --user alice --tag home
+    """
+    given = [x is not None for x in (text, file, messages)]
+    if sum(given) != 1:
+        err.print("[red]error:[/red] give exactly one of TEXT, --file or --messages")
+        raise typer.Exit(2)
+    try:
+        meta = json.loads(metadata) if metadata else None
+    except ValueError as exc:
+        err.print(f"[red]error:[/red] --metadata is not JSON: {exc}")
+        raise typer.Exit(2) from exc
+    common = dict(
+        user_id=user,
+        agent_id=agent,
+        session_id=session,
+        cube=cube,
+        metadata=meta,
+        timestamp=timestamp,
+        tags=tag,
+    )
+    with _memory(data_dir, database_url) as mem:
+        if text is not None:
+            records = mem.add(text, **common)
+        elif messages is not None:
+            try:
+                msgs = json.loads(messages.read_text(encoding="utf-8"))
+            except (OSError, ValueError) as exc:
+                err.print(f"[red]error:[/red] cannot read {messages}: {exc}")
+                raise typer.Exit(2) from exc
+            records = mem.add(messages=msgs, **common)
+        else:
+            assert file is not None
+            lines = [ln for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
+            records = []
+            with _progress() as bar:
+                task = bar.add_task("adding", total=len(lines))
+                for i in range(0, len(lines), batch):
+                    records += mem.add(lines[i : i + batch], **common)
+                    bar.advance(task, len(lines[i : i + batch]))
+        if as_json:
+            _print_json([r.model_dump(mode="json") for r in records])
+        else:
+            out.print(f"added {len(records)} record(s) to cube {records[0].cube!r}")
+            if len(records) <= 20:
+                out.print(_records_table(records))
+
+
+@app.command()
+def recall(
+    query: Annotated[str, typer.Argument(help="What to look for.")],
+    user: Annotated[str, typer.Option("--user", "-u", help="User id.")] = ...,  # type: ignore[assignment]
+    k: Annotated[int, typer.Option("-k", help="How many hits.")] = 10,
+    cube: CubeOpt = None,
+    at: Annotated[str | None, typer.Option(help="Reference time (ISO 8601).")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Find the memories most relevant to a query.
+
+    Example: memsvc recall "where does alice live" --user alice -k 5
+    """
+    with _memory(data_dir, database_url) as mem:
+        hits = mem.recall(query, user_id=user, k=k, cube=cube, at=at)
+        if as_json:
+            _print_json([h.model_dump(mode="json") for h in hits])
+        elif not hits:
+            out.print("no memories found")
+        else:
+            out.print(_records_table([h.record for h in hits], scores=[h.score for h in hits]))
+
+
+@app.command("list")
+def list_(
+    user: UserOpt = None,
+    cube: CubeOpt = None,
+    status: Annotated[str, typer.Option(help="active, archived, deleted or all.")] = "active",
+    limit: Annotated[int, typer.Option(help="Records per page.")] = 50,
+    cursor: Annotated[str | None, typer.Option(help="Cursor from the previous page.")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """List a cube's records, oldest first, one page at a time.
+
+    Example: memsvc list --user alice --limit 20
+    """
+    with _memory(data_dir, database_url) as mem:
+        page = mem.list(user_id=user, cube=cube, status=status, limit=limit, cursor=cursor)  # type: ignore[arg-type]
+        if as_json:
+            _print_json(page.model_dump(mode="json"))
+            return
+        out.print(_records_table(page.items))
+        if page.next_cursor:
+            out.print(f"next page: --cursor {page.next_cursor}")
+
+
+@app.command()
+def get(
+    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    history: Annotated[bool, typer.Option("--history", help="Show every version.")] = False,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Show one record as JSON (or its version history).
+
+    Example: memsvc get 5f1c... --history
+    """
+    with _memory(data_dir, database_url) as mem:
+        if history:
+            _print_json([v.model_dump(mode="json") for v in mem.history(record_id)])
+        else:
+            _print_json(mem.get(record_id).model_dump(mode="json"))
+
+
+@app.command()
+def delete(
+    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    hard: Annotated[bool, typer.Option("--hard", help="Purge instead of marking deleted.")] = False,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Delete a record (soft by default: kept in history, gone from recall).
+
+    Example: memsvc delete 5f1c... --hard
+    """
+    with _memory(data_dir, database_url) as mem:
+        mem.delete(record_id, hard=hard)
+        out.print(f"{'purged' if hard else 'deleted'} {record_id}")
+
+
+@app.command("export")
+def export_(
+    cube: Annotated[str, typer.Argument(help="Cube name or id.")],
+    path: Annotated[Path, typer.Argument(help="File to write (.memcube).")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Export a cube to one portable file.
+
+    Example: memsvc export user:alice alice.memcube
+    """
+    with _memory(data_dir, database_url) as mem, _progress() as bar:
+        task = bar.add_task("exporting", total=None)
+        counts = mem.export_cube(
+            cube, path, progress=lambda n, total: bar.update(task, completed=n, total=total)
+        )
+    out.print(f"exported {counts['records']} records, {counts['edges']} edges to {path}")
+
+
+@app.command("import")
+def import_(
+    path: Annotated[Path, typer.Argument(help="A .memcube file.")],
+    cube: Annotated[str | None, typer.Option(help="Name for the new cube.")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Import a cube file as a new cube.
+
+    Example: memsvc import alice.memcube --cube alice-restored
+    """
+    with _memory(data_dir, database_url) as mem, _progress() as bar:
+        task = bar.add_task("importing", total=None)
+        made = mem.import_cube(
+            path, cube=cube, progress=lambda n, total: bar.update(task, completed=n, total=total)
+        )
+    out.print(f"imported cube {made.name!r} ({made.records} records)")
+
+
+@app.command()
+def info(
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Show the data directory, database, cubes with record counts and index state.
+
+    Example: memsvc info --json
+    """
+    with _memory(data_dir, database_url) as mem:
+        cubes = mem.list_cubes()
+        indexes = {c.id: mem.index_info(c.id) for c in cubes}
+        url = mem.settings.resolved_database_url()
+        data = {
+            "data_dir": str(mem.settings.home.resolve()),
+            "database": _redact(url),
+            "embedding_model": mem.embedder.model_id,
+            "cubes": [
+                {**c.model_dump(mode="json"), "index": indexes[c.id].model_dump(mode="json")}
+                for c in cubes
+            ],
+        }
+        if as_json:
+            _print_json(data)
+            return
+        out.print(f"data dir: {data['data_dir']}\ndatabase: {data['database']}")
+        out.print(f"embedding model: {data['embedding_model']}")
+        table = Table()
+        for col in ("cube", "records", "vectors", "index seq / db seq", "index file"):
+            table.add_column(col)
+        for c in cubes:
+            ix = indexes[c.id]
+            table.add_row(
+                c.name,
+                str(c.records),
+                str(ix.vectors),
+                f"{ix.seq} / {ix.db_seq}",
+                "present" if ix.file_exists else "missing",
+            )
+        out.print(table)
+
+
+def _redact(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def main() -> None:
+    try:
+        app()
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

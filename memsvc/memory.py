@@ -1,0 +1,949 @@
+"""`Memory`: the embedded SDK. Everything runs in-process on a data directory.
+
+    from memsvc import Memory
+
+    with Memory("./.memsvc") as mem:
+        mem.add("Alice moved to Berlin in May.", user_id="alice")
+        hits = mem.recall("Where does Alice live?", user_id="alice")
+
+Each user gets a default cube (`user:<user_id>`) created on first add; pass `cube=` to use a
+named cube made with `create_cube`. Every write is one database transaction; vector indexes
+follow the database's change log and are rebuilt from it when needed.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import itertools
+import json
+import logging
+import threading
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, ParamSpec, TypeVar
+
+import retrieval
+from memsvc import portable
+from memsvc._convert import cube_model, record_model, version_model
+from memsvc.config import Settings, get_settings
+from memsvc.embedder import Embedder, SentenceTransformerEmbedder
+from memsvc.errors import (
+    Conflict,
+    CubeNotFound,
+    InvalidInput,
+    MemsvcError,
+    RecordNotFound,
+    StorageError,
+)
+from memsvc.models import Cube, Filters, Hit, IndexInfo, MemoryRecord, Message, Page, RecordVersion
+from memsvc.validation import check_cube_name, check_ident, check_k, check_text, to_utc
+from store import repository as repo
+from store.database import Database
+from store.errors import StoreConflict, StoreError
+from store.indexes import IndexManager
+from store.orm import CubeRow, EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
+from store.vector_index import IndexFileError
+
+__all__ = ["Memory"]
+
+log = logging.getLogger(__name__)
+P = ParamSpec("P")
+T = TypeVar("T")
+Progress = Callable[[int, int | None], None]
+StatusArg = Literal["active", "archived", "deleted", "all"]
+DEFAULT_TENANT = "local"
+
+
+def _translated(fn: Callable[P, T]) -> Callable[P, T]:
+    """Map store failures onto the public error tree at the SDK boundary."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except MemsvcError:
+            raise
+        except StoreConflict as exc:
+            raise Conflict(str(exc)) from exc
+        except StoreError as exc:
+            raise StorageError(str(exc)) from exc
+
+    return wrapper
+
+
+def default_cube_name(user_id: str) -> str:
+    return f"user:{user_id}"
+
+
+class _Engine:
+    """What every tenant view of one data directory shares: database, indexes, embedder."""
+
+    def __init__(self, settings: Settings, embedder: Embedder | None) -> None:
+        self.settings = settings
+        settings.home.mkdir(parents=True, exist_ok=True)
+        self.db = Database(settings.resolved_database_url())
+        self.db.migrate()
+        self.indexes = IndexManager(
+            self.db, settings.home / "indexes", flush_seconds=settings.index_flush_seconds
+        )
+        self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
+            settings.embedding_model,
+            threads=settings.embed_threads,
+            batch_size=settings.embed_batch_size,
+        )
+        self._tenants: dict[str, int] = {}
+        self._lock = threading.Lock()
+
+    def tenant_pk(self, name: str) -> int:
+        with self._lock:
+            pk = self._tenants.get(name)
+        if pk is None:
+            try:
+                with self.db.write() as s:
+                    pk = repo.ensure_tenant(s, name).pk
+            except StoreConflict:  # created by another process meanwhile
+                with self.db.write() as s:
+                    pk = repo.ensure_tenant(s, name).pk
+            with self._lock:
+                self._tenants[name] = pk
+        return pk
+
+    def close(self) -> None:
+        self.indexes.flush()
+        self.db.dispose()
+
+
+class Memory:
+    """Embedded memory service on a local data directory (SQLite + FAISS by default).
+
+    Parameters:
+        path: data directory (default `$MEMSVC_HOME`, else `./.memsvc`).
+        database_url: any SQLAlchemy URL; default SQLite inside `path`.
+        settings: a full `Settings`; `path`/`database_url` override its fields.
+        embedder: an `Embedder`; default the bundled all-MiniLM-L6-v2 (or
+            `settings.embedding_model`). Share one across instances to load the model once.
+        tenant: whose data this handle sees; the embedded default is "local".
+    """
+
+    def __init__(
+        self,
+        path: str | Path | None = None,
+        database_url: str | None = None,
+        *,
+        settings: Settings | None = None,
+        embedder: Embedder | None = None,
+        tenant: str = DEFAULT_TENANT,
+    ) -> None:
+        settings = settings or get_settings()
+        update: dict[str, Any] = {}
+        if path is not None:
+            update["home"] = Path(path).expanduser()
+        if database_url is not None:
+            update["database_url"] = database_url
+        if update:
+            settings = settings.model_copy(update=update)
+        try:
+            self._engine = _Engine(settings, embedder)
+        except StoreError as exc:
+            raise StorageError(str(exc)) from exc
+        self._tenant = tenant
+        self._owner = True
+
+    @classmethod
+    def _view(cls, engine: _Engine, tenant: str) -> Memory:
+        obj = cls.__new__(cls)
+        obj._engine = engine
+        obj._tenant = tenant
+        obj._owner = False
+        return obj
+
+    def for_tenant(self, tenant: str) -> Memory:
+        """A handle on the same data directory that sees only `tenant`'s cubes."""
+        check_ident(tenant, field="tenant", required=True)
+        return Memory._view(self._engine, tenant)
+
+    @property
+    def settings(self) -> Settings:
+        return self._engine.settings
+
+    @property
+    def embedder(self) -> Embedder:
+        return self._engine.embedder
+
+    def close(self) -> None:
+        """Save unsaved index changes and release the database (owner handle only)."""
+        if self._owner:
+            self._engine.close()
+
+    def __enter__(self) -> Memory:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ---- cubes -------------------------------------------------------------------------------
+
+    @property
+    def _tenant_pk(self) -> int:
+        return self._engine.tenant_pk(self._tenant)
+
+    def _find_cube(self, s: Any, cube: str) -> CubeRow:
+        row = repo.find_cube(s, self._tenant_pk, name=cube) or repo.find_cube(
+            s, self._tenant_pk, id=cube
+        )
+        if row is None:
+            raise CubeNotFound(f"cube {cube!r} not found", details={"cube": cube})
+        return row
+
+    def _cube_for(self, *, cube: str | None, user_id: str | None, create: bool) -> CubeRow | None:
+        """The named cube (must exist), or the user's default cube (made when `create`)."""
+        if cube is not None:
+            if not isinstance(cube, str) or not cube:
+                raise InvalidInput("cube must be a non-empty string", details={"field": "cube"})
+            with self._engine.db.read() as s:
+                return self._find_cube(s, cube)
+        if user_id is None:
+            raise InvalidInput("give user_id or cube", details={"field": "user_id"})
+        name = default_cube_name(user_id)
+        with self._engine.db.read() as s:
+            row = repo.find_cube(s, self._tenant_pk, name=name)
+        if row is not None or not create:
+            return row
+        try:
+            return self._create_cube_row(name=name, owner_user_id=user_id)
+        except StoreConflict:  # another writer made it first
+            with self._engine.db.read() as s:
+                return repo.find_cube(s, self._tenant_pk, name=name)
+
+    def _create_cube_row(self, **fields: Any) -> CubeRow:
+        emb = self._engine.embedder
+        with self._engine.db.write() as s:
+            return repo.create_cube(
+                s,
+                self._tenant_pk,
+                embedding_model=emb.model_id,
+                embedding_dim=emb.dim,
+                **fields,
+            )
+
+    @_translated
+    def create_cube(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        owner_user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Cube:
+        """Create a named cube; `Conflict` if this tenant already has one of that name."""
+        check_cube_name(name)
+        check_ident(owner_user_id, field="owner_user_id")
+        with self._engine.db.read() as s:
+            if repo.find_cube(s, self._tenant_pk, name=name) is not None:
+                raise Conflict(f"cube {name!r} already exists", details={"cube": name})
+        try:
+            row = self._create_cube_row(
+                name=name, description=description, owner_user_id=owner_user_id, meta=metadata
+            )
+        except StoreConflict as exc:
+            raise Conflict(f"cube {name!r} already exists", details={"cube": name}) from exc
+        return cube_model(row)
+
+    @_translated
+    def get_cube(self, cube: str) -> Cube:
+        with self._engine.db.read() as s:
+            row = self._find_cube(s, cube)
+            counts = repo.cube_record_counts(s, [row.pk])[row.pk]
+        return cube_model(row, sum(counts.values()))
+
+    @_translated
+    def list_cubes(self) -> list[Cube]:
+        with self._engine.db.read() as s:
+            rows = repo.list_cubes(s, self._tenant_pk)
+            counts = repo.cube_record_counts(s, [r.pk for r in rows])
+        return [cube_model(r, sum(counts[r.pk].values())) for r in rows]
+
+    @_translated
+    def delete_cube(self, cube: str) -> None:
+        """Delete a cube with all its records, history, graph and index file."""
+        with self._engine.db.write() as s:
+            row = self._find_cube(s, cube)
+            repo.delete_cube(s, row)
+        self._engine.indexes.drop(row)
+
+    # ---- writes --------------------------------------------------------------------------------
+
+    @_translated
+    def add(
+        self,
+        text: str | Sequence[str] | None = None,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        *,
+        user_id: str,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        cube: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        kind: str | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+    ) -> list[MemoryRecord]:
+        """Store text (one record per string) or chat messages (one episode per message).
+
+        `timestamp` is when it happened (the event time; default now); a message's own
+        `timestamp` wins over it. Returns the created records in input order.
+        """
+        s = self._engine.settings
+        check_ident(user_id, field="user_id", required=True)
+        check_ident(agent_id, field="agent_id")
+        check_ident(session_id, field="session_id")
+        when = to_utc(timestamp, field="timestamp")
+        meta = self._check_metadata(metadata)
+        tag_list = self._check_tags(tags)
+        imp = self._check_importance(importance)
+        if kind is not None and (not isinstance(kind, str) or not 0 < len(kind) <= 32):
+            raise InvalidInput("kind must be 1-32 characters", details={"field": "kind"})
+        if (text is None) == (messages is None):
+            raise InvalidInput("give exactly one of text or messages", details={"field": "text"})
+
+        items: list[dict[str, Any]] = []
+        if text is not None:
+            texts = [text] if isinstance(text, str | bytes | bytearray) else list(text)
+            if not texts:
+                raise InvalidInput("text list is empty", details={"field": "text"})
+            for i, t in enumerate(texts):
+                field = "text" if len(texts) == 1 else f"text[{i}]"
+                content = check_text(t, field=field, max_bytes=s.max_text_bytes)
+                items.append(
+                    {"content": content, "kind": kind or "fact", "source": {}, "event_time": when}
+                )
+        else:
+            if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+                raise InvalidInput("messages must be a list", details={"field": "messages"})
+            if not messages:
+                raise InvalidInput("messages is empty", details={"field": "messages"})
+            for i, raw in enumerate(messages):
+                msg = self._check_message(raw, i)
+                content = check_text(
+                    msg.content, field=f"messages[{i}].content", max_bytes=s.max_text_bytes
+                )
+                source = {"role": msg.role, "speaker": msg.name or msg.role, "message_index": i}
+                items.append(
+                    {
+                        "content": content,
+                        "kind": kind or "episode",
+                        "source": source,
+                        "event_time": to_utc(msg.timestamp, field=f"messages[{i}].timestamp")
+                        or when,
+                        "meta": {**meta, **msg.metadata},
+                    }
+                )
+        if len(items) > s.max_batch_records:
+            raise InvalidInput(
+                f"{len(items)} records in one add; the limit is {s.max_batch_records}",
+                details={"field": "text" if text is not None else "messages"},
+            )
+
+        vectors = self._engine.embedder.encode([it["content"] for it in items])
+        now = utcnow()
+        fields = []
+        for it, vec in zip(items, vectors, strict=True):
+            event_time = it["event_time"]
+            fields.append(
+                {
+                    "kind": it["kind"],
+                    "content": it["content"],
+                    "source": it["source"],
+                    "user_id": user_id,
+                    "agent_id": agent_id,
+                    "session_id": session_id,
+                    "event_time": event_time,
+                    "valid_from": event_time or now,
+                    "created_at": now,
+                    "tags": tag_list,
+                    "importance": imp,
+                    "embedding": vec.tobytes(),
+                    "meta": it.get("meta", meta),
+                }
+            )
+        cube_row = self._cube_for(cube=cube, user_id=user_id, create=True)
+        assert cube_row is not None
+        self._check_model(cube_row)
+        with self._engine.db.write() as db:
+            rows = repo.insert_records(db, cube_row, fields)
+            if messages is not None and len(rows) > 1:
+                db.add_all(
+                    EdgeRow(
+                        cube_pk=cube_row.pk,
+                        type="follows",
+                        src_kind="record",
+                        src_pk=a.pk,
+                        dst_kind="record",
+                        dst_pk=b.pk,
+                        created_at=now,
+                    )
+                    for a, b in itertools.pairwise(rows)
+                )
+        self._engine.indexes.get(cube_row)
+        for r in rows:
+            r.cube = cube_row
+        return [record_model(r) for r in rows]
+
+    @_translated
+    def update(
+        self,
+        id: str,
+        *,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        kind: str | None = None,
+        event_time: datetime | str | float | None = None,
+        valid_from: datetime | str | float | None = None,
+        valid_to: datetime | str | float | None = None,
+    ) -> MemoryRecord:
+        """Change a record; the previous version stays in `history(id)`.
+
+        `metadata` replaces the whole metadata dict; new text is re-embedded.
+        """
+        changes: dict[str, Any] = {}
+        if text is not None:
+            changes["content"] = check_text(
+                text, field="text", max_bytes=self._engine.settings.max_text_bytes
+            )
+        if metadata is not None:
+            changes["meta"] = self._check_metadata(metadata)
+        if tags is not None:
+            changes["tags"] = self._check_tags(tags)
+        if importance is not None:
+            changes["importance"] = self._check_importance(importance)
+        if kind is not None:
+            if not isinstance(kind, str) or not 0 < len(kind) <= 32:
+                raise InvalidInput("kind must be 1-32 characters", details={"field": "kind"})
+            changes["kind"] = kind
+        for name, value in (
+            ("event_time", event_time),
+            ("valid_from", valid_from),
+            ("valid_to", valid_to),
+        ):
+            if value is not None:
+                changes[name] = to_utc(value, field=name)
+        if not changes:
+            raise InvalidInput("nothing to update: give at least one field", details={})
+        vec = None
+        if "content" in changes:
+            vec = self._engine.embedder.encode([changes["content"]])[0]
+        with self._engine.db.write() as s:
+            row = self._get_row(s, id)
+            if row.status == "deleted":
+                raise Conflict(f"record {id} is deleted", details={"id": id})
+            if "content" in changes:
+                self._check_model(row.cube)
+            now = utcnow()
+            for attr, value in changes.items():
+                setattr(row, attr, value)
+            if vec is not None:
+                row.embedding = vec.tobytes()
+            vf, vt = row.valid_from, row.valid_to
+            if vf is not None and vt is not None and vt <= vf:
+                raise InvalidInput(
+                    "valid_to must be after valid_from", details={"field": "valid_to"}
+                )
+            row.version += 1
+            row.updated_at = now
+            s.flush()
+            s.add(repo.snapshot_version(row, "update", now))
+            repo.add_change(s, row.cube_pk, [row.pk], "upsert")
+            cube_row = row.cube
+        self._engine.indexes.get(cube_row)
+        return record_model(row)
+
+    @_translated
+    def delete(self, id: str, *, hard: bool = False) -> None:
+        """Soft delete (default): kept with status `deleted`, excluded from recall, listed on
+        request, visible in history. `hard=True` purges the record, its history, its graph
+        edges and its index entries."""
+        with self._engine.db.write() as s:
+            row = self._get_row(s, id)
+            cube_row = row.cube
+            if hard:
+                repo.hard_delete_record(s, row)
+            elif row.status != "deleted":
+                now = utcnow()
+                row.status = "deleted"
+                row.version += 1
+                row.updated_at = now
+                s.flush()
+                s.add(repo.snapshot_version(row, "delete", now))
+                repo.add_change(s, row.cube_pk, [row.pk], "delete")
+        self._engine.indexes.get(cube_row)
+
+    # ---- reads ----------------------------------------------------------------------------------
+
+    def _get_row(self, s: Any, id: str) -> RecordRow:
+        if not isinstance(id, str) or not id or len(id) > 64:
+            raise InvalidInput("id must be a record id string", details={"field": "id"})
+        row = repo.get_record(s, self._tenant_pk, id)
+        if row is None:
+            raise RecordNotFound(f"record {id} not found", details={"id": id})
+        return row
+
+    @_translated
+    def get(self, id: str) -> MemoryRecord:
+        with self._engine.db.read() as s:
+            return record_model(self._get_row(s, id))
+
+    @_translated
+    def history(self, id: str) -> list[RecordVersion]:
+        """Every version of a record, oldest first (version 1 is the record as created)."""
+        with self._engine.db.read() as s:
+            row = self._get_row(s, id)
+            return [version_model(row.id, v) for v in repo.versions_for(s, row.pk)]
+
+    @_translated
+    def recall(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        k: int = 10,
+        filters: Filters | dict[str, Any] | None = None,
+        at: datetime | str | float | None = None,
+        cube: str | None = None,
+    ) -> list[Hit]:
+        """The `k` records most relevant to `query`, best first, each with per-channel explain.
+
+        `at` is the reference time (default now): only records valid then are returned.
+        """
+        st = self._engine.settings
+        query = check_text(query, field="query", max_bytes=st.max_text_bytes)
+        check_ident(user_id, field="user_id", required=True)
+        k = check_k(k, max_k=st.max_k)
+        rq = self._record_query(filters)
+        rq.valid_at = to_utc(at, field="at") or utcnow()
+        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False)
+        if cube_row is None:
+            return []
+        self._check_model(cube_row)
+        qvec = self._engine.embedder.encode([query])[0]
+        found = retrieval.recall(self._engine.db, self._engine.indexes, cube_row, qvec, k=k, rq=rq)
+        return [Hit(record=record_model(c.row), score=c.score, explain=c.explain) for c in found]
+
+    @_translated
+    def list(
+        self,
+        *,
+        user_id: str | None = None,
+        cube: str | None = None,
+        filters: Filters | dict[str, Any] | None = None,
+        status: StatusArg = "active",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        """Records of a cube (the user's default cube unless `cube` is given), oldest first."""
+        check_ident(user_id, field="user_id")
+        limit = check_k(limit, max_k=self._engine.settings.max_k)
+        if status not in ("active", "archived", "deleted", "all"):
+            raise InvalidInput(f"unknown status {status!r}", details={"field": "status"})
+        rq = self._record_query(filters)
+        rq.statuses = () if status == "all" else (status,)
+        after = self._decode_cursor(cursor)
+        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False)
+        if cube_row is None:
+            return Page(items=[])
+        with self._engine.db.read() as s:
+            rows = repo.query_records(s, cube_row.pk, rq, after_pk=after, limit=limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        nxt = self._encode_cursor(rows[-1].pk) if more and rows else None
+        return Page(items=[record_model(r) for r in rows], next_cursor=nxt)
+
+    # ---- export / import ------------------------------------------------------------------------
+
+    @_translated
+    def export_cube(
+        self, cube: str, path: str | Path, *, progress: Progress | None = None
+    ) -> dict[str, int]:
+        """Write the cube (records, versions, embeddings, entities, edges) to one file."""
+        path = Path(path)
+        with self._engine.db.read() as s:
+            row = self._find_cube(s, cube)
+            total = sum(repo.cube_record_counts(s, [row.pk])[row.pk].values())
+        header = {
+            "format_version": portable.FORMAT_VERSION,
+            "exported_at": utcnow().isoformat(),
+            "cube": {
+                "id": row.id,
+                "name": row.name,
+                "description": row.description,
+                "owner_user_id": row.owner_user_id,
+                "created_at": row.created_at.isoformat(),
+                "metadata": row.meta or {},
+            },
+            "embedding": {
+                "model": row.embedding_model,
+                "dim": row.embedding_dim,
+                "dtype": "float32",
+            },
+            "records": total,
+        }
+        return portable.write(path, header, self._export_lines(row, total, progress))
+
+    def _export_lines(
+        self, cube: CubeRow, total: int, progress: Progress | None
+    ) -> Iterator[dict[str, Any]]:
+        with self._engine.db.read() as s:
+            ids: dict[int, str] = {}
+            for n, r in enumerate(repo.iter_cube_records(s, cube.pk), start=1):
+                ids[r.pk] = r.id
+                rec = record_model(r).model_dump(mode="json")
+                versions = [
+                    version_model(r.id, v).model_dump(mode="json")
+                    for v in repo.versions_for(s, r.pk)
+                ]
+                yield {
+                    "type": "record",
+                    "record": rec,
+                    "versions": versions,
+                    "embedding": portable.encode_vector(r.embedding),
+                }
+                if progress:
+                    progress(n, total)
+            for e in repo.entities_for_cube(s, cube.pk):
+                yield {
+                    "type": "entity",
+                    "key": e.pk,
+                    "entity": {"name": e.name, "normalized": e.normalized, "type": e.type},
+                }
+            for e in repo.edges_for_cube(s, cube.pk):
+                ends = []
+                for kind, pk in ((e.src_kind, e.src_pk), (e.dst_kind, e.dst_pk)):
+                    ends.append([kind, ids.get(pk) if kind == "record" else pk])
+                if any(k == "record" and v is None for k, v in ends):
+                    continue
+                yield {
+                    "type": "edge",
+                    "edge": {
+                        "type": e.type,
+                        "src": ends[0],
+                        "dst": ends[1],
+                        "weight": e.weight,
+                        "metadata": e.meta or {},
+                        "created_at": e.created_at.isoformat(),
+                    },
+                }
+
+    @_translated
+    def import_cube(
+        self,
+        path: str | Path,
+        *,
+        cube: str | None = None,
+        progress: Progress | None = None,
+    ) -> Cube:
+        """Load a cube file as a new cube (named `cube`, default the exported name).
+
+        Record ids are kept; `Conflict` if the cube name or any record id already exists
+        here. All or nothing: one transaction. Embeddings made by another model are redone.
+        """
+        header, lines = portable.read_lines(Path(path))
+        meta = header.get("cube") or {}
+        emb = header.get("embedding") or {}
+        name = check_cube_name(cube or meta.get("name"))
+        embedder = self._engine.embedder
+        same_model = emb.get("model") == embedder.model_id and emb.get("dim") == embedder.dim
+        total = header.get("records")
+        with self._engine.db.read() as s:
+            if repo.find_cube(s, self._tenant_pk, name=name) is not None:
+                raise Conflict(f"cube {name!r} already exists", details={"cube": name})
+        try:
+            with self._engine.db.write() as s:
+                row = repo.create_cube(
+                    s,
+                    self._tenant_pk,
+                    name=name,
+                    description=meta.get("description"),
+                    owner_user_id=meta.get("owner_user_id"),
+                    meta=meta.get("metadata") or {},
+                    embedding_model=embedder.model_id,
+                    embedding_dim=embedder.dim,
+                )
+                self._import_items(
+                    s, row, lines, same_model, int(emb.get("dim") or 0), total, progress
+                )
+        except StoreConflict as exc:
+            raise Conflict(f"import clashes with existing data: {exc}") from exc
+        self._engine.indexes.get(row)
+        return self.get_cube(row.id)
+
+    def _import_items(
+        self,
+        s: Any,
+        cube: CubeRow,
+        lines: Iterator[dict[str, Any]],
+        same_model: bool,
+        file_dim: int,
+        total: int | None,
+        progress: Progress | None,
+    ) -> None:
+        record_pks: dict[str, int] = {}
+        entity_pks: dict[Any, int] = {}
+        pending: list[RecordRow] = []
+        n = 0
+
+        def flush() -> None:
+            if not same_model and pending:
+                vecs = self._engine.embedder.encode([r.content for r in pending])
+                for r, v in zip(pending, vecs, strict=True):
+                    r.embedding = v.tobytes()
+            s.flush()
+            for r in pending:
+                record_pks[r.id] = r.pk
+            repo.add_change(s, cube.pk, [r.pk for r in pending], "upsert")
+            pending.clear()
+
+        try:
+            for item in lines:
+                if item["type"] == "record":
+                    rec, row = item["record"], None
+                    row = RecordRow(cube_pk=cube.pk, **self._record_fields(rec))
+                    row.embedding = (
+                        portable.decode_vector(item.get("embedding"), file_dim)
+                        if same_model
+                        else None
+                    )
+                    s.add(row)
+                    s.flush()
+                    for v in item.get("versions") or []:
+                        s.add(self._version_row(row.pk, v))
+                    pending.append(row)
+                    n += 1
+                    if len(pending) >= 256:
+                        flush()
+                    if progress:
+                        progress(n, total)
+                elif item["type"] == "entity":
+                    flush()
+                    ent = item["entity"]
+                    e = EntityRow(
+                        cube_pk=cube.pk,
+                        name=ent["name"],
+                        normalized=ent["normalized"],
+                        type=ent.get("type", "thing"),
+                    )
+                    s.add(e)
+                    s.flush()
+                    entity_pks[item["key"]] = e.pk
+                else:
+                    flush()
+                    edge = item["edge"]
+                    ends = []
+                    for kind, ref in (edge["src"], edge["dst"]):
+                        table = record_pks if kind == "record" else entity_pks
+                        ends.append((kind, table.get(ref, ref if kind == "topic" else None)))
+                    if any(pk is None for _, pk in ends):
+                        raise InvalidInput(f"edge refers to a missing node: {edge}")
+                    s.add(
+                        EdgeRow(
+                            cube_pk=cube.pk,
+                            type=edge["type"],
+                            src_kind=ends[0][0],
+                            src_pk=ends[0][1],
+                            dst_kind=ends[1][0],
+                            dst_pk=ends[1][1],
+                            weight=edge.get("weight", 1.0),
+                            meta=edge.get("metadata") or {},
+                            created_at=to_utc(edge.get("created_at"), field="created_at")
+                            or utcnow(),
+                        )
+                    )
+            flush()
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidInput(f"cube file has a malformed item: {exc!r}") from exc
+
+    @staticmethod
+    def _record_fields(rec: dict[str, Any]) -> dict[str, Any]:
+        times = ("event_time", "valid_from", "valid_to", "created_at", "updated_at")
+        out = {
+            "id": rec["id"],
+            "tier": rec.get("tier", "plaintext"),
+            "kind": rec["kind"],
+            "content": rec["content"],
+            "source": rec.get("source") or {},
+            "user_id": rec.get("user_id"),
+            "agent_id": rec.get("agent_id"),
+            "session_id": rec.get("session_id"),
+            "version": rec["version"],
+            "status": rec["status"],
+            "importance": rec.get("importance", 0.5),
+            "strength": rec.get("strength", 1.0),
+            "recall_count": rec.get("recall_count", 0),
+            "last_recalled_at": to_utc(rec.get("last_recalled_at"), field="last_recalled_at"),
+            "tags": rec.get("tags") or [],
+            "entities": rec.get("entities") or [],
+            "embedding_precision": rec.get("embedding_precision", "float32"),
+            "meta": rec.get("metadata") or {},
+        }
+        for t in times:
+            out[t] = to_utc(rec.get(t), field=t)
+        return out
+
+    @staticmethod
+    def _version_row(record_pk: int, v: dict[str, Any]) -> VersionRow:
+        return VersionRow(
+            record_pk=record_pk,
+            version=v["version"],
+            change=v["change"],
+            content=v["content"],
+            kind=v["kind"],
+            status=v["status"],
+            tags=v.get("tags") or [],
+            importance=v.get("importance", 0.5),
+            event_time=to_utc(v.get("event_time"), field="event_time"),
+            valid_from=to_utc(v.get("valid_from"), field="valid_from"),
+            valid_to=to_utc(v.get("valid_to"), field="valid_to"),
+            meta=v.get("metadata") or {},
+            changed_at=to_utc(v["changed_at"], field="changed_at"),
+        )
+
+    # ---- operations -----------------------------------------------------------------------------
+
+    @_translated
+    def index_info(self, cube: str) -> IndexInfo:
+        with self._engine.db.read() as s:
+            row = self._find_cube(s, cube)
+        st = self._engine.indexes.state(row)
+        return IndexInfo(
+            cube=row.name,
+            vectors=st.vectors,
+            seq=st.seq,
+            db_seq=st.db_seq,
+            file=st.file,
+            file_exists=st.file_exists,
+            last_rebuild_reason=st.last_rebuild_reason,
+        )
+
+    @_translated
+    def rebuild_index(self, cube: str) -> IndexInfo:
+        """Rebuild a cube's vector index from the database."""
+        with self._engine.db.read() as s:
+            row = self._find_cube(s, cube)
+        self._engine.indexes.rebuild(row)
+        return self.index_info(cube)
+
+    def flush(self) -> None:
+        """Save every vector index with unsaved changes now."""
+        try:
+            self._engine.indexes.flush()
+        except (StoreError, IndexFileError, OSError) as exc:
+            raise StorageError(f"index flush failed: {exc}") from exc
+
+    # ---- input helpers --------------------------------------------------------------------------
+
+    def _check_model(self, cube: CubeRow) -> None:
+        emb = self._engine.embedder
+        if cube.embedding_model != emb.model_id or cube.embedding_dim != emb.dim:
+            raise Conflict(
+                f"cube {cube.name!r} was embedded with {cube.embedding_model} "
+                f"({cube.embedding_dim}d); this service uses {emb.model_id} ({emb.dim}d)",
+                details={"cube": cube.name},
+            )
+
+    @staticmethod
+    def _check_metadata(metadata: Any) -> dict[str, Any]:
+        if metadata is None:
+            return {}
+        if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+            raise InvalidInput(
+                "metadata must be an object with string keys", details={"field": "metadata"}
+            )
+        try:
+            json.dumps(metadata, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(
+                f"metadata must be JSON-serializable: {exc}", details={"field": "metadata"}
+            ) from exc
+        return dict(metadata)
+
+    @staticmethod
+    def _check_tags(tags: Any) -> list[str]:
+        if tags is None:
+            return []
+        if isinstance(tags, str) or not all(isinstance(t, str) and t.strip() for t in tags):
+            raise InvalidInput(
+                "tags must be a list of non-empty strings", details={"field": "tags"}
+            )
+        return sorted(set(tags))
+
+    @staticmethod
+    def _check_importance(importance: Any) -> float:
+        if importance is None:
+            return 0.5
+        if isinstance(importance, bool) or not isinstance(importance, int | float):
+            raise InvalidInput("importance must be a number", details={"field": "importance"})
+        if not 0.0 <= importance <= 1.0:
+            raise InvalidInput("importance must be within [0, 1]", details={"field": "importance"})
+        return float(importance)
+
+    @staticmethod
+    def _check_message(raw: Any, i: int) -> Message:
+        if isinstance(raw, Message):
+            return raw
+        if not isinstance(raw, dict):
+            raise InvalidInput(
+                f"messages[{i}] must be an object", details={"field": f"messages[{i}]"}
+            )
+        data = dict(raw)
+        if "speaker" in data and "name" not in data:
+            data["name"] = data.pop("speaker")
+        try:
+            return Message.model_validate(data)
+        except ValueError as exc:
+            raise InvalidInput(
+                f"messages[{i}] is invalid: {exc}", details={"field": f"messages[{i}]"}
+            ) from exc
+
+    @staticmethod
+    def _record_query(filters: Filters | dict[str, Any] | None) -> repo.RecordQuery:
+        if filters is None:
+            return repo.RecordQuery()
+        if isinstance(filters, dict):
+            try:
+                filters = Filters.model_validate(filters)
+            except ValueError as exc:
+                raise InvalidInput(f"bad filters: {exc}", details={"field": "filters"}) from exc
+        if not isinstance(filters, Filters):
+            raise InvalidInput("filters must be a Filters or a dict", details={"field": "filters"})
+        return repo.RecordQuery(
+            user_id=filters.user_id,
+            agent_id=filters.agent_id,
+            session_id=filters.session_id,
+            kinds=tuple(filters.kinds),
+            tiers=tuple(filters.tiers),
+            tags=tuple(filters.tags),
+            since=to_utc(filters.since, field="filters.since"),
+            until=to_utc(filters.until, field="filters.until"),
+            metadata=dict(filters.metadata),
+        )
+
+    @staticmethod
+    def _encode_cursor(pk: int) -> str:
+        return base64.urlsafe_b64encode(json.dumps({"after": pk}).encode()).decode().rstrip("=")
+
+    @staticmethod
+    def _decode_cursor(cursor: str | None) -> int:
+        if cursor is None:
+            return 0
+        try:
+            pad = "=" * (-len(cursor) % 4)
+            after = json.loads(base64.urlsafe_b64decode(cursor + pad))["after"]
+            if not isinstance(after, int) or after < 0:
+                raise ValueError
+            return after
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise InvalidInput("invalid cursor", details={"field": "cursor"}) from exc

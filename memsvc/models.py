@@ -1,0 +1,143 @@
+"""Public shapes returned by `Memory` and `MemoryClient` (and sent over REST).
+
+Internals such as embeddings and database keys never appear here.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+__all__ = [
+    "Cube",
+    "Filters",
+    "Hit",
+    "IndexInfo",
+    "MemoryRecord",
+    "Message",
+    "Page",
+    "RecordVersion",
+]
+
+Tier = Literal["plaintext", "activation", "parametric"]
+Status = Literal["active", "archived", "deleted"]
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+
+class MemoryRecord(_Frozen):
+    """One memory in one cube, in one tier."""
+
+    id: str
+    cube_id: str
+    cube: str
+    tier: Tier = "plaintext"
+    kind: str
+    content: str
+    source: dict[str, Any] = Field(default_factory=dict)
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    event_time: datetime | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+    version: int
+    status: Status
+    importance: float
+    strength: float
+    recall_count: int
+    last_recalled_at: datetime | None = None
+    tags: list[str] = Field(default_factory=list)
+    entities: list[str] = Field(default_factory=list)
+    embedding_precision: str = "float32"
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Hit(_Frozen):
+    """A recalled record, its fused score and how each channel ranked it."""
+
+    record: MemoryRecord
+    score: float
+    explain: dict[str, dict[str, float | int]] = Field(default_factory=dict)
+
+
+class RecordVersion(_Frozen):
+    """A record as it stood after one change (version 1 is the record as created)."""
+
+    record_id: str
+    version: int
+    change: Literal["create", "update", "delete", "restore"]
+    content: str
+    kind: str
+    status: Status
+    tags: list[str] = Field(default_factory=list)
+    importance: float
+    event_time: datetime | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+    changed_at: datetime
+
+
+class Page(_Frozen):
+    """One page of a listing; pass `next_cursor` back to get the next one (None: no more)."""
+
+    items: list[MemoryRecord]
+    next_cursor: str | None = None
+
+
+class Cube(_Frozen):
+    id: str
+    name: str
+    description: str | None = None
+    owner_user_id: str | None = None
+    embedding_model: str
+    embedding_dim: int
+    created_at: datetime
+    records: int = 0
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class IndexInfo(_Frozen):
+    cube: str
+    vectors: int
+    seq: int
+    db_seq: int
+    file: str
+    file_exists: bool
+    last_rebuild_reason: str | None = None
+
+
+class Message(BaseModel):
+    """A chat message to store as one episode record."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: str = "user"
+    content: str
+    name: str | None = Field(default=None, description="Speaker name, when not the role.")
+    timestamp: datetime | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+
+class Filters(BaseModel):
+    """Conditions a record must meet to be recalled or listed. Unset fields match all."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    kinds: list[str] = Field(default_factory=list)
+    tiers: list[Tier] = Field(default_factory=list)
+    tags: list[str] = Field(default_factory=list, description="Records must carry all of these.")
+    since: datetime | None = Field(default=None, description="Event time at or after.")
+    until: datetime | None = Field(default=None, description="Event time at or before.")
+    metadata: dict[str, Any] = Field(default_factory=dict, description="Equality per key.")
+    statuses: list[Status] = Field(default_factory=lambda: ["active"])

@@ -1,0 +1,103 @@
+"""Checks on caller input, raising `InvalidInput` with a message that names the problem."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime
+from typing import Any
+
+from memsvc.errors import InvalidInput
+
+__all__ = [
+    "check_cube_name",
+    "check_ident",
+    "check_k",
+    "check_text",
+    "to_utc",
+]
+
+CUBE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+def check_text(text: Any, *, field: str, max_bytes: int) -> str:
+    """Text must be valid UTF-8, non-blank and at most `max_bytes` bytes once encoded."""
+    if isinstance(text, bytes | bytearray):
+        try:
+            text = bytes(text).decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise InvalidInput(
+                f"{field} is not valid UTF-8 (byte {exc.start})", details={"field": field}
+            ) from exc
+    if not isinstance(text, str):
+        raise InvalidInput(f"{field} must be a string", details={"field": field})
+    try:
+        size = len(text.encode("utf-8"))
+    except UnicodeEncodeError as exc:
+        raise InvalidInput(
+            f"{field} is not valid UTF-8 (lone surrogate at {exc.start})", details={"field": field}
+        ) from exc
+    if not text.strip():
+        raise InvalidInput(f"{field} is empty", details={"field": field})
+    if size > max_bytes:
+        raise InvalidInput(
+            f"{field} is {size} bytes; the limit is {max_bytes}",
+            details={"field": field, "bytes": size, "limit": max_bytes},
+        )
+    return text
+
+
+def check_ident(value: Any, *, field: str, required: bool = False) -> str | None:
+    """user/agent/session ids: 1-256 printable characters."""
+    if value is None:
+        if required:
+            raise InvalidInput(f"{field} is required", details={"field": field})
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise InvalidInput(f"{field} must be a non-empty string", details={"field": field})
+    if len(value) > 256 or _CONTROL.search(value):
+        raise InvalidInput(
+            f"{field} must be at most 256 printable characters", details={"field": field}
+        )
+    return value
+
+
+def check_cube_name(name: Any) -> str:
+    if not isinstance(name, str) or not CUBE_NAME.match(name):
+        raise InvalidInput(
+            "cube name must be 1-128 characters of letters, digits and . _ @ : - "
+            "starting with a letter or digit",
+            details={"field": "cube", "value": str(name)[:200]},
+        )
+    return name
+
+
+def check_k(k: Any, *, max_k: int) -> int:
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise InvalidInput("k must be an integer", details={"field": "k"})
+    if k <= 0 or k > max_k:
+        raise InvalidInput(f"k must be between 1 and {max_k}; got {k}", details={"field": "k"})
+    return k
+
+
+def to_utc(value: Any, *, field: str) -> datetime | None:
+    """Accept a datetime (naive means UTC), an ISO 8601 string or a Unix timestamp."""
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise InvalidInput(f"{field} must be a datetime", details={"field": field})
+    if isinstance(value, int | float):
+        try:
+            return datetime.fromtimestamp(value, tz=UTC)
+        except (OverflowError, OSError, ValueError) as exc:
+            raise InvalidInput(f"{field} is out of range", details={"field": field}) from exc
+    if isinstance(value, str):
+        try:
+            value = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        except ValueError as exc:
+            raise InvalidInput(
+                f"{field} is not an ISO 8601 datetime: {value!r}", details={"field": field}
+            ) from exc
+    if not isinstance(value, datetime):
+        raise InvalidInput(f"{field} must be a datetime", details={"field": field})
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)

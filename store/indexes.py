@@ -1,0 +1,158 @@
+"""Keeps each cube's vector index in step with the database.
+
+The database is the source of truth. Every record write appends to the change log; an index
+remembers the last change sequence it covers. Before a search, and after a write, the index
+catches up by re-reading only the records changed since then, so writes from other threads or
+processes are seen too. A missing, corrupt or foreign index file is rebuilt from the records.
+Files are saved at most every `flush_seconds` (and on close): an unsaved index loses nothing,
+it is caught up from the change log on the next start.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from sqlalchemy import select
+
+from store import repository as repo
+from store.database import Database
+from store.orm import CubeRow
+from store.vector_index import CubeIndex, IndexFileError, read_index_file, write_index_file
+
+__all__ = ["IndexManager", "IndexState"]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class IndexState:
+    cube_id: str
+    vectors: int
+    seq: int
+    db_seq: int
+    file: str
+    file_exists: bool
+    last_rebuild_reason: str | None
+
+
+class IndexManager:
+    def __init__(self, db: Database, directory: Path, *, flush_seconds: float = 5.0) -> None:
+        self.db = db
+        self.directory = directory
+        self.flush_seconds = flush_seconds
+        self._indexes: dict[int, CubeIndex] = {}
+        self._saved_at: dict[int, float] = {}
+        self._rebuild_reason: dict[int, str] = {}
+        self._lock = threading.RLock()
+
+    def path_for(self, cube: CubeRow) -> Path:
+        return self.directory / f"{cube.id}.faiss"
+
+    # ---- loading and syncing ------------------------------------------------------------------
+
+    def get(self, cube: CubeRow) -> CubeIndex:
+        """The cube's index, caught up with every committed change."""
+        with self._lock:
+            index = self._indexes.get(cube.pk)
+            if index is None:
+                index = self._load(cube)
+                self._indexes[cube.pk] = index
+            self._catch_up(cube, index)
+            return index
+
+    def _load(self, cube: CubeRow) -> CubeIndex:
+        path = self.path_for(cube)
+        try:
+            index = read_index_file(path)
+            if index.dim != cube.embedding_dim or index.model != cube.embedding_model:
+                raise IndexFileError("index was built for another embedding model")
+            with self.db.read() as s:
+                db_seq = repo.max_change_seq(s, cube.pk)
+            if index.seq > db_seq:
+                raise IndexFileError("index is newer than the database (restored backup?)")
+            self._saved_at[cube.pk] = time.monotonic()
+            return index
+        except IndexFileError as exc:
+            if not path.exists():
+                return self._rebuild(cube, None)
+            log.warning("rebuilding index for cube %s: %s", cube.id, exc)
+            return self._rebuild(cube, str(exc))
+
+    def _rebuild(self, cube: CubeRow, reason: str | None) -> CubeIndex:
+        with self.db.read() as s:
+            seq = repo.max_change_seq(s, cube.pk)
+            pks, vecs = repo.active_vectors(s, cube.pk, dim=cube.embedding_dim)
+        index = CubeIndex(cube.embedding_dim, cube.embedding_model, seq=seq)
+        index.upsert(pks, vecs)
+        if reason is not None:
+            self._rebuild_reason[cube.pk] = reason
+        self._save(cube, index)
+        return index
+
+    def _catch_up(self, cube: CubeRow, index: CubeIndex) -> None:
+        with self.db.read() as s:
+            new_seq, changed = repo.changes_since(s, cube.pk, index.seq)
+            if not changed:
+                return
+            pks, vecs = repo.active_vectors(s, cube.pk, changed, dim=cube.embedding_dim)
+        index.remove(np.asarray(changed, dtype=np.int64))
+        index.upsert(pks, vecs)
+        index.seq = new_seq
+        self._maybe_save(cube, index)
+
+    # ---- persistence ----------------------------------------------------------------------------
+
+    def _maybe_save(self, cube: CubeRow, index: CubeIndex) -> None:
+        if time.monotonic() - self._saved_at.get(cube.pk, 0.0) >= self.flush_seconds:
+            self._save(cube, index)
+
+    def _save(self, cube: CubeRow, index: CubeIndex) -> None:
+        write_index_file(self.path_for(cube), index)
+        index.dirty = False
+        self._saved_at[cube.pk] = time.monotonic()
+
+    def flush(self) -> None:
+        """Save every index with unsaved changes."""
+        with self._lock:
+            cubes = self._cube_rows(list(self._indexes))
+            for pk, index in self._indexes.items():
+                if index.dirty and pk in cubes:
+                    self._save(cubes[pk], index)
+
+    def _cube_rows(self, pks: list[int]) -> dict[int, CubeRow]:
+        if not pks:
+            return {}
+        with self.db.read() as s:
+            return {c.pk: c for c in s.scalars(select(CubeRow).where(CubeRow.pk.in_(pks)))}
+
+    def rebuild(self, cube: CubeRow) -> CubeIndex:
+        with self._lock:
+            index = self._rebuild(cube, "requested")
+            self._indexes[cube.pk] = index
+            return index
+
+    def drop(self, cube: CubeRow) -> None:
+        with self._lock:
+            self._indexes.pop(cube.pk, None)
+            self._saved_at.pop(cube.pk, None)
+            self.path_for(cube).unlink(missing_ok=True)
+
+    def state(self, cube: CubeRow) -> IndexState:
+        index = self.get(cube)
+        with self.db.read() as s:
+            db_seq = repo.max_change_seq(s, cube.pk)
+        path = self.path_for(cube)
+        return IndexState(
+            cube_id=cube.id,
+            vectors=index.count,
+            seq=index.seq,
+            db_seq=db_seq,
+            file=str(path),
+            file_exists=path.exists(),
+            last_rebuild_reason=self._rebuild_reason.get(cube.pk),
+        )

@@ -1,0 +1,398 @@
+"""Queries and writes over the ORM, one function per operation, each given a session.
+
+Callers own the transaction (`Database.write()` / `.read()`), so a multi-step write such as
+"insert records, their first versions, graph edges and change-log rows" commits as one.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy.orm import Session, undefer
+
+from store.orm import (
+    ChangeRow,
+    CubeRow,
+    EdgeRow,
+    EntityRow,
+    RecordRow,
+    TenantRow,
+    VersionRow,
+    utcnow,
+)
+
+__all__ = [
+    "RecordQuery",
+    "active_vectors",
+    "add_change",
+    "changes_since",
+    "create_cube",
+    "cube_record_counts",
+    "delete_cube",
+    "edges_for_cube",
+    "ensure_tenant",
+    "entities_for_cube",
+    "find_cube",
+    "get_record",
+    "hard_delete_record",
+    "insert_records",
+    "iter_cube_records",
+    "list_cubes",
+    "matching_pks",
+    "max_change_seq",
+    "query_records",
+    "records_by_pks",
+    "set_recalled",
+    "snapshot_version",
+    "versions_for",
+]
+
+VERSIONED_FIELDS = (
+    "content",
+    "kind",
+    "status",
+    "tags",
+    "importance",
+    "event_time",
+    "valid_from",
+    "valid_to",
+    "meta",
+)
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())
+
+
+# ---- tenants and cubes ---------------------------------------------------------------------
+
+
+def ensure_tenant(s: Session, name: str) -> TenantRow:
+    row = s.scalar(select(TenantRow).where(TenantRow.name == name))
+    if row is None:
+        row = TenantRow(name=name, created_at=utcnow())
+        s.add(row)
+        s.flush()
+    return row
+
+
+def find_cube(s: Session, tenant_pk: int, *, name: str | None = None, id: str | None = None):
+    q = select(CubeRow).where(CubeRow.tenant_pk == tenant_pk)
+    q = q.where(CubeRow.name == name) if name is not None else q.where(CubeRow.id == id)
+    return s.scalar(q)
+
+
+def create_cube(
+    s: Session,
+    tenant_pk: int,
+    *,
+    name: str,
+    embedding_model: str,
+    embedding_dim: int,
+    description: str | None = None,
+    owner_user_id: str | None = None,
+    meta: dict[str, Any] | None = None,
+    id: str | None = None,
+    created_at: datetime | None = None,
+) -> CubeRow:
+    row = CubeRow(
+        id=id or new_id(),
+        tenant_pk=tenant_pk,
+        name=name,
+        description=description,
+        owner_user_id=owner_user_id,
+        embedding_model=embedding_model,
+        embedding_dim=embedding_dim,
+        meta=meta or {},
+        created_at=created_at or utcnow(),
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def list_cubes(s: Session, tenant_pk: int) -> list[CubeRow]:
+    return list(
+        s.scalars(select(CubeRow).where(CubeRow.tenant_pk == tenant_pk).order_by(CubeRow.pk))
+    )
+
+
+def cube_record_counts(s: Session, cube_pks: Sequence[int]) -> dict[int, dict[str, int]]:
+    """Per cube, the number of records in each status."""
+    out: dict[int, dict[str, int]] = {pk: {} for pk in cube_pks}
+    if not cube_pks:
+        return out
+    rows = s.execute(
+        select(RecordRow.cube_pk, RecordRow.status, func.count())
+        .where(RecordRow.cube_pk.in_(cube_pks))
+        .group_by(RecordRow.cube_pk, RecordRow.status)
+    )
+    for cube_pk, status, n in rows:
+        out[cube_pk][status] = n
+    return out
+
+
+def delete_cube(s: Session, cube: CubeRow) -> None:
+    record_pks = select(RecordRow.pk).where(RecordRow.cube_pk == cube.pk)
+    s.execute(delete(VersionRow).where(VersionRow.record_pk.in_(record_pks)))
+    s.execute(delete(RecordRow).where(RecordRow.cube_pk == cube.pk))
+    s.execute(delete(EdgeRow).where(EdgeRow.cube_pk == cube.pk))
+    s.execute(delete(EntityRow).where(EntityRow.cube_pk == cube.pk))
+    s.execute(delete(ChangeRow).where(ChangeRow.cube_pk == cube.pk))
+    s.delete(cube)
+
+
+# ---- records ---------------------------------------------------------------------------------
+
+
+def snapshot_version(row: RecordRow, change: str, at: datetime) -> VersionRow:
+    return VersionRow(
+        record_pk=row.pk,
+        version=row.version,
+        change=change,
+        changed_at=at,
+        **{f: getattr(row, f) for f in VERSIONED_FIELDS},
+    )
+
+
+def add_change(s: Session, cube_pk: int, record_pks: Iterable[int], op: str) -> None:
+    now = utcnow()
+    s.add_all(ChangeRow(cube_pk=cube_pk, record_pk=pk, op=op, created_at=now) for pk in record_pks)
+
+
+def insert_records(s: Session, cube: CubeRow, fields: Sequence[dict[str, Any]]) -> list[RecordRow]:
+    """Insert records with their first version and change-log rows; returns the new rows."""
+    now = utcnow()
+    rows = []
+    for f in fields:
+        f = dict(f)
+        f.setdefault("id", new_id())
+        f.setdefault("created_at", now)
+        f.setdefault("updated_at", f["created_at"])
+        rows.append(RecordRow(cube_pk=cube.pk, **f))
+    s.add_all(rows)
+    s.flush()
+    s.add_all(snapshot_version(r, "create", r.created_at) for r in rows)
+    add_change(s, cube.pk, (r.pk for r in rows), "upsert")
+    return rows
+
+
+def get_record(s: Session, tenant_pk: int, record_id: str, *, with_embedding: bool = False):
+    q = (
+        select(RecordRow)
+        .join(RecordRow.cube)
+        .where(RecordRow.id == record_id, CubeRow.tenant_pk == tenant_pk)
+    )
+    if with_embedding:
+        q = q.options(undefer(RecordRow.embedding))
+    return s.scalar(q)
+
+
+def records_by_pks(s: Session, pks: Sequence[int]) -> dict[int, RecordRow]:
+    if not len(pks):
+        return {}
+    rows = s.scalars(select(RecordRow).where(RecordRow.pk.in_([int(p) for p in pks])))
+    return {r.pk: r for r in rows}
+
+
+def versions_for(s: Session, record_pk: int) -> list[VersionRow]:
+    return list(
+        s.scalars(
+            select(VersionRow).where(VersionRow.record_pk == record_pk).order_by(VersionRow.version)
+        )
+    )
+
+
+def hard_delete_record(s: Session, row: RecordRow) -> None:
+    s.execute(delete(VersionRow).where(VersionRow.record_pk == row.pk))
+    s.execute(
+        delete(EdgeRow).where(
+            EdgeRow.cube_pk == row.cube_pk,
+            or_(
+                (EdgeRow.src_kind == "record") & (EdgeRow.src_pk == row.pk),
+                (EdgeRow.dst_kind == "record") & (EdgeRow.dst_pk == row.pk),
+            ),
+        )
+    )
+    s.execute(delete(RecordRow).where(RecordRow.pk == row.pk))
+    add_change(s, row.cube_pk, [row.pk], "delete")
+
+
+def set_recalled(s: Session, pks: Sequence[int], at: datetime) -> None:
+    s.execute(
+        update(RecordRow)
+        .where(RecordRow.pk.in_(pks))
+        .values(recall_count=RecordRow.recall_count + 1, last_recalled_at=at)
+    )
+
+
+@dataclass
+class RecordQuery:
+    """Conditions on records; every field left at its default matches everything."""
+
+    statuses: tuple[str, ...] = ("active",)
+    user_id: str | None = None
+    agent_id: str | None = None
+    session_id: str | None = None
+    kinds: tuple[str, ...] = ()
+    tiers: tuple[str, ...] = ()
+    tags: tuple[str, ...] = ()
+    since: datetime | None = None
+    until: datetime | None = None
+    valid_at: datetime | None = None
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def is_trivial(self) -> bool:
+        return self == RecordQuery(statuses=self.statuses)
+
+    def apply(self, q):
+        R = RecordRow
+        if self.statuses:
+            q = q.where(R.status.in_(self.statuses))
+        for col, val in (
+            (R.user_id, self.user_id),
+            (R.agent_id, self.agent_id),
+            (R.session_id, self.session_id),
+        ):
+            if val is not None:
+                q = q.where(col == val)
+        if self.kinds:
+            q = q.where(R.kind.in_(self.kinds))
+        if self.tiers:
+            q = q.where(R.tier.in_(self.tiers))
+        if self.since is not None:
+            q = q.where(func.coalesce(R.event_time, R.created_at) >= self.since)
+        if self.until is not None:
+            q = q.where(func.coalesce(R.event_time, R.created_at) <= self.until)
+        if self.valid_at is not None:
+            q = q.where(or_(R.valid_from.is_(None), R.valid_from <= self.valid_at))
+            q = q.where(or_(R.valid_to.is_(None), R.valid_to > self.valid_at))
+        return q
+
+    def matches(self, row: RecordRow) -> bool:
+        """The same conditions in Python, for rows already loaded (tags/metadata included)."""
+        if self.statuses and row.status not in self.statuses:
+            return False
+        for attr in ("user_id", "agent_id", "session_id"):
+            want = getattr(self, attr)
+            if want is not None and getattr(row, attr) != want:
+                return False
+        if self.kinds and row.kind not in self.kinds:
+            return False
+        if self.tiers and row.tier not in self.tiers:
+            return False
+        when = row.event_time or row.created_at
+        if self.since is not None and when < self.since:
+            return False
+        if self.until is not None and when > self.until:
+            return False
+        if self.valid_at is not None:
+            if row.valid_from is not None and row.valid_from > self.valid_at:
+                return False
+            if row.valid_to is not None and row.valid_to <= self.valid_at:
+                return False
+        if self.tags and not set(self.tags) <= set(row.tags or ()):
+            return False
+        meta = row.meta or {}
+        return all(meta.get(k) == v for k, v in self.metadata.items())
+
+
+def query_records(
+    s: Session, cube_pk: int, rq: RecordQuery, *, after_pk: int = 0, limit: int | None = None
+) -> list[RecordRow]:
+    """Records matching `rq` in pk order after a cursor; tag and metadata checks run in Python
+    so the same code works on every database's JSON flavour."""
+    out: list[RecordRow] = []
+    cursor = after_pk
+    chunk = max(limit or 0, 500)
+    while True:
+        q = rq.apply(select(RecordRow).where(RecordRow.cube_pk == cube_pk, RecordRow.pk > cursor))
+        batch = list(s.scalars(q.order_by(RecordRow.pk).limit(chunk)))
+        for r in batch:
+            if rq.matches(r):
+                out.append(r)
+                if limit is not None and len(out) >= limit:
+                    return out
+        if len(batch) < chunk:
+            return out
+        cursor = batch[-1].pk
+
+
+def matching_pks(s: Session, cube_pk: int, rq: RecordQuery) -> np.ndarray:
+    if not rq.tags and not rq.metadata:
+        q = rq.apply(select(RecordRow.pk).where(RecordRow.cube_pk == cube_pk))
+        return np.fromiter(s.scalars(q), dtype=np.int64)
+    return np.array([r.pk for r in query_records(s, cube_pk, rq)], dtype=np.int64)
+
+
+def iter_cube_records(s: Session, cube_pk: int, *, batch: int = 500) -> Iterator[RecordRow]:
+    """Every record of a cube (any status) with its embedding, in pk order, streamed."""
+    cursor = 0
+    while True:
+        rows = list(
+            s.scalars(
+                select(RecordRow)
+                .options(undefer(RecordRow.embedding))
+                .where(RecordRow.cube_pk == cube_pk, RecordRow.pk > cursor)
+                .order_by(RecordRow.pk)
+                .limit(batch)
+            )
+        )
+        yield from rows
+        if len(rows) < batch:
+            return
+        cursor = rows[-1].pk
+
+
+def entities_for_cube(s: Session, cube_pk: int) -> list[EntityRow]:
+    return list(
+        s.scalars(select(EntityRow).where(EntityRow.cube_pk == cube_pk).order_by(EntityRow.pk))
+    )
+
+
+def edges_for_cube(s: Session, cube_pk: int) -> list[EdgeRow]:
+    return list(s.scalars(select(EdgeRow).where(EdgeRow.cube_pk == cube_pk).order_by(EdgeRow.pk)))
+
+
+# ---- change log and vectors --------------------------------------------------------------------
+
+
+def max_change_seq(s: Session, cube_pk: int) -> int:
+    return int(s.scalar(select(func.max(ChangeRow.seq)).where(ChangeRow.cube_pk == cube_pk)) or 0)
+
+
+def changes_since(s: Session, cube_pk: int, seq: int) -> tuple[int, list[int]]:
+    """(newest seq, distinct record pks changed after `seq`)."""
+    rows = s.execute(
+        select(ChangeRow.seq, ChangeRow.record_pk).where(
+            ChangeRow.cube_pk == cube_pk, ChangeRow.seq > seq
+        )
+    ).all()
+    if not rows:
+        return seq, []
+    return max(r[0] for r in rows), sorted({r[1] for r in rows})
+
+
+def active_vectors(
+    s: Session, cube_pk: int, pks: Sequence[int] | None = None, *, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(pks, vectors) of the active records with an embedding, optionally among `pks`."""
+    q = select(RecordRow.pk, RecordRow.embedding).where(
+        RecordRow.cube_pk == cube_pk,
+        RecordRow.status == "active",
+        RecordRow.embedding.is_not(None),
+    )
+    if pks is not None:
+        q = q.where(RecordRow.pk.in_([int(p) for p in pks]))
+    rows = s.execute(q.order_by(RecordRow.pk)).all()
+    if not rows:
+        return np.empty(0, np.int64), np.empty((0, dim), np.float32)
+    ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
+    vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+    return ids, vecs

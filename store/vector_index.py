@@ -1,0 +1,156 @@
+"""One cube's vector index and its on-disk file.
+
+The file holds a small JSON header (format, dim, embedding model, change-log sequence covered,
+CRC of the payload) and a FAISS index. It is written to a temporary file, fsynced and renamed,
+so a crash leaves either the old file or the new one, never a torn one; a file that fails its
+checks is treated as missing and rebuilt from the database.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import struct
+import threading
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+
+import faiss
+import numpy as np
+
+from store.errors import StoreError
+
+__all__ = ["CubeIndex", "IndexFileError", "read_index_file", "write_index_file"]
+
+log = logging.getLogger(__name__)
+MAGIC = b"MEMSVCIX"
+FORMAT = 1
+
+
+class IndexFileError(StoreError):
+    """The index file is missing, torn, corrupt or built for another model."""
+
+
+@dataclass
+class IndexHeader:
+    dim: int
+    model: str
+    seq: int
+    count: int
+
+
+class CubeIndex:
+    """Exact inner-product search over one cube's active record vectors (ids = record pks)."""
+
+    def __init__(self, dim: int, model: str, *, seq: int = 0) -> None:
+        self.dim = dim
+        self.model = model
+        self.seq = seq
+        self.dirty = False
+        self.lock = threading.Lock()
+        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+
+    @property
+    def count(self) -> int:
+        return int(self._index.ntotal)
+
+    def upsert(self, pks: np.ndarray, vectors: np.ndarray) -> None:
+        if len(pks) == 0:
+            return
+        pks = np.ascontiguousarray(pks, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(pks), self.dim)
+        with self.lock:
+            self._index.remove_ids(pks)
+            self._index.add_with_ids(vectors, pks)
+            self.dirty = True
+
+    def remove(self, pks: np.ndarray) -> None:
+        if len(pks) == 0:
+            return
+        with self.lock:
+            self._index.remove_ids(np.ascontiguousarray(pks, dtype=np.int64))
+            self.dirty = True
+
+    def search(
+        self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (pks, scores) by inner product; `allowed` restricts the candidates."""
+        q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
+        with self.lock:
+            k = min(k, self.count if allowed is None else min(self.count, len(allowed)))
+            if k <= 0:
+                return np.empty(0, np.int64), np.empty(0, np.float32)
+            params = None
+            if allowed is not None:
+                sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
+                params = faiss.SearchParameters(sel=sel)
+            scores, pks = self._index.search(q, k, params=params)
+        keep = pks[0] >= 0
+        return pks[0][keep], scores[0][keep]
+
+    def to_bytes(self) -> bytes:
+        with self.lock:
+            payload = faiss.serialize_index(self._index).tobytes()
+            header = {
+                "format": FORMAT,
+                "dim": self.dim,
+                "model": self.model,
+                "seq": self.seq,
+                "count": self.count,
+                "crc32": zlib.crc32(payload),
+            }
+        raw = json.dumps(header).encode()
+        return MAGIC + struct.pack("<I", len(raw)) + raw + payload
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> CubeIndex:
+        if len(data) < 12 or data[:8] != MAGIC:
+            raise IndexFileError("not a memsvc index file")
+        (hlen,) = struct.unpack("<I", data[8:12])
+        try:
+            header = json.loads(data[12 : 12 + hlen])
+        except ValueError as exc:
+            raise IndexFileError(f"unreadable index header: {exc}") from exc
+        payload = data[12 + hlen :]
+        if header.get("format") != FORMAT or zlib.crc32(payload) != header.get("crc32"):
+            raise IndexFileError("index file is corrupt (format or checksum mismatch)")
+        idx = cls(int(header["dim"]), str(header["model"]), seq=int(header["seq"]))
+        loaded = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
+        if loaded.ntotal != header["count"] or loaded.d != idx.dim:
+            raise IndexFileError("index file disagrees with its header")
+        idx._index = loaded
+        return idx
+
+
+def write_index_file(path: Path, index: CubeIndex) -> None:
+    """Atomically replace `path` with the index (tmp file, fsync, rename, fsync dir)."""
+    data = index.to_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.{threading.get_ident()}.tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+    dir_fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)
+
+
+def read_index_file(path: Path) -> CubeIndex:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError as exc:
+        raise IndexFileError(f"no index file at {path}") from exc
+    except OSError as exc:
+        raise IndexFileError(f"cannot read index file {path}: {exc}") from exc
+    try:
+        return CubeIndex.from_bytes(data)
+    except IndexFileError:
+        raise
+    except Exception as exc:  # FAISS raises RuntimeError on a torn payload
+        raise IndexFileError(f"index file {path} is corrupt: {exc}") from exc
