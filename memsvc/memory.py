@@ -39,7 +39,7 @@ from memsvc.errors import (
     StorageError,
 )
 from memsvc.models import Cube, Filters, Hit, IndexInfo, MemoryRecord, Message, Page, RecordVersion
-from memsvc.validation import check_cube_name, check_ident, check_k, check_text, to_utc
+from memsvc.validation import brief, check_cube_name, check_ident, check_k, check_text, to_utc
 from store import repository as repo
 from store.database import Database
 from store.errors import StoreConflict, StoreError
@@ -905,7 +905,7 @@ class Memory:
             return Message.model_validate(data)
         except ValueError as exc:
             raise InvalidInput(
-                f"messages[{i}] is invalid: {exc}", details={"field": f"messages[{i}]"}
+                brief(exc, prefix=f"messages[{i}]"), details={"field": f"messages[{i}]"}
             ) from exc
 
     @staticmethod
@@ -916,7 +916,9 @@ class Memory:
             try:
                 filters = Filters.model_validate(filters)
             except ValueError as exc:
-                raise InvalidInput(f"bad filters: {exc}", details={"field": "filters"}) from exc
+                raise InvalidInput(
+                    "bad filters: " + brief(exc, prefix="filters"), details={"field": "filters"}
+                ) from exc
         if not isinstance(filters, Filters):
             raise InvalidInput("filters must be a Filters or a dict", details={"field": "filters"})
         return repo.RecordQuery(

@@ -9,6 +9,7 @@ from typing import Any
 from memsvc.errors import InvalidInput
 
 __all__ = [
+    "brief",
     "check_cube_name",
     "check_ident",
     "check_k",
@@ -101,3 +102,15 @@ def to_utc(value: Any, *, field: str) -> datetime | None:
     if not isinstance(value, datetime):
         raise InvalidInput(f"{field} must be a datetime", details={"field": field})
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def brief(exc: Exception, *, prefix: str) -> str:
+    """One line per pydantic error ("prefix.field: message") instead of its long report."""
+    errors = getattr(exc, "errors", None)
+    if not callable(errors):
+        return f"{prefix}: {exc}"
+    parts = []
+    for e in errors():
+        loc = ".".join(str(p) for p in e.get("loc", ()))
+        parts.append(f"{prefix}.{loc}: {e['msg']}" if loc else f"{prefix}: {e['msg']}")
+    return "; ".join(parts)
