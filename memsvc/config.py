@@ -31,7 +31,15 @@ class Settings(BaseSettings):
         default=None,
         description="A sentence-transformers model directory; default is the bundled MiniLM.",
     )
-    embed_threads: int = Field(default_factory=_default_threads, ge=1)
+    embed_threads: int = Field(
+        default_factory=_default_threads, ge=1, description="torch threads for batches."
+    )
+    query_threads: int = Field(
+        default=1, ge=1, description="torch threads for single queries (stable under load)."
+    )
+    search_threads: int = Field(
+        default=1, ge=1, description="FAISS threads; 1 is fastest for single queries."
+    )
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
     max_text_bytes: int = Field(default=32 * 1024, ge=1)
     max_batch_records: int = Field(default=10_000, ge=1)

@@ -45,7 +45,7 @@ from store.database import Database
 from store.errors import StoreConflict, StoreError
 from store.indexes import IndexManager
 from store.orm import CubeRow, EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
-from store.vector_index import IndexFileError
+from store.vector_index import IndexFileError, set_search_threads
 
 __all__ = ["Memory"]
 
@@ -84,6 +84,7 @@ class _Engine:
     def __init__(self, settings: Settings, embedder: Embedder | None) -> None:
         self.settings = settings
         settings.home.mkdir(parents=True, exist_ok=True)
+        set_search_threads(settings.search_threads)
         self.db = Database(settings.resolved_database_url())
         self.db.migrate()
         self.indexes = IndexManager(
@@ -92,6 +93,7 @@ class _Engine:
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             settings.embedding_model,
             threads=settings.embed_threads,
+            query_threads=settings.query_threads,
             batch_size=settings.embed_batch_size,
         )
         self._tenants: dict[str, int] = {}
