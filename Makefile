@@ -7,8 +7,14 @@ DEV_STAMP := $(VENV)/.memsvc-installed-dev
 
 .PHONY: serve test lint format bench clean
 
+# Python 3.11+ is required. Debian's python3 may lack the venv module (package python3-venv):
+# then virtualenv, installed from PyPI for this user, makes the environment instead.
 $(BIN)/python:
-	$(PYTHON) -m venv $(VENV)
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
+		{ echo "memsvc needs Python 3.11 or newer (found $$($(PYTHON) --version 2>&1))"; exit 1; }
+	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
+		$(PYTHON) -m pip install --quiet --user --break-system-packages virtualenv && \
+		$(PYTHON) -m virtualenv --quiet $(VENV); }
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 # torch first: the CPU build of exactly 2.13.0; any other resolution pulls CUDA wheels.

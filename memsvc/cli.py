@@ -96,8 +96,12 @@ def _records_table(records: list[Any], *, scores: list[float] | None = None) -> 
 
 @app.command()
 def serve(
-    host: Annotated[str, typer.Option(help="Address to bind.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    host: Annotated[
+        str | None, typer.Option(help="Address to bind (default MEMSVC_HOST, 127.0.0.1).")
+    ] = None,
+    port: Annotated[
+        int | None, typer.Option(help="Port to listen on (default MEMSVC_PORT, 8000).")
+    ] = None,
     data_dir: DataDir = None,
     database_url: DbUrl = None,
 ) -> None:
@@ -110,6 +114,8 @@ def serve(
     from api.app import create_app
 
     settings = _settings(data_dir, database_url)
+    host = host or settings.host
+    port = settings.port if port is None else port
     err.print(f"memsvc serving {settings.home.resolve()} on http://{host}:{port}")
     uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="info")
 

@@ -350,6 +350,8 @@ class Memory:
                 details={"field": "text" if text is not None else "messages"},
             )
 
+        # An explicitly named cube must exist: fail before the (slow) embedding.
+        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False)
         vectors = self._engine.embedder.encode([it["content"] for it in items])
         now = utcnow()
         fields = []
@@ -372,7 +374,8 @@ class Memory:
                     "meta": it.get("meta", meta),
                 }
             )
-        cube_row = self._cube_for(cube=cube, user_id=user_id, create=True)
+        if cube_row is None:
+            cube_row = self._cube_for(cube=None, user_id=user_id, create=True)
         assert cube_row is not None
         self._check_model(cube_row)
         with self._engine.db.write() as db:
