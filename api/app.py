@@ -1,38 +1,81 @@
-"""App factory: one `Memory` per process, shared by every request."""
+"""App factory: one `Memory` per process, shared by every request; one /v1 surface."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.routing import APIRoute
 
 from api.errors import install_error_handlers
-from api.routes import health, memories
+from api.limits import BodyLimitMiddleware
+from api.metrics import Metrics
+from api.routes import cubes, health, memories
 from memsvc import Memory, Settings, __version__, get_settings
 
-__all__ = ["create_app"]
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger(__name__)
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def _warm_up(memory: Memory, ready: threading.Event) -> None:
+    """Load the model and every cube's index, then report ready."""
+    try:
+        memory.embedder.encode(["warm up"])
+        memory.load_indexes()
+        ready.set()
+    except Exception:  # readiness stays false; /readyz tells
+        log.exception("warm-up failed")
 
 
 def create_app(memory: Memory | None = None, *, settings: Settings | None = None) -> FastAPI:
-    """Build the ASGI app; `memory` is opened from `settings` at startup when not given."""
+    """Build the ASGI app. `memory` (tests) is used as is; otherwise one is opened from
+    `settings` at startup and closed (indexes saved) at shutdown."""
+    settings = settings or (memory.settings if memory is not None else get_settings())
     owned = memory is None
+    mem = memory or Memory(settings=settings)
+    ready = threading.Event()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        if owned:
-            app.state.memory = Memory(settings=settings or get_settings())
-            app.state.memory.embedder.encode(["warm up"])  # load the model before serving
-        else:
-            app.state.memory = memory
+        threading.Thread(target=_warm_up, args=(mem, ready), daemon=True).start()
         try:
             yield
         finally:
             if owned:
-                app.state.memory.close()
+                mem.close()
 
-    app = FastAPI(title="memsvc", version=__version__, lifespan=lifespan)
+    app = FastAPI(
+        title="memsvc",
+        version=__version__,
+        description="Long-term memory for LLM agents. Authenticate with `Authorization: "
+        "Bearer <key>` (keys from `memsvc keys create --tenant NAME`).",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.memory = mem
+    app.state.settings = settings
+    app.state.ready = ready
+    app.state.metrics = Metrics(mem)
     install_error_handlers(app)
-    app.include_router(health.router)
-    app.include_router(memories.router)
+    for router in (health.router, memories.router, cubes.router):
+        app.include_router(router)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_request_bytes,
+        import_limit=settings.max_import_bytes,
+    )
+    app.add_middleware(lambda inner: app.state.metrics.middleware(inner))
     return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and multi-worker serving: settings from MEMSVC_*."""
+    return create_app(settings=Settings())

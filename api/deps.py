@@ -1,18 +1,51 @@
-"""Typed dependencies: routes declare what they need by annotation."""
+"""Typed dependencies: routes declare what they need by annotation.
+
+`TenantMemory` authenticates the request (Bearer API key -> tenant) and hands the route a
+`Memory` handle that sees only that tenant's cubes and what was shared with it.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from memsvc import Memory
+from memsvc import Memory, Settings
+from memsvc.errors import AuthError
 
-__all__ = ["MemoryDep", "get_memory"]
+__all__ = ["AppSettings", "RootMemory", "TenantMemory"]
+
+_bearer = HTTPBearer(auto_error=False, description="An API key from `memsvc keys create`.")
 
 
-def get_memory(request: Request) -> Memory:
+def get_root_memory(request: Request) -> Memory:
     return request.app.state.memory
 
 
-MemoryDep = Annotated[Memory, Depends(get_memory)]
+def get_settings(request: Request) -> Settings:
+    return request.app.state.settings
+
+
+RootMemory = Annotated[Memory, Depends(get_root_memory)]
+AppSettings = Annotated[Settings, Depends(get_settings)]
+
+
+def get_tenant_memory(
+    memory: RootMemory,
+    settings: AppSettings,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    request: Request,
+) -> Memory:
+    if not settings.auth:
+        return memory
+    if credentials is None:
+        header = request.headers.get("authorization")
+        if header:
+            raise AuthError("Authorization header must be 'Bearer <key>'")
+        raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    tenant = memory.keys.authenticate(credentials.credentials)
+    return memory.for_tenant(tenant)
+
+
+TenantMemory = Annotated[Memory, Depends(get_tenant_memory)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -9,41 +10,72 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from memsvc.errors import AuthError, Conflict, InvalidInput, MemsvcError, NotFound, StorageError
+from memsvc.errors import (
+    AuthError,
+    Conflict,
+    InvalidInput,
+    MemsvcError,
+    NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
+    StorageError,
+)
 
 __all__ = ["STATUS_BY_ERROR", "error_response", "install_error_handlers"]
 
+log = logging.getLogger(__name__)
+
+# Most specific first: PayloadTooLarge is an InvalidInput.
 STATUS_BY_ERROR: list[tuple[type[MemsvcError], int]] = [
     (NotFound, 404),
+    (PayloadTooLarge, 413),
     (InvalidInput, 422),
     (Conflict, 409),
     (AuthError, 401),
+    (PermissionDenied, 403),
     (StorageError, 503),
 ]
 
 
-def error_response(status: int, code: str, message: str, details: Any = None) -> JSONResponse:
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "datetime"}
+
+
+def error_response(
+    status: int, code: str, message: str, details: Any = None, headers: dict | None = None
+) -> JSONResponse:
     body = {"error": {"code": code, "message": message, "details": details or {}}}
-    return JSONResponse(body, status_code=status)
+    return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MemsvcError)
     async def _memsvc(_req: Request, exc: MemsvcError) -> JSONResponse:
         status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
-        return error_response(status, exc.code, exc.message, exc.details)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        return error_response(status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = [
-            {"field": ".".join(str(p) for p in e.get("loc", ()) if p != "body"), "msg": e["msg"]}
-            for e in exc.errors()
-        ]
+        errors = []
+        for e in exc.errors():
+            loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
+            # pydantic names the union branch it tried ("text.str", "text.list[str]"): drop it.
+            while loc and (loc[-1] in _TYPE_TAGS or "[" in loc[-1]):
+                loc.pop()
+            errors.append({"field": ".".join(loc), "msg": e["msg"], "type": e.get("type")})
         first = errors[0] if errors else {"field": "", "msg": "invalid request"}
         message = f"{first['field'] or 'body'}: {first['msg']}"
-        return error_response(422, "invalid_input", message, {"errors": errors})
+        field = first["field"] or "body"
+        return error_response(422, "invalid_input", message, {"field": field, "errors": errors})
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return error_response(exc.status_code, code, str(exc.detail))
+        codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
+        return error_response(
+            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+        )
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_req: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error")
+        return error_response(500, "internal_error", "internal server error")

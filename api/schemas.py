@@ -9,31 +9,53 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from memsvc.models import Filters, Message
 
-__all__ = ["AddRequest", "SearchRequest"]
+__all__ = ["AddRequest", "CubeCreate", "SearchRequest", "ShareRequest", "UpdateRequest"]
 
 
-class AddRequest(BaseModel):
+class _Body(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    text: str | list[str] | None = None
-    messages: list[Message] | None = None
+
+class AddRequest(_Body):
+    text: str | list[str] | None = Field(default=None, description="One text or a list.")
+    messages: list[Message] | None = Field(default=None, description="Chat messages.")
     user_id: str
     agent_id: str | None = None
     session_id: str | None = None
-    cube: str | None = None
+    cube: str | None = Field(default=None, description="Cube name or id; default the user's.")
     metadata: dict[str, Any] | None = None
-    timestamp: datetime | None = None
+    timestamp: datetime | None = Field(default=None, description="When it happened.")
     kind: str | None = None
     tags: list[str] | None = None
     importance: float | None = None
 
 
-class SearchRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
+class SearchRequest(_Body):
     query: str
     user_id: str
-    k: int = Field(default=10)
+    k: int = 10
     filters: Filters | None = None
-    at: datetime | None = None
+    at: datetime | None = Field(default=None, description="Reference time (default now).")
     cube: str | None = None
+
+
+class UpdateRequest(_Body):
+    text: str | None = None
+    metadata: dict[str, Any] | None = None
+    tags: list[str] | None = None
+    importance: float | None = None
+    kind: str | None = None
+    event_time: datetime | None = None
+    valid_from: datetime | None = None
+    valid_to: datetime | None = None
+
+
+class CubeCreate(_Body):
+    name: str
+    description: str | None = None
+    owner_user_id: str | None = None
+    metadata: dict[str, Any] | None = None
+
+
+class ShareRequest(_Body):
+    tenant: str = Field(description="The tenant that gets read-only access.")

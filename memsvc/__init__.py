@@ -6,6 +6,7 @@ mem.add("I moved to Berlin.", user_id="alice")
 mem.recall("where does alice live", user_id="alice")
 """
 
+from memsvc.client import AsyncMemoryClient, MemoryClient
 from memsvc.config import Settings, get_settings
 from memsvc.embedder import Embedder, SentenceTransformerEmbedder
 from memsvc.errors import (
@@ -15,11 +16,14 @@ from memsvc.errors import (
     InvalidInput,
     MemsvcError,
     NotFound,
+    PayloadTooLarge,
+    PermissionDenied,
     RecordNotFound,
     StorageError,
 )
 from memsvc.memory import Memory
 from memsvc.models import (
+    ApiKey,
     Cube,
     Filters,
     Hit,
@@ -33,6 +37,8 @@ from memsvc.models import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ApiKey",
+    "AsyncMemoryClient",
     "AuthError",
     "Conflict",
     "Cube",
@@ -43,11 +49,14 @@ __all__ = [
     "IndexInfo",
     "InvalidInput",
     "Memory",
+    "MemoryClient",
     "MemoryRecord",
     "MemsvcError",
     "Message",
     "NotFound",
     "Page",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "RecordNotFound",
     "RecordVersion",
     "SentenceTransformerEmbedder",

@@ -56,7 +56,9 @@ def version_model(record_id: str, row: VersionRow) -> RecordVersion:
     )
 
 
-def cube_model(row: CubeRow, records: int = 0) -> Cube:
+def cube_model(
+    row: CubeRow, records: int = 0, *, access: str = "owner", shared_with: list[str] | None = None
+) -> Cube:
     return Cube(
         id=row.id,
         name=row.name,
@@ -67,4 +69,6 @@ def cube_model(row: CubeRow, records: int = 0) -> Cube:
         created_at=row.created_at,
         records=records,
         metadata=row.meta or {},
+        access=access,
+        shared_with=shared_with or [],
     )

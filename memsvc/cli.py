@@ -6,7 +6,9 @@ prints a table, or JSON with --json.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import os
 import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -76,7 +78,11 @@ def _progress() -> Progress:
 
 
 def _print_json(data: Any) -> None:
-    out.print_json(json.dumps(data, default=str))
+    text = json.dumps(data, default=str, indent=2, ensure_ascii=False)
+    if out.is_terminal:
+        out.print_json(text)
+    else:  # exact JSON for pipes and scripts: rich may wrap long lines
+        sys.stdout.write(text + "\n")
 
 
 def _records_table(records: list[Any], *, scores: list[float] | None = None) -> Table:
@@ -94,6 +100,15 @@ def _records_table(records: list[Any], *, scores: list[float] | None = None) -> 
     return table
 
 
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
 @app.command()
 def serve(
     host: Annotated[
@@ -102,22 +117,115 @@ def serve(
     port: Annotated[
         int | None, typer.Option(help="Port to listen on (default MEMSVC_PORT, 8000).")
     ] = None,
+    workers: Annotated[
+        int | None, typer.Option(help="Worker processes (default MEMSVC_WORKERS, 1).")
+    ] = None,
+    no_auth: Annotated[
+        bool, typer.Option("--no-auth", help="No API keys: local development on loopback only.")
+    ] = False,
     data_dir: DataDir = None,
     database_url: DbUrl = None,
 ) -> None:
-    """Start the HTTP service.
+    """Start the HTTP service (API keys required unless --no-auth).
 
-    Example: memsvc serve --port 8000
+    Example: memsvc serve --port 8000 --workers 2
     """
     import uvicorn
-
-    from api.app import create_app
 
     settings = _settings(data_dir, database_url)
     host = host or settings.host
     port = settings.port if port is None else port
-    err.print(f"memsvc serving {settings.home.resolve()} on http://{host}:{port}")
-    uvicorn.run(create_app(settings=settings), host=host, port=port, log_level="info")
+    workers = workers or settings.workers
+    auth = settings.auth and not no_auth
+    if not auth and not _is_loopback(host):
+        err.print(f"[red]error:[/red] --no-auth only binds loopback addresses, not {host!r}")
+        raise typer.Exit(2)
+    mode = "API keys required" if auth else "NO AUTH (loopback only)"
+    err.print(f"memsvc serving {settings.home.resolve()} on http://{host}:{port} ({mode})")
+    if workers == 1:
+        from api.app import create_app
+
+        app_ = create_app(settings=settings.model_copy(update={"auth": auth}))
+        uvicorn.run(app_, host=host, port=port, log_level="info")
+        return
+    # Each worker process builds its own app from the environment.
+    os.environ["MEMSVC_HOME"] = str(settings.home.resolve())
+    os.environ["MEMSVC_AUTH"] = "true" if auth else "false"
+    if settings.database_url:
+        os.environ["MEMSVC_DATABASE_URL"] = settings.database_url
+    uvicorn.run(
+        "api.app:create_app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+keys_app = typer.Typer(help="Manage API keys (each belongs to one tenant).", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+@keys_app.command("create")
+def keys_create(
+    tenant: Annotated[str, typer.Option(help="Tenant the key acts for (created if new).")],
+    name: Annotated[str | None, typer.Option(help="A label for the key.")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Create an API key and print it once (only its hash is stored).
+
+    Example: memsvc keys create --tenant acme --name ci
+    """
+    with _memory(data_dir, database_url) as mem:
+        key, token = mem.keys.create(tenant, name=name)
+    if as_json:
+        _print_json({**key.model_dump(mode="json"), "key": token})
+        return
+    out.print(token)
+    err.print(f"key {key.key_id} for tenant {key.tenant!r}: store it now, it is not shown again")
+
+
+@keys_app.command("list")
+def keys_list(
+    tenant: Annotated[str | None, typer.Option(help="Only this tenant's keys.")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """List API keys (ids, tenants, status; never the secrets).
+
+    Example: memsvc keys list --tenant acme
+    """
+    with _memory(data_dir, database_url) as mem:
+        keys = mem.keys.list(tenant)
+    if as_json:
+        _print_json([k.model_dump(mode="json") for k in keys])
+        return
+    table = Table()
+    for col in ("key id", "tenant", "name", "created", "status"):
+        table.add_column(col)
+    for k in keys:
+        state = f"revoked {k.revoked_at:%Y-%m-%d}" if k.revoked_at else "active"
+        table.add_row(k.key_id, k.tenant, k.name or "", f"{k.created_at:%Y-%m-%d %H:%M}", state)
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(
+    key_id: Annotated[str, typer.Argument(help="The key id shown by `keys list`.")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Revoke an API key: requests with it are refused from now on.
+
+    Example: memsvc keys revoke 3f9a1c2b7d4e
+    """
+    with _memory(data_dir, database_url) as mem:
+        key = mem.keys.revoke(key_id)
+    out.print(f"revoked {key.key_id} (tenant {key.tenant!r})")
 
 
 @app.command()

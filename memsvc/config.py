@@ -47,6 +47,14 @@ class Settings(BaseSettings):
     index_flush_seconds: float = Field(
         default=5.0, ge=0, description="Save a changed vector index at most this often."
     )
+    auth: bool = Field(
+        default=True, description="Require API keys on /v1 routes (off only on loopback)."
+    )
+    max_request_bytes: int = Field(default=1024 * 1024, ge=1024, description="Body size limit.")
+    max_import_bytes: int = Field(
+        default=1024**3, ge=1024, description="Body size limit for cube file uploads."
+    )
+    workers: int = Field(default=1, ge=1, le=64, description="API worker processes.")
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
 

@@ -5,8 +5,10 @@
     │   ├── CubeNotFound
     │   └── RecordNotFound
     ├── InvalidInput        the request itself is wrong: empty text, bad k, bad UTF-8...
+    │   └── PayloadTooLarge a request body over the configured limit
     ├── Conflict            the request clashes with existing state (duplicate cube name...)
-    ├── AuthError           missing or bad credentials, or not allowed
+    ├── AuthError           missing, bad or revoked credentials
+    ├── PermissionDenied    known caller, but not allowed (writing to a cube shared read-only)
     └── StorageError        the database or an index file failed underneath
 
 `store/` translates SQLAlchemy and FAISS failures into these at its boundary, so callers
@@ -24,6 +26,8 @@ __all__ = [
     "InvalidInput",
     "MemsvcError",
     "NotFound",
+    "PayloadTooLarge",
+    "PermissionDenied",
     "RecordNotFound",
     "StorageError",
 ]
@@ -56,12 +60,20 @@ class InvalidInput(MemsvcError):
     code = "invalid_input"
 
 
+class PayloadTooLarge(InvalidInput):
+    code = "payload_too_large"
+
+
 class Conflict(MemsvcError):
     code = "conflict"
 
 
 class AuthError(MemsvcError):
     code = "unauthorized"
+
+
+class PermissionDenied(MemsvcError):
+    code = "forbidden"
 
 
 class StorageError(MemsvcError):

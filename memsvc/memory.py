@@ -35,9 +35,11 @@ from memsvc.errors import (
     CubeNotFound,
     InvalidInput,
     MemsvcError,
+    PermissionDenied,
     RecordNotFound,
     StorageError,
 )
+from memsvc.keys import KeyManager
 from memsvc.models import Cube, Filters, Hit, IndexInfo, MemoryRecord, Message, Page, RecordVersion
 from memsvc.validation import brief, check_cube_name, check_ident, check_k, check_text, to_utc
 from store import repository as repo
@@ -96,6 +98,7 @@ class _Engine:
             query_threads=settings.query_threads,
             batch_size=settings.embed_batch_size,
         )
+        self.keys = KeyManager(self.db)
         self._tenants: dict[str, int] = {}
         self._lock = threading.Lock()
 
@@ -175,6 +178,15 @@ class Memory:
     def embedder(self) -> Embedder:
         return self._engine.embedder
 
+    @property
+    def keys(self) -> KeyManager:
+        """API key administration for the service (all tenants)."""
+        return self._engine.keys
+
+    @property
+    def tenant(self) -> str:
+        return self._tenant
+
     def close(self) -> None:
         """Save unsaved index changes and release the database (owner handle only)."""
         if self._owner:
@@ -192,21 +204,29 @@ class Memory:
     def _tenant_pk(self) -> int:
         return self._engine.tenant_pk(self._tenant)
 
-    def _find_cube(self, s: Any, cube: str) -> CubeRow:
-        row = repo.find_cube(s, self._tenant_pk, name=cube) or repo.find_cube(
-            s, self._tenant_pk, id=cube
-        )
-        if row is None:
-            raise CubeNotFound(f"cube {cube!r} not found", details={"cube": cube})
-        return row
+    def _find_cube(self, s: Any, cube: str, *, write: bool = False) -> CubeRow:
+        return self._resolve_cube(s, cube, write=write)[0]
 
-    def _cube_for(self, *, cube: str | None, user_id: str | None, create: bool) -> CubeRow | None:
+    def _resolve_cube(self, s: Any, cube: str, *, write: bool = False) -> tuple[CubeRow, str]:
+        """(cube, access); `PermissionDenied` when writing to a cube shared read-only."""
+        if not isinstance(cube, str) or not cube or len(cube) > 300:
+            raise InvalidInput("cube must be a cube name or id", details={"field": "cube"})
+        found = repo.resolve_cube(s, self._tenant_pk, cube)
+        if found is None:
+            raise CubeNotFound(f"cube {cube!r} not found", details={"cube": cube})
+        if write and found[1] != "owner":
+            raise PermissionDenied(
+                f"cube {cube!r} is shared with you read-only", details={"cube": cube}
+            )
+        return found
+
+    def _cube_for(
+        self, *, cube: str | None, user_id: str | None, create: bool, write: bool = False
+    ) -> CubeRow | None:
         """The named cube (must exist), or the user's default cube (made when `create`)."""
         if cube is not None:
-            if not isinstance(cube, str) or not cube:
-                raise InvalidInput("cube must be a non-empty string", details={"field": "cube"})
             with self._engine.db.read() as s:
-                return self._find_cube(s, cube)
+                return self._find_cube(s, cube, write=write)
         if user_id is None:
             raise InvalidInput("give user_id or cube", details={"field": "user_id"})
         name = default_cube_name(user_id)
@@ -257,24 +277,44 @@ class Memory:
     @_translated
     def get_cube(self, cube: str) -> Cube:
         with self._engine.db.read() as s:
-            row = self._find_cube(s, cube)
-            counts = repo.cube_record_counts(s, [row.pk])[row.pk]
-        return cube_model(row, sum(counts.values()))
+            row, access = self._resolve_cube(s, cube)
+            return self._cube_out(s, row, access)
+
+    @staticmethod
+    def _cube_out(s: Any, row: CubeRow, access: str) -> Cube:
+        counts = repo.cube_record_counts(s, [row.pk])[row.pk]
+        shared = repo.shares_of(s, row.pk) if access == "owner" else []
+        return cube_model(row, sum(counts.values()), access=access, shared_with=shared)
 
     @_translated
     def list_cubes(self) -> list[Cube]:
+        """Your cubes, then the cubes other tenants shared with you (access "read")."""
         with self._engine.db.read() as s:
-            rows = repo.list_cubes(s, self._tenant_pk)
-            counts = repo.cube_record_counts(s, [r.pk for r in rows])
-        return [cube_model(r, sum(counts[r.pk].values())) for r in rows]
+            own = [(r, "owner") for r in repo.list_cubes(s, self._tenant_pk)]
+            shared = [(r, "read") for r in repo.shared_cubes(s, self._tenant_pk)]
+            return [self._cube_out(s, r, a) for r, a in own + shared]
 
     @_translated
     def delete_cube(self, cube: str) -> None:
         """Delete a cube with all its records, history, graph and index file."""
         with self._engine.db.write() as s:
-            row = self._find_cube(s, cube)
+            row = self._find_cube(s, cube, write=True)
             repo.delete_cube(s, row)
         self._engine.indexes.drop(row)
+
+    @_translated
+    def share_cube(self, cube: str, tenant: str) -> Cube:
+        """Grant `tenant` read-only access to one of your cubes (by its id on their side)."""
+        check_ident(tenant, field="tenant", required=True)
+        if tenant == self._tenant:
+            raise InvalidInput(
+                "a cube cannot be shared with its owner", details={"field": "tenant"}
+            )
+        with self._engine.db.write() as s:
+            row = self._find_cube(s, cube, write=True)
+            repo.share_cube(s, row.pk, repo.ensure_tenant(s, tenant).pk)
+        with self._engine.db.read() as s:
+            return self._cube_out(s, row, "owner")
 
     # ---- writes --------------------------------------------------------------------------------
 
@@ -351,7 +391,7 @@ class Memory:
             )
 
         # An explicitly named cube must exist: fail before the (slow) embedding.
-        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False)
+        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False, write=True)
         vectors = self._engine.embedder.encode([it["content"] for it in items])
         now = utcnow()
         fields = []
@@ -444,7 +484,7 @@ class Memory:
         if "content" in changes:
             vec = self._engine.embedder.encode([changes["content"]])[0]
         with self._engine.db.write() as s:
-            row = self._get_row(s, id)
+            row = self._get_row(s, id, write=True)
             if row.status == "deleted":
                 raise Conflict(f"record {id} is deleted", details={"id": id})
             if "content" in changes:
@@ -474,7 +514,7 @@ class Memory:
         request, visible in history. `hard=True` purges the record, its history, its graph
         edges and its index entries."""
         with self._engine.db.write() as s:
-            row = self._get_row(s, id)
+            row = self._get_row(s, id, write=True)
             cube_row = row.cube
             if hard:
                 repo.hard_delete_record(s, row)
@@ -490,13 +530,17 @@ class Memory:
 
     # ---- reads ----------------------------------------------------------------------------------
 
-    def _get_row(self, s: Any, id: str) -> RecordRow:
+    def _get_row(self, s: Any, id: str, *, write: bool = False) -> RecordRow:
         if not isinstance(id, str) or not id or len(id) > 64:
             raise InvalidInput("id must be a record id string", details={"field": "id"})
-        row = repo.get_record(s, self._tenant_pk, id)
-        if row is None:
+        found = repo.get_record(s, self._tenant_pk, id)
+        if found is None:
             raise RecordNotFound(f"record {id} not found", details={"id": id})
-        return row
+        if write and found[1] != "owner":
+            raise PermissionDenied(
+                f"record {id} is in a cube shared with you read-only", details={"id": id}
+            )
+        return found[0]
 
     @_translated
     def get(self, id: str) -> MemoryRecord:
@@ -840,6 +884,34 @@ class Memory:
             row = self._find_cube(s, cube)
         self._engine.indexes.rebuild(row)
         return self.index_info(cube)
+
+    @_translated
+    def cube_stats(self) -> list[dict[str, Any]]:
+        """Every cube of every tenant: record counts by status and loaded index size (for
+        metrics; an admin view, not tenant-scoped)."""
+        with self._engine.db.read() as s:
+            cubes = repo.all_cubes(s)
+            counts = repo.cube_record_counts(s, [c.pk for c in cubes])
+            tenants = {c.pk: c.tenant.name for c in cubes}
+        loaded = self._engine.indexes.loaded_counts()
+        return [
+            {
+                "cube_id": c.id,
+                "tenant": tenants[c.pk],
+                "records": counts[c.pk],
+                "index_vectors": loaded.get(c.pk),
+            }
+            for c in cubes
+        ]
+
+    @_translated
+    def load_indexes(self) -> int:
+        """Load (and catch up) every cube's vector index now; returns how many."""
+        with self._engine.db.read() as s:
+            cubes = repo.all_cubes(s)
+        for c in cubes:
+            self._engine.indexes.get(c)
+        return len(cubes)
 
     def flush(self) -> None:
         """Save every vector index with unsaved changes now."""

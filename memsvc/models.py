@@ -11,6 +11,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "ApiKey",
     "Cube",
     "Filters",
     "Hit",
@@ -93,6 +94,9 @@ class Page(_Frozen):
 
 
 class Cube(_Frozen):
+    """A named container of records. `access` is "owner", or "read" for a cube another
+    tenant shared with you; `shared_with` lists the tenants you shared it with."""
+
     id: str
     name: str
     description: str | None = None
@@ -102,6 +106,18 @@ class Cube(_Frozen):
     created_at: datetime
     records: int = 0
     metadata: dict[str, Any] = Field(default_factory=dict)
+    access: Literal["owner", "read"] = "owner"
+    shared_with: list[str] = Field(default_factory=list)
+
+
+class ApiKey(_Frozen):
+    """An API key's public part; the secret is shown once, at creation."""
+
+    key_id: str
+    tenant: str
+    name: str | None = None
+    created_at: datetime
+    revoked_at: datetime | None = None
 
 
 class IndexInfo(_Frozen):

@@ -142,6 +142,11 @@ class IndexManager:
             self._saved_at.pop(cube.pk, None)
             self.path_for(cube).unlink(missing_ok=True)
 
+    def loaded_counts(self) -> dict[int, int]:
+        """Vectors per cube pk, for the indexes already in memory (loads nothing)."""
+        with self._lock:
+            return {pk: idx.count for pk, idx in self._indexes.items()}
+
     def state(self, cube: CubeRow) -> IndexState:
         index = self.get(cube)
         with self.db.read() as s:

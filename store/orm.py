@@ -23,9 +23,11 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 __all__ = [
+    "ApiKeyRow",
     "Base",
     "ChangeRow",
     "CubeRow",
+    "CubeShareRow",
     "EdgeRow",
     "EntityRow",
     "RecordRow",
@@ -210,4 +212,33 @@ class ChangeRow(Base):
     cube_pk: Mapped[int] = mapped_column(Integer)
     record_pk: Mapped[int] = mapped_column(Integer)
     op: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKeyRow(Base):
+    """An API key: only a SHA-256 of its secret is kept; `key_id` is the public lookup part."""
+
+    __tablename__ = "api_keys"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    key_id: Mapped[str] = mapped_column(String(32), unique=True)
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk", ondelete="CASCADE"), index=True)
+    secret_hash: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str | None] = mapped_column(String(128))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    tenant: Mapped[TenantRow] = relationship(lazy="joined")
+
+
+class CubeShareRow(Base):
+    """A read-only grant of one cube to another tenant."""
+
+    __tablename__ = "cube_shares"
+    __table_args__ = (UniqueConstraint("cube_pk", "tenant_pk", name="uq_cube_shares_cube_tenant"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cube_pk: Mapped[int] = mapped_column(ForeignKey("cubes.pk", ondelete="CASCADE"))
+    tenant_pk: Mapped[int] = mapped_column(ForeignKey("tenants.pk", ondelete="CASCADE"), index=True)
+    mode: Mapped[str] = mapped_column(String(16), default="read")
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)

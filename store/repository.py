@@ -17,8 +17,10 @@ from sqlalchemy import delete, func, or_, select, update
 from sqlalchemy.orm import Session, undefer
 
 from store.orm import (
+    ApiKeyRow,
     ChangeRow,
     CubeRow,
+    CubeShareRow,
     EdgeRow,
     EntityRow,
     RecordRow,
@@ -30,7 +32,9 @@ from store.orm import (
 __all__ = [
     "RecordQuery",
     "active_vectors",
+    "add_api_key",
     "add_change",
+    "all_cubes",
     "changes_since",
     "create_cube",
     "cube_record_counts",
@@ -38,17 +42,24 @@ __all__ = [
     "edges_for_cube",
     "ensure_tenant",
     "entities_for_cube",
+    "find_api_key",
     "find_cube",
+    "find_tenant",
     "get_record",
     "hard_delete_record",
     "insert_records",
     "iter_cube_records",
+    "list_api_keys",
     "list_cubes",
     "matching_pks",
     "max_change_seq",
     "query_records",
     "records_by_pks",
+    "resolve_cube",
     "set_recalled",
+    "share_cube",
+    "shared_cubes",
+    "shares_of",
     "snapshot_version",
     "versions_for",
 ]
@@ -88,6 +99,89 @@ def find_cube(s: Session, tenant_pk: int, *, name: str | None = None, id: str | 
     return s.scalar(q)
 
 
+def resolve_cube(s: Session, tenant_pk: int, ref: str) -> tuple[CubeRow, str] | None:
+    """(cube, access) for a name or id: the tenant's own cube ("owner") first, else a cube
+    shared with it ("read", by id only: names are only unique within their owner)."""
+    own = find_cube(s, tenant_pk, name=ref) or find_cube(s, tenant_pk, id=ref)
+    if own is not None:
+        return own, "owner"
+    shared = s.scalar(
+        select(CubeRow)
+        .join(CubeShareRow, CubeShareRow.cube_pk == CubeRow.pk)
+        .where(CubeShareRow.tenant_pk == tenant_pk, CubeRow.id == ref)
+    )
+    return (shared, "read") if shared is not None else None
+
+
+def shared_cubes(s: Session, tenant_pk: int) -> list[CubeRow]:
+    return list(
+        s.scalars(
+            select(CubeRow)
+            .join(CubeShareRow, CubeShareRow.cube_pk == CubeRow.pk)
+            .where(CubeShareRow.tenant_pk == tenant_pk)
+            .order_by(CubeRow.pk)
+        )
+    )
+
+
+def share_cube(s: Session, cube_pk: int, tenant_pk: int) -> CubeShareRow:
+    row = s.scalar(
+        select(CubeShareRow).where(
+            CubeShareRow.cube_pk == cube_pk, CubeShareRow.tenant_pk == tenant_pk
+        )
+    )
+    if row is None:
+        row = CubeShareRow(cube_pk=cube_pk, tenant_pk=tenant_pk, mode="read", created_at=utcnow())
+        s.add(row)
+        s.flush()
+    return row
+
+
+def shares_of(s: Session, cube_pk: int) -> list[str]:
+    """Names of the tenants a cube is shared with."""
+    return list(
+        s.scalars(
+            select(TenantRow.name)
+            .join(CubeShareRow, CubeShareRow.tenant_pk == TenantRow.pk)
+            .where(CubeShareRow.cube_pk == cube_pk)
+            .order_by(TenantRow.name)
+        )
+    )
+
+
+# ---- API keys ----------------------------------------------------------------------------------
+
+
+def add_api_key(
+    s: Session, tenant_pk: int, *, key_id: str, secret_hash: str, name: str | None
+) -> ApiKeyRow:
+    row = ApiKeyRow(
+        key_id=key_id,
+        tenant_pk=tenant_pk,
+        secret_hash=secret_hash,
+        name=name,
+        created_at=utcnow(),
+    )
+    s.add(row)
+    s.flush()
+    return row
+
+
+def find_api_key(s: Session, key_id: str) -> ApiKeyRow | None:
+    return s.scalar(select(ApiKeyRow).where(ApiKeyRow.key_id == key_id))
+
+
+def list_api_keys(s: Session, tenant_pk: int | None = None) -> list[ApiKeyRow]:
+    q = select(ApiKeyRow).order_by(ApiKeyRow.pk)
+    if tenant_pk is not None:
+        q = q.where(ApiKeyRow.tenant_pk == tenant_pk)
+    return list(s.scalars(q))
+
+
+def find_tenant(s: Session, name: str) -> TenantRow | None:
+    return s.scalar(select(TenantRow).where(TenantRow.name == name))
+
+
 def create_cube(
     s: Session,
     tenant_pk: int,
@@ -115,6 +209,10 @@ def create_cube(
     s.add(row)
     s.flush()
     return row
+
+
+def all_cubes(s: Session) -> list[CubeRow]:
+    return list(s.scalars(select(CubeRow).order_by(CubeRow.pk)))
 
 
 def list_cubes(s: Session, tenant_pk: int) -> list[CubeRow]:
@@ -145,6 +243,7 @@ def delete_cube(s: Session, cube: CubeRow) -> None:
     s.execute(delete(EdgeRow).where(EdgeRow.cube_pk == cube.pk))
     s.execute(delete(EntityRow).where(EntityRow.cube_pk == cube.pk))
     s.execute(delete(ChangeRow).where(ChangeRow.cube_pk == cube.pk))
+    s.execute(delete(CubeShareRow).where(CubeShareRow.cube_pk == cube.pk))
     s.delete(cube)
 
 
@@ -183,15 +282,19 @@ def insert_records(s: Session, cube: CubeRow, fields: Sequence[dict[str, Any]]) 
     return rows
 
 
-def get_record(s: Session, tenant_pk: int, record_id: str, *, with_embedding: bool = False):
-    q = (
-        select(RecordRow)
-        .join(RecordRow.cube)
-        .where(RecordRow.id == record_id, CubeRow.tenant_pk == tenant_pk)
+def get_record(s: Session, tenant_pk: int, record_id: str) -> tuple[RecordRow, str] | None:
+    """(record, access) if the tenant owns its cube ("owner") or it was shared ("read")."""
+    row = s.scalar(select(RecordRow).where(RecordRow.id == record_id))
+    if row is None:
+        return None
+    if row.cube.tenant_pk == tenant_pk:
+        return row, "owner"
+    shared = s.scalar(
+        select(CubeShareRow.pk).where(
+            CubeShareRow.cube_pk == row.cube_pk, CubeShareRow.tenant_pk == tenant_pk
+        )
     )
-    if with_embedding:
-        q = q.options(undefer(RecordRow.embedding))
-    return s.scalar(q)
+    return (row, "read") if shared is not None else None
 
 
 def records_by_pks(s: Session, pks: Sequence[int]) -> dict[int, RecordRow]:

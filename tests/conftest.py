@@ -2,9 +2,17 @@
 
 from __future__ import annotations
 
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import httpx
 import pytest
 
 from memsvc import Memory, SentenceTransformerEmbedder, Settings
@@ -40,3 +48,69 @@ def open_memory(
 @pytest.fixture
 def mem(open_memory: Callable[..., Memory]) -> Memory:
     return open_memory()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def run_cli(*args: str, env: dict[str, str]) -> str:
+    """Run the real `memsvc` CLI in a subprocess; returns stdout."""
+    done = subprocess.run(
+        [sys.executable, "-m", "memsvc.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+@dataclass
+class Served:
+    """A real `memsvc serve` process on a free loopback port, with one key per tenant."""
+
+    url: str
+    home: Path
+    env: dict[str, str]
+    keys: dict[str, str] = field(default_factory=dict)
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                return
+        except httpx.TransportError:
+            pass
+        if proc.poll() is not None or time.monotonic() > deadline:
+            proc.kill()
+            out = proc.stdout.read() if proc.stdout else b""
+            pytest.fail(f"server did not become ready:\n{out.decode(errors='replace')}")
+        time.sleep(0.2)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    home = tmp_path_factory.mktemp("served")
+    env = {**os.environ, "MEMSVC_HOME": str(home)}
+    keys = {
+        tenant: json.loads(run_cli("keys", "create", "--tenant", tenant, "--json", env=env))["key"]
+        for tenant in ("acme", "globex")
+    }
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    wait_ready(url, proc)
+    yield Served(url=url, home=home, env=env, keys=keys)
+    proc.terminate()
+    proc.wait(timeout=30)

@@ -24,6 +24,9 @@ def test_every_cli_command_is_documented() -> None:
     for cmd in app.registered_commands:
         name = cmd.name or cmd.callback.__name__
         assert f"`memsvc {name}`" in README, name
+    for group in app.registered_groups:
+        for cmd in group.typer_instance.registered_commands:
+            assert f"`memsvc {group.name} {cmd.name}`" in README, cmd.name
 
 
 def test_every_public_sdk_method_is_documented() -> None:

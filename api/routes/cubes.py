@@ -1,0 +1,84 @@
+"""/v1/cubes: create, list, get, delete, share, and the portable file in and out."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+from fastapi import APIRouter, Request, Response, status
+from fastapi.responses import FileResponse
+from starlette.background import BackgroundTask
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import TenantMemory
+from api.schemas import CubeCreate, ShareRequest
+from memsvc.models import Cube
+
+router = APIRouter(prefix="/v1/cubes", tags=["cubes"])
+
+
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=Cube)
+def create_cube(body: CubeCreate, memory: TenantMemory) -> Cube:
+    return memory.create_cube(**body.model_dump(exclude_unset=True))
+
+
+@router.get("", response_model=list[Cube])
+def list_cubes(memory: TenantMemory) -> list[Cube]:
+    """Your cubes, then cubes other tenants shared with you (access "read")."""
+    return memory.list_cubes()
+
+
+@router.post("/import", status_code=status.HTTP_201_CREATED, response_model=Cube)
+async def import_cube(request: Request, memory: TenantMemory, cube: str | None = None) -> Cube:
+    """Upload a .memcube file as the raw request body; `cube` renames it."""
+    fd, name = tempfile.mkstemp(suffix=".memcube")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            async for chunk in request.stream():
+                fh.write(chunk)
+        return await run_in_threadpool(memory.import_cube, Path(name), cube=cube)
+    finally:
+        os.unlink(name)
+
+
+@router.get("/{cube}", response_model=Cube)
+def get_cube(cube: str, memory: TenantMemory) -> Cube:
+    return memory.get_cube(cube)
+
+
+@router.delete("/{cube}", status_code=status.HTTP_204_NO_CONTENT)
+def delete_cube(cube: str, memory: TenantMemory) -> Response:
+    memory.delete_cube(cube)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
+
+
+@router.post("/{cube}/share", response_model=Cube)
+def share_cube(cube: str, body: ShareRequest, memory: TenantMemory) -> Cube:
+    """Grant another tenant read-only access; they reach it by the cube's id."""
+    return memory.share_cube(cube, body.tenant)
+
+
+@router.post(
+    "/{cube}/export",
+    response_class=FileResponse,
+    responses={200: {"content": {"application/gzip": {}}, "description": "The cube file."}},
+)
+def export_cube(cube: str, memory: TenantMemory) -> FileResponse:
+    """Stream the cube as one portable .memcube file (counts in X-Memsvc-* headers)."""
+    fd, name = tempfile.mkstemp(suffix=".memcube")
+    os.close(fd)
+    try:
+        counts = memory.export_cube(cube, Path(name))
+    except BaseException:
+        os.unlink(name)
+        raise
+    filename = "".join(c if c.isalnum() or c in "._-" else "_" for c in cube) + ".memcube"
+    headers = {f"X-Memsvc-{k.capitalize()}": str(v) for k, v in counts.items()}
+    return FileResponse(
+        name,
+        media_type="application/gzip",
+        filename=filename,
+        headers=headers,
+        background=BackgroundTask(os.unlink, name),
+    )

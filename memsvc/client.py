@@ -1,0 +1,703 @@
+"""`MemoryClient` / `AsyncMemoryClient`: the SDK over HTTP, with `Memory`'s surface.
+
+    from memsvc import MemoryClient
+
+    with MemoryClient("http://127.0.0.1:8000", api_key="msk_...") as mem:
+        mem.add("Alice moved to Berlin.", user_id="alice")
+        hits = mem.recall("where does alice live", user_id="alice")
+
+Same methods, arguments, return types and exceptions as the embedded `Memory`: a shared
+base builds each request and parses each response; the two clients add only the I/O.
+Pass `transport=` (any httpx transport, e.g. `httpx.ASGITransport(app)`) to call an app
+in-process.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+from pydantic import TypeAdapter
+
+from memsvc import errors
+from memsvc.errors import InvalidInput, MemsvcError
+from memsvc.models import Cube, Filters, Hit, MemoryRecord, Message, Page, RecordVersion
+from memsvc.validation import check_text, to_utc
+
+__all__ = ["AsyncMemoryClient", "MemoryClient"]
+
+Progress = Callable[[int, int | None], None]
+StatusArg = Literal["active", "archived", "deleted", "all"]
+_RECORDS = TypeAdapter(list[MemoryRecord])
+_HITS = TypeAdapter(list[Hit])
+_VERSIONS = TypeAdapter(list[RecordVersion])
+_CUBES = TypeAdapter(list[Cube])
+_ERRORS: dict[str, type[MemsvcError]] = {
+    cls.code: cls
+    for cls in (
+        errors.NotFound,
+        errors.CubeNotFound,
+        errors.RecordNotFound,
+        errors.InvalidInput,
+        errors.PayloadTooLarge,
+        errors.Conflict,
+        errors.AuthError,
+        errors.PermissionDenied,
+        errors.StorageError,
+    )
+}
+_BY_STATUS: dict[int, type[MemsvcError]] = {
+    400: errors.InvalidInput,
+    401: errors.AuthError,
+    403: errors.PermissionDenied,
+    404: errors.NotFound,
+    409: errors.Conflict,
+    413: errors.PayloadTooLarge,
+    422: errors.InvalidInput,
+    503: errors.StorageError,
+}
+
+
+@dataclass
+class _Call:
+    method: str
+    path: str
+    params: dict[str, Any] = field(default_factory=dict)
+    body: Any = None
+    parse: Callable[[httpx.Response], Any] = lambda r: None
+
+
+def _iso(value: Any, name: str) -> str | None:
+    when = to_utc(value, field=name)
+    return when.isoformat() if when is not None else None
+
+
+def _text(value: Any, name: str) -> Any:
+    """bytes must be UTF-8 (as in `Memory`); JSON carries only text."""
+    if isinstance(value, bytes | bytearray):
+        return check_text(value, field=name, max_bytes=1 << 62)
+    return value
+
+
+def _drop_none(d: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in d.items() if v is not None}
+
+
+def raise_for_error(resp: httpx.Response) -> None:
+    """Turn an error response into the same exception `Memory` raises."""
+    if resp.status_code < 400:
+        return
+    try:
+        err = resp.json()["error"]
+        code, message, details = err["code"], err["message"], err.get("details") or {}
+    except (ValueError, KeyError, TypeError):
+        code, message, details = "", resp.text or resp.reason_phrase, {}
+    cls = _ERRORS.get(code) or _BY_STATUS.get(resp.status_code, MemsvcError)
+    raise cls(message, details=details)
+
+
+class _BaseClient:
+    """Request building and response parsing shared by the sync and async clients."""
+
+    def __init__(self, base_url: str, api_key: str | None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._headers = {"User-Agent": "memsvc-client"}
+        if api_key:
+            self._headers["Authorization"] = f"Bearer {api_key}"
+
+    # Each builder mirrors one `Memory` method's signature and returns a _Call.
+
+    def _add(self, text, messages, **kw) -> _Call:  # type: ignore[no-untyped-def]
+        if isinstance(text, bytes | bytearray):
+            text = _text(text, "text")
+        elif isinstance(text, list | tuple):
+            text = [_text(t, f"text[{i}]") for i, t in enumerate(text)]
+        if messages is not None and isinstance(messages, Sequence):
+            messages = [
+                m.model_dump(mode="json") if isinstance(m, Message) else m for m in messages
+            ]
+        body = {"text": text, "messages": messages, **kw}
+        body["timestamp"] = _iso(kw.get("timestamp"), "timestamp")
+        if kw.get("tags") is not None and not isinstance(kw["tags"], str):
+            body["tags"] = list(kw["tags"])
+        return _Call("POST", "/v1/memories", body=_drop_none(body), parse=self._records)
+
+    def _recall(self, query, *, user_id, k, filters, at, cube) -> _Call:  # type: ignore[no-untyped-def]
+        if isinstance(filters, Filters):
+            filters = filters.model_dump(mode="json", exclude_defaults=True)
+        body = {
+            "query": _text(query, "query"),
+            "user_id": user_id,
+            "k": k,
+            "filters": filters,
+            "at": _iso(at, "at"),
+            "cube": cube,
+        }
+        return _Call(
+            "POST",
+            "/v1/memories/search",
+            body=_drop_none(body) | {"k": k},
+            parse=lambda r: _HITS.validate_python(r.json()),
+        )
+
+    def _update(self, id: str, **kw: Any) -> _Call:
+        for name in ("event_time", "valid_from", "valid_to"):
+            kw[name] = _iso(kw.get(name), name)
+        if kw.get("text") is not None:
+            kw["text"] = _text(kw["text"], "text")
+        if kw.get("tags") is not None and not isinstance(kw["tags"], str):
+            kw["tags"] = list(kw["tags"])
+        return _Call(
+            "PATCH",
+            f"/v1/memories/{_seg(id)}",
+            body=_drop_none(kw),
+            parse=lambda r: MemoryRecord.model_validate(r.json()),
+        )
+
+    def _list(self, *, user_id, cube, filters, status, limit, cursor) -> _Call:  # type: ignore[no-untyped-def]
+        params: dict[str, Any] = {
+            "user_id": user_id,
+            "cube": cube,
+            "status": status,
+            "limit": limit,
+            "cursor": cursor,
+        }
+        if filters is not None:
+            try:
+                f = filters if isinstance(filters, Filters) else Filters.model_validate(filters)
+            except ValueError as exc:
+                raise InvalidInput(f"bad filters: {exc}", details={"field": "filters"}) from exc
+            params |= {
+                "agent_id": f.agent_id,
+                "session_id": f.session_id,
+                "kinds": f.kinds or None,
+                "tags": f.tags or None,
+                "since": _iso(f.since, "since"),
+                "until": _iso(f.until, "until"),
+                "metadata": json.dumps(f.metadata) if f.metadata else None,
+            }
+            if f.user_id is not None or f.tiers:
+                raise InvalidInput(
+                    "list filters by user_id and tiers are not supported over "
+                    "HTTP; pass user_id= instead",
+                    details={"field": "filters"},
+                )
+        return _Call(
+            "GET",
+            "/v1/memories",
+            params=_drop_none(params),
+            parse=lambda r: Page.model_validate(r.json()),
+        )
+
+    @staticmethod
+    def _records(r: httpx.Response) -> list[MemoryRecord]:
+        return _RECORDS.validate_python(r.json())
+
+    @staticmethod
+    def _cube(r: httpx.Response) -> Cube:
+        return Cube.model_validate(r.json())
+
+    @staticmethod
+    def _encode(call: _Call) -> dict[str, Any]:
+        kw: dict[str, Any] = {"params": call.params}
+        if call.body is not None:
+            # ensure_ascii: lone surrogates travel as escapes and get the server's clear 422
+            # instead of failing to encode here.
+            kw["content"] = json.dumps(
+                call.body, ensure_ascii=True, allow_nan=False, default=_json_default
+            ).encode()
+            kw["headers"] = {"Content-Type": "application/json"}
+        return kw
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return _iso(value, "timestamp")
+    raise InvalidInput(f"cannot send a {type(value).__name__} as JSON")
+
+
+def _seg(value: str) -> str:
+    if not isinstance(value, str) or not value or "/" in value:
+        raise InvalidInput("ids and cube names cannot be empty or contain '/'")
+    return value
+
+
+def _counts(resp: httpx.Response) -> dict[str, int]:
+    return {k: int(resp.headers.get(f"x-memsvc-{k}", 0)) for k in ("records", "entities", "edges")}
+
+
+class MemoryClient(_BaseClient):
+    """`Memory` over HTTP (sync). Parameters: base_url, api_key, timeout, transport."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key or os.environ.get("MEMSVC_API_KEY"))
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
+        )
+
+    def _send(self, call: _Call) -> Any:
+        try:
+            resp = self._http.request(call.method, call.path, **self._encode(call))
+        except httpx.TransportError as exc:
+            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+        raise_for_error(resp)
+        return call.parse(resp)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> MemoryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(
+        self,
+        text: str | Sequence[str] | None = None,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        *,
+        user_id: str,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        cube: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        kind: str | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+    ) -> list[MemoryRecord]:
+        return self._send(
+            self._add(
+                text,
+                messages,
+                user_id=user_id,
+                agent_id=agent_id,
+                session_id=session_id,
+                cube=cube,
+                metadata=metadata,
+                timestamp=timestamp,
+                kind=kind,
+                tags=tags,
+                importance=importance,
+            )
+        )
+
+    def recall(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        k: int = 10,
+        filters: Filters | dict[str, Any] | None = None,
+        at: datetime | str | float | None = None,
+        cube: str | None = None,
+    ) -> list[Hit]:
+        return self._send(
+            self._recall(query, user_id=user_id, k=k, filters=filters, at=at, cube=cube)
+        )
+
+    def get(self, id: str) -> MemoryRecord:
+        return self._send(
+            _Call(
+                "GET",
+                f"/v1/memories/{_seg(id)}",
+                parse=lambda r: MemoryRecord.model_validate(r.json()),
+            )
+        )
+
+    def update(
+        self,
+        id: str,
+        *,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        kind: str | None = None,
+        event_time: datetime | str | float | None = None,
+        valid_from: datetime | str | float | None = None,
+        valid_to: datetime | str | float | None = None,
+    ) -> MemoryRecord:
+        return self._send(
+            self._update(
+                id,
+                text=text,
+                metadata=metadata,
+                tags=tags,
+                importance=importance,
+                kind=kind,
+                event_time=event_time,
+                valid_from=valid_from,
+                valid_to=valid_to,
+            )
+        )
+
+    def delete(self, id: str, *, hard: bool = False) -> None:
+        params = {"hard": "true"} if hard else {}
+        self._send(_Call("DELETE", f"/v1/memories/{_seg(id)}", params=params))
+
+    def history(self, id: str) -> list[RecordVersion]:
+        return self._send(
+            _Call(
+                "GET",
+                f"/v1/memories/{_seg(id)}/history",
+                parse=lambda r: _VERSIONS.validate_python(r.json()),
+            )
+        )
+
+    def list(
+        self,
+        *,
+        user_id: str | None = None,
+        cube: str | None = None,
+        filters: Filters | dict[str, Any] | None = None,
+        status: StatusArg = "active",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return self._send(
+            self._list(
+                user_id=user_id,
+                cube=cube,
+                filters=filters,
+                status=status,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def create_cube(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        owner_user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Cube:
+        body = _drop_none(
+            {
+                "name": name,
+                "description": description,
+                "owner_user_id": owner_user_id,
+                "metadata": metadata,
+            }
+        )
+        return self._send(_Call("POST", "/v1/cubes", body=body, parse=self._cube))
+
+    def get_cube(self, cube: str) -> Cube:
+        return self._send(_Call("GET", f"/v1/cubes/{_seg(cube)}", parse=self._cube))
+
+    def list_cubes(self) -> list[Cube]:
+        return self._send(
+            _Call("GET", "/v1/cubes", parse=lambda r: _CUBES.validate_python(r.json()))
+        )
+
+    def delete_cube(self, cube: str) -> None:
+        self._send(_Call("DELETE", f"/v1/cubes/{_seg(cube)}"))
+
+    def share_cube(self, cube: str, tenant: str) -> Cube:
+        return self._send(
+            _Call(
+                "POST", f"/v1/cubes/{_seg(cube)}/share", body={"tenant": tenant}, parse=self._cube
+            )
+        )
+
+    def export_cube(
+        self, cube: str, path: str | Path, *, progress: Progress | None = None
+    ) -> dict[str, int]:
+        """Download the cube file to `path` (atomically); `progress` gets bytes so far."""
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            with self._http.stream("POST", f"/v1/cubes/{_seg(cube)}/export") as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise_for_error(resp)
+                total = int(resp.headers.get("content-length", 0)) or None
+                with open(tmp, "wb") as fh:
+                    for chunk in resp.iter_bytes():
+                        fh.write(chunk)
+                        if progress:
+                            progress(resp.num_bytes_downloaded, total)
+                counts = _counts(resp)
+            os.replace(tmp, path)
+            return counts
+        except httpx.TransportError as exc:
+            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def import_cube(
+        self, path: str | Path, *, cube: str | None = None, progress: Progress | None = None
+    ) -> Cube:
+        """Upload a cube file; `progress` gets bytes sent so far."""
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidInput(f"no cube file at {path}")
+        total = path.stat().st_size
+
+        def chunks():  # type: ignore[no-untyped-def]
+            sent = 0
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    sent += len(chunk)
+                    if progress:
+                        progress(sent, total)
+                    yield chunk
+
+        params = _drop_none({"cube": cube})
+        try:
+            resp = self._http.post(
+                "/v1/cubes/import",
+                params=params,
+                content=chunks(),
+                headers={"Content-Type": "application/gzip", "Content-Length": str(total)},
+            )
+        except httpx.TransportError as exc:
+            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+        raise_for_error(resp)
+        return self._cube(resp)
+
+
+class AsyncMemoryClient(_BaseClient):
+    """`Memory` over HTTP (asyncio): the same methods as `MemoryClient`, awaited."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key or os.environ.get("MEMSVC_API_KEY"))
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
+        )
+
+    async def _send(self, call: _Call) -> Any:
+        try:
+            resp = await self._http.request(call.method, call.path, **self._encode(call))
+        except httpx.TransportError as exc:
+            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+        raise_for_error(resp)
+        return call.parse(resp)
+
+    async def aclose(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncMemoryClient:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def add(
+        self,
+        text: str | Sequence[str] | None = None,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        *,
+        user_id: str,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        cube: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        kind: str | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+    ) -> list[MemoryRecord]:
+        return await self._send(
+            self._add(
+                text,
+                messages,
+                user_id=user_id,
+                agent_id=agent_id,
+                session_id=session_id,
+                cube=cube,
+                metadata=metadata,
+                timestamp=timestamp,
+                kind=kind,
+                tags=tags,
+                importance=importance,
+            )
+        )
+
+    async def recall(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        k: int = 10,
+        filters: Filters | dict[str, Any] | None = None,
+        at: datetime | str | float | None = None,
+        cube: str | None = None,
+    ) -> list[Hit]:
+        return await self._send(
+            self._recall(query, user_id=user_id, k=k, filters=filters, at=at, cube=cube)
+        )
+
+    async def get(self, id: str) -> MemoryRecord:
+        return await self._send(
+            _Call(
+                "GET",
+                f"/v1/memories/{_seg(id)}",
+                parse=lambda r: MemoryRecord.model_validate(r.json()),
+            )
+        )
+
+    async def update(
+        self,
+        id: str,
+        *,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        kind: str | None = None,
+        event_time: datetime | str | float | None = None,
+        valid_from: datetime | str | float | None = None,
+        valid_to: datetime | str | float | None = None,
+    ) -> MemoryRecord:
+        return await self._send(
+            self._update(
+                id,
+                text=text,
+                metadata=metadata,
+                tags=tags,
+                importance=importance,
+                kind=kind,
+                event_time=event_time,
+                valid_from=valid_from,
+                valid_to=valid_to,
+            )
+        )
+
+    async def delete(self, id: str, *, hard: bool = False) -> None:
+        params = {"hard": "true"} if hard else {}
+        await self._send(_Call("DELETE", f"/v1/memories/{_seg(id)}", params=params))
+
+    async def history(self, id: str) -> list[RecordVersion]:
+        return await self._send(
+            _Call(
+                "GET",
+                f"/v1/memories/{_seg(id)}/history",
+                parse=lambda r: _VERSIONS.validate_python(r.json()),
+            )
+        )
+
+    async def list(
+        self,
+        *,
+        user_id: str | None = None,
+        cube: str | None = None,
+        filters: Filters | dict[str, Any] | None = None,
+        status: StatusArg = "active",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return await self._send(
+            self._list(
+                user_id=user_id,
+                cube=cube,
+                filters=filters,
+                status=status,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    async def create_cube(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        owner_user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> Cube:
+        body = _drop_none(
+            {
+                "name": name,
+                "description": description,
+                "owner_user_id": owner_user_id,
+                "metadata": metadata,
+            }
+        )
+        return await self._send(_Call("POST", "/v1/cubes", body=body, parse=self._cube))
+
+    async def get_cube(self, cube: str) -> Cube:
+        return await self._send(_Call("GET", f"/v1/cubes/{_seg(cube)}", parse=self._cube))
+
+    async def list_cubes(self) -> list[Cube]:
+        return await self._send(
+            _Call("GET", "/v1/cubes", parse=lambda r: _CUBES.validate_python(r.json()))
+        )
+
+    async def delete_cube(self, cube: str) -> None:
+        await self._send(_Call("DELETE", f"/v1/cubes/{_seg(cube)}"))
+
+    async def share_cube(self, cube: str, tenant: str) -> Cube:
+        return await self._send(
+            _Call(
+                "POST", f"/v1/cubes/{_seg(cube)}/share", body={"tenant": tenant}, parse=self._cube
+            )
+        )
+
+    async def export_cube(
+        self, cube: str, path: str | Path, *, progress: Progress | None = None
+    ) -> dict[str, int]:
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.part")
+        try:
+            async with self._http.stream("POST", f"/v1/cubes/{_seg(cube)}/export") as resp:
+                if resp.status_code >= 400:
+                    await resp.aread()
+                    raise_for_error(resp)
+                total = int(resp.headers.get("content-length", 0)) or None
+                with open(tmp, "wb") as fh:
+                    async for chunk in resp.aiter_bytes():
+                        fh.write(chunk)
+                        if progress:
+                            progress(resp.num_bytes_downloaded, total)
+                counts = _counts(resp)
+            os.replace(tmp, path)
+            return counts
+        except httpx.TransportError as exc:
+            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    async def import_cube(
+        self, path: str | Path, *, cube: str | None = None, progress: Progress | None = None
+    ) -> Cube:
+        path = Path(path)
+        if not path.is_file():
+            raise InvalidInput(f"no cube file at {path}")
+        data = path.read_bytes()
+        if progress:
+            progress(len(data), len(data))
+        try:
+            resp = await self._http.post(
+                "/v1/cubes/import",
+                params=_drop_none({"cube": cube}),
+                content=data,
+                headers={"Content-Type": "application/gzip"},
+            )
+        except httpx.TransportError as exc:
+            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+        raise_for_error(resp)
+        return self._cube(resp)

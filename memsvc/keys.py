@@ -1,0 +1,93 @@
+"""API keys: each belongs to one tenant; only a hash of its secret is stored.
+
+A key reads `msk_<key_id>_<secret>`: `key_id` finds the row, the secret's SHA-256 is compared
+in constant time. Secrets are 256 random bits, so a fast hash is enough (no password KDF).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import re
+import secrets
+
+from memsvc.errors import AuthError, InvalidInput, NotFound
+from memsvc.models import ApiKey
+from memsvc.validation import check_ident
+from store import repository as repo
+from store.database import Database
+from store.orm import ApiKeyRow, utcnow
+
+__all__ = ["KeyManager"]
+
+TOKEN = re.compile(r"^msk_([0-9a-f]{12})_([A-Za-z0-9_-]{20,100})$")
+
+
+def _hash(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+def _model(row: ApiKeyRow) -> ApiKey:
+    return ApiKey(
+        key_id=row.key_id,
+        tenant=row.tenant.name,
+        name=row.name,
+        created_at=row.created_at,
+        revoked_at=row.revoked_at,
+    )
+
+
+class KeyManager:
+    """Create, list, revoke and check API keys (an admin surface: not tenant-scoped)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    def create(self, tenant: str, *, name: str | None = None) -> tuple[ApiKey, str]:
+        """A new key for `tenant` (created if new); returns (key, token). Show the token
+        once: it cannot be recovered."""
+        check_ident(tenant, field="tenant", required=True)
+        if name is not None and (not isinstance(name, str) or len(name) > 128):
+            raise InvalidInput("key name must be at most 128 characters", details={"field": "name"})
+        key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
+        with self.db.write() as s:
+            t = repo.ensure_tenant(s, tenant)
+            row = repo.add_api_key(s, t.pk, key_id=key_id, secret_hash=_hash(secret), name=name)
+            row.tenant = t
+            key = _model(row)
+        return key, f"msk_{key_id}_{secret}"
+
+    def list(self, tenant: str | None = None) -> list[ApiKey]:
+        with self.db.read() as s:
+            tenant_pk = None
+            if tenant is not None:
+                t = repo.find_tenant(s, tenant)
+                if t is None:
+                    return []
+                tenant_pk = t.pk
+            return [_model(r) for r in repo.list_api_keys(s, tenant_pk)]
+
+    def revoke(self, key_id: str) -> ApiKey:
+        with self.db.write() as s:
+            row = repo.find_api_key(s, key_id)
+            if row is None:
+                raise NotFound(f"API key {key_id} not found", details={"key_id": key_id})
+            if row.revoked_at is None:
+                row.revoked_at = utcnow()
+            return _model(row)
+
+    def authenticate(self, token: str | None) -> str:
+        """The tenant name for a valid, unrevoked token; `AuthError` otherwise."""
+        if not token:
+            raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+        m = TOKEN.match(token)
+        if m is None:
+            raise AuthError("invalid API key")
+        with self.db.read() as s:
+            row = repo.find_api_key(s, m.group(1))
+            ok = row is not None and hmac.compare_digest(row.secret_hash, _hash(m.group(2)))
+            if not ok or row is None:
+                raise AuthError("invalid API key")
+            if row.revoked_at is not None:
+                raise AuthError("API key has been revoked")
+            return row.tenant.name
