@@ -1,15 +1,16 @@
 """Text embeddings: the bundled all-MiniLM-L6-v2, or any sentence-transformers model directory.
 
 Loading is lazy (commands that never embed stay fast) and offline: nothing is fetched from a
-hub. Encoding is serialized by a lock: Hugging Face fast tokenizers fail when one instance is
-used from several threads at once, and on a small machine the threads would only fight over
-the same cores anyway.
+hub. Encoding runs on one dedicated thread: Hugging Face fast tokenizers fail when one
+instance is used from several threads at once, torch's thread count only holds for the
+thread that set it, and concurrent small requests can be batched there.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import queue
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -53,7 +54,7 @@ class SentenceTransformerEmbedder:
     `query_threads` is used for small calls such as one query, where more threads than free
     cores turn a 10 ms embedding into 100+ ms whenever another process is busy (measured:
     p95 169 ms with 2 threads vs 23 ms with 1 under a competing process on 2 cores). torch's
-    setting is process-wide, so it is switched inside the lock that serializes encoding.
+    setting is per OS thread, so all encoding happens on the embedder's own thread.
     """
 
     def __init__(
@@ -77,6 +78,8 @@ class SentenceTransformerEmbedder:
         self.device = device
         self._model: Any = None
         self._lock = threading.Lock()
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._worker: threading.Thread | None = None
 
     @property
     def model_id(self) -> str:
@@ -114,19 +117,90 @@ class SentenceTransformerEmbedder:
         return int(getter())
 
     def encode(self, texts: Sequence[str]) -> np.ndarray:
-        model = self._load()
+        """Normalized float32 embeddings, one row per text.
+
+        All encoding runs on one dedicated thread: torch's thread count is per OS thread, so
+        setting it there sticks (server worker threads would otherwise each use the default),
+        and small requests that arrive together (concurrent queries) are encoded as one batch,
+        which costs far less than encoding them one by one.
+        """
+        self._load()
         if not texts:
             return np.empty((0, self.dim), dtype=np.float32)
-        with self._lock:
-            want = self.query_threads if len(texts) <= 4 else self.threads
-            if want and want != self._torch_threads:
-                self._torch.set_num_threads(want)
-                self._torch_threads = want
-            out = model.encode(
-                list(texts),
-                batch_size=self.batch_size,
-                normalize_embeddings=True,
-                convert_to_numpy=True,
-                show_progress_bar=False,
-            )
+        job = _Job(list(texts))
+        self._ensure_worker()
+        self._queue.put(job)
+        job.done.wait()
+        if job.error is not None:
+            raise job.error
+        assert job.result is not None
+        return job.result
+
+    def _ensure_worker(self) -> None:
+        if self._worker is None:
+            with self._lock:
+                if self._worker is None:
+                    self._worker = threading.Thread(
+                        target=self._serve, name="memsvc-embedder", daemon=True
+                    )
+                    self._worker.start()
+
+    def _serve(self) -> None:
+        pending: list[_Job] = []
+        while True:
+            job = pending.pop(0) if pending else self._queue.get()
+            batch = [job]
+            if len(job.texts) <= SMALL:
+                # Gather the small jobs already waiting; a large one waits for its own turn.
+                size = len(job.texts)
+                while size < MICRO_BATCH:
+                    try:
+                        nxt = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if len(nxt.texts) > SMALL:
+                        pending.append(nxt)
+                        break
+                    batch.append(nxt)
+                    size += len(nxt.texts)
+            texts = [t for j in batch for t in j.texts]
+            try:
+                vecs = self._run(texts)
+            except BaseException as exc:  # hand the failure to every waiting caller
+                for j in batch:
+                    j.error = exc
+                    j.done.set()
+                continue
+            offset = 0
+            for j in batch:
+                j.result = vecs[offset : offset + len(j.texts)]
+                offset += len(j.texts)
+                j.done.set()
+
+    def _run(self, texts: list[str]) -> np.ndarray:
+        want = self.query_threads if len(texts) <= SMALL else self.threads
+        if want and want != self._torch_threads:
+            self._torch.set_num_threads(want)
+            self._torch_threads = want
+        out = self._model.encode(
+            texts,
+            batch_size=self.batch_size,
+            normalize_embeddings=True,
+            convert_to_numpy=True,
+            show_progress_bar=False,
+        )
         return np.ascontiguousarray(out, dtype=np.float32)
+
+
+SMALL = 4  # texts per request that count as a query-sized job
+MICRO_BATCH = 32  # most texts gathered from concurrent small jobs into one model batch
+
+
+class _Job:
+    __slots__ = ("done", "error", "result", "texts")
+
+    def __init__(self, texts: list[str]) -> None:
+        self.texts = texts
+        self.done = threading.Event()
+        self.result: np.ndarray | None = None
+        self.error: BaseException | None = None

@@ -35,11 +35,16 @@ MAGIC = b"MEMSVCIX"
 FORMAT = 1
 
 
+_search_threads = 1
+
+
 def set_search_threads(n: int) -> None:
     """FAISS's OpenMP threads for search. One is fastest for single queries (measured 0.5 ms
     vs 1.5 ms at 10k x 384), and idle-spinning OpenMP workers otherwise slow the next torch
-    query embedding from 8 ms to 14 ms on a 2-core machine."""
-    faiss.omp_set_num_threads(max(1, n))
+    query embedding from 8 ms to 14 ms on a 2-core machine. OpenMP keeps this setting per
+    OS thread, so every search applies it in the thread that runs it."""
+    global _search_threads
+    _search_threads = max(1, n)
 
 
 class IndexFileError(StoreError):
@@ -95,6 +100,7 @@ class CubeIndex:
             k = min(k, self.count if allowed is None else min(self.count, len(allowed)))
             if k <= 0:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
+            faiss.omp_set_num_threads(_search_threads)
             params = None
             if allowed is not None:
                 sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))

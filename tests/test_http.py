@@ -64,3 +64,49 @@ def test_client_errors_are_4xx_json(served: Served) -> None:
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_input"
     r = httpx.post(f"{served.url}/v1/memories", json={"text": "x", "user_id": "u"})
     assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"
+
+
+def test_several_workers_share_one_data_directory(tmp_path) -> None:
+    """Writes acknowledged by one worker are found by recall on whichever worker answers."""
+    import json
+    import subprocess
+    import sys
+
+    from tests.conftest import free_port, run_cli, wait_ready
+
+    env = {**__import__("os").environ, "MEMSVC_HOME": str(tmp_path / "w")}
+    key = json.loads(run_cli("keys", "create", "--tenant", "w", "--json", env=env))["key"]
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port), "--workers", "2"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        with httpx.Client(
+            base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}
+        ) as http:
+            for i in range(12):  # new connections spread over the workers
+                text = f"worker test fact number {i} about kiwis"
+                r = http.post(
+                    "/v1/memories",
+                    json={"text": text, "user_id": "w"},
+                    headers={"Connection": "close"},
+                )
+                assert r.status_code == 201
+                r = http.post(
+                    "/v1/memories/search",
+                    json={"query": text, "user_id": "w", "k": 1},
+                    headers={"Connection": "close"},
+                )
+                assert r.json()[0]["record"]["content"] == text
+            assert (
+                len(http.get("/v1/memories", params={"user_id": "w", "limit": 100}).json()["items"])
+                == 12
+            )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
