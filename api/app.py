@@ -7,6 +7,7 @@ import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
@@ -45,6 +46,9 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's thread pool (40 by default); on a small machine more
+        # threads than that only contend for the GIL and the cores.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         threading.Thread(target=_warm_up, args=(mem, ready), daemon=True).start()
         try:
             yield

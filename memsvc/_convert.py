@@ -8,11 +8,13 @@ from store.orm import CubeRow, RecordRow, VersionRow
 __all__ = ["cube_model", "record_model", "version_model"]
 
 
-def record_model(row: RecordRow) -> MemoryRecord:
+def record_model(row: RecordRow, cube: CubeRow | None = None) -> MemoryRecord:
+    """`cube` saves loading the row's cube when the caller already has it."""
+    cube = cube or row.cube
     return MemoryRecord(
         id=row.id,
-        cube_id=row.cube.id,
-        cube=row.cube.name,
+        cube_id=cube.id,
+        cube=cube.name,
         tier=row.tier,
         kind=row.kind,
         content=row.content,

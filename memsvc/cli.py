@@ -132,6 +132,8 @@ def serve(
     """
     import uvicorn
 
+    from api.server import HTTP_PROTOCOL
+
     settings = _settings(data_dir, database_url)
     host = host or settings.host
     port = settings.port if port is None else port
@@ -146,11 +148,13 @@ def serve(
         from api.app import create_app
 
         app_ = create_app(settings=settings.model_copy(update={"auth": auth}))
-        uvicorn.run(app_, host=host, port=port, log_level="info")
+        uvicorn.run(app_, host=host, port=port, log_level="info", http=HTTP_PROTOCOL)
         return
     # Each worker process builds its own app from the environment.
     os.environ["MEMSVC_HOME"] = str(settings.home.resolve())
     os.environ["MEMSVC_AUTH"] = "true" if auth else "false"
+    # Workers share the cores: give each its slice for bulk embedding unless set explicitly.
+    os.environ.setdefault("MEMSVC_EMBED_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     if settings.database_url:
         os.environ["MEMSVC_DATABASE_URL"] = settings.database_url
     uvicorn.run(
@@ -160,6 +164,7 @@ def serve(
         port=port,
         workers=workers,
         log_level="info",
+        http=HTTP_PROTOCOL,
     )
 
 

@@ -66,7 +66,14 @@ class SentenceTransformerEmbedder:
         query_threads: int | None = 1,
         batch_size: int = 64,
         device: str = "cpu",
+        backend: str = "auto",
+        cache_dir: str | Path | None = None,
     ) -> None:
+        """`backend`: "onnx" (ONNX Runtime, same embeddings about twice as fast), "torch", or
+        "auto" (ONNX when available and verified equal, else torch). `cache_dir` holds the
+        exported ONNX model (default $MEMSVC_CACHE_DIR or ~/.cache/memsvc)."""
+        if backend not in ("auto", "onnx", "torch"):
+            raise ValueError(f"unknown embedding backend {backend!r}")
         self.path = Path(model_path) if model_path else bundled_model_path()
         if not (self.path / "config.json").exists() and not (self.path / "modules.json").exists():
             raise FileNotFoundError(f"no sentence-transformers model in {self.path}")
@@ -76,6 +83,11 @@ class SentenceTransformerEmbedder:
         self._torch_threads: int | None = None
         self.batch_size = batch_size
         self.device = device
+        self.backend = backend
+        self.cache_dir = Path(
+            cache_dir or os.environ.get("MEMSVC_CACHE_DIR") or Path.home() / ".cache" / "memsvc"
+        )
+        self._onnx: tuple[Any, Any] | None = None
         self._model: Any = None
         self._lock = threading.Lock()
         self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
@@ -103,6 +115,17 @@ class SentenceTransformerEmbedder:
                     # sentence-transformers 6 wants a str path, not a Path.
                     model = SentenceTransformer(str(self.path), device=self.device)
                     model.eval()
+                    if self.backend != "torch" and self.device == "cpu":
+                        from memsvc.onnx_backend import build_onnx_encoders
+
+                        self._onnx = build_onnx_encoders(
+                            model,
+                            self.path,
+                            self.cache_dir / "onnx",
+                            threads=(self.query_threads or 1, self.threads or 1),
+                        )
+                        if self._onnx is None and self.backend == "onnx":
+                            raise RuntimeError("the ONNX embedding backend is not available")
                     self._model = model
                     log.info("loaded embedding model %s from %s", self._model_id, self.path)
         return self._model
@@ -177,8 +200,19 @@ class SentenceTransformerEmbedder:
                 offset += len(j.texts)
                 j.done.set()
 
+    @property
+    def active_backend(self) -> str:
+        """ "onnx" or "torch": what encoding actually runs on (after loading)."""
+        self._load()
+        return "onnx" if self._onnx is not None else "torch"
+
     def _run(self, texts: list[str]) -> np.ndarray:
-        want = self.query_threads if len(texts) <= SMALL else self.threads
+        # Only bulk encodes get several threads; query micro-batches stay on `query_threads`
+        # so concurrent requests never oversubscribe the cores.
+        bulk = len(texts) > MICRO_BATCH
+        if self._onnx is not None:
+            return self._onnx[1 if bulk else 0].encode(texts, self.batch_size)
+        want = self.threads if bulk else self.query_threads
         if want and want != self._torch_threads:
             self._torch.set_num_threads(want)
             self._torch_threads = want

@@ -96,6 +96,8 @@ class _Engine:
             settings.embedding_model,
             threads=settings.embed_threads,
             query_threads=settings.query_threads,
+            backend=settings.embed_backend,
+            cache_dir=settings.cache_dir,
             batch_size=settings.embed_batch_size,
         )
         self.keys = KeyManager(self.db)
@@ -581,7 +583,10 @@ class Memory:
         self._check_model(cube_row)
         qvec = self._engine.embedder.encode([query])[0]
         found = retrieval.recall(self._engine.db, self._engine.indexes, cube_row, qvec, k=k, rq=rq)
-        return [Hit(record=record_model(c.row), score=c.score, explain=c.explain) for c in found]
+        return [
+            Hit(record=record_model(c.row, cube_row), score=c.score, explain=c.explain)
+            for c in found
+        ]
 
     @_translated
     def list(

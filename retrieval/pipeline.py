@@ -57,15 +57,17 @@ def recall(
             allowed = repo.matching_pks(s, cube.pk, rq)
         if len(allowed) == 0:
             return []
-    fetch = k if selective else min(index.count, max(2 * k, k + 10))
+    # The index holds only active records, so the default conditions (validity at `at`)
+    # rarely exclude any: a small margin almost always suffices, and the loop widens if not.
+    fetch = k if selective else min(index.count, k + 5)
     while True:
         ranked = dense_search(index, query_vec, fetch, allowed=allowed)
         with db.read() as s:
-            rows = repo.records_by_pks(s, [pk for pk, _ in ranked])
+            rows = repo.records_by_pks(s, [pk for pk, _ in ranked], with_cube=False)
         out: list[Candidate] = []
         for pk, score in ranked:
             row = rows.get(pk)
-            if row is None or not rq.matches(row):
+            if row is None or row.cube_pk != cube.pk or not rq.matches(row):
                 continue  # deleted or changed since the search; never return it
             rank = len(out) + 1
             out.append(Candidate(row, score, {"dense": {"rank": rank, "score": score}}))

@@ -14,7 +14,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import delete, func, or_, select, update
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy.orm import Session, noload, undefer
 
 from store.orm import (
     ApiKeyRow,
@@ -297,11 +297,16 @@ def get_record(s: Session, tenant_pk: int, record_id: str) -> tuple[RecordRow, s
     return (row, "read") if shared is not None else None
 
 
-def records_by_pks(s: Session, pks: Sequence[int]) -> dict[int, RecordRow]:
+def records_by_pks(
+    s: Session, pks: Sequence[int], *, with_cube: bool = True
+) -> dict[int, RecordRow]:
+    """Rows by pk; `with_cube=False` skips joining the cube when the caller already has it."""
     if not len(pks):
         return {}
-    rows = s.scalars(select(RecordRow).where(RecordRow.pk.in_([int(p) for p in pks])))
-    return {r.pk: r for r in rows}
+    q = select(RecordRow).where(RecordRow.pk.in_([int(p) for p in pks]))
+    if not with_cube:
+        q = q.options(noload(RecordRow.cube))
+    return {r.pk: r for r in s.scalars(q)}
 
 
 def versions_for(s: Session, record_pk: int) -> list[VersionRow]:

@@ -42,3 +42,38 @@ def test_any_model_directory_can_be_configured(tmp_path: Path) -> None:
 def test_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match="no sentence-transformers model"):
         SentenceTransformerEmbedder(tmp_path / "nothing-here")
+
+
+def test_onnx_backend_matches_torch_on_real_text(tmp_path: Path) -> None:
+    from evals.corpus import locomo_turns
+
+    texts = (locomo_turns() or [f"fallback sentence {i}" for i in range(200)])[:200]
+    onnx = SentenceTransformerEmbedder(threads=2, backend="onnx", cache_dir=tmp_path)
+    torch_ = SentenceTransformerEmbedder(threads=2, backend="torch")
+    assert onnx.active_backend == "onnx" and torch_.active_backend == "torch"
+    a, b = onnx.encode(texts), torch_.encode(texts)
+    assert np.abs(a - b).max() < 1e-4
+    assert np.abs(onnx.encode(texts[:1]) - b[:1]).max() < 1e-4  # the single-query session too
+    exported = list((tmp_path / "onnx").glob("*.onnx"))
+    assert len(exported) == 1
+    again = SentenceTransformerEmbedder(backend="onnx", cache_dir=tmp_path)
+    assert again.active_backend == "onnx"
+    assert list((tmp_path / "onnx").glob("*.onnx")) == exported  # exported once, reused
+
+
+def test_unsupported_pipeline_falls_back_to_torch(tmp_path: Path) -> None:
+    import json
+
+    model_dir = tmp_path / "max-pooled"
+    shutil.copytree(bundled_model_path(), model_dir)
+    cfg_path = model_dir / "1_Pooling" / "config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg.update(pooling_mode_mean_tokens=False, pooling_mode_max_tokens=True)
+    cfg_path.write_text(json.dumps(cfg))
+    emb = SentenceTransformerEmbedder(model_dir, cache_dir=tmp_path / "cache")
+    assert emb.active_backend == "torch"
+    assert emb.encode(["still works"]).shape == (1, 384)
+    with pytest.raises(RuntimeError, match="ONNX embedding backend is not available"):
+        SentenceTransformerEmbedder(model_dir, backend="onnx", cache_dir=tmp_path / "c2").encode(
+            ["x"]
+        )

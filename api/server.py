@@ -1,0 +1,28 @@
+"""uvicorn glue: an HTTP protocol that sets TCP_NODELAY on every connection.
+
+With `--workers N` uvicorn hands the listening socket to worker processes, and the
+connections they accept do not get TCP_NODELAY: a response written in two parts then waits
+for the client's delayed ACK, adding ~40 ms to every request (measured: /healthz 1.3 ms with
+one worker, 44 ms with two). Setting it per connection fixes both modes.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import socket
+from typing import Any
+
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+__all__ = ["HTTP_PROTOCOL", "NoDelayH11Protocol"]
+
+HTTP_PROTOCOL = "api.server:NoDelayH11Protocol"
+
+
+class NoDelayH11Protocol(H11Protocol):
+    def connection_made(self, transport: Any) -> None:
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            with contextlib.suppress(OSError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        super().connection_made(transport)
