@@ -3,7 +3,8 @@
     python -m evals.bench_core [--records 10000] [--queries 200] [--json OUT]
 
 Measures, on the public SDK with the real bundled model and SQLite:
-  * raw embedder throughput (texts/s) on the same texts the adds use, batch 100 and single;
+  * raw embedder throughput (texts/s) on the same texts the adds use, batch 100 and single,
+    timed interleaved with the adds so noise hits both alike;
   * `Memory.add` throughput, batches of 100 and single adds, and its share of the raw rate;
   * `Memory.recall` latency p50/p95 at `--records` records in one cube, with the query
     embedding included, and excluded (queries embedded beforehand), idle and with another
@@ -67,36 +68,42 @@ def _rate(n: int, seconds: float) -> float:
 
 
 def bench_add(emb: SentenceTransformerEmbedder, work: Path, n_batch: int, n_single: int) -> dict:
+    """Raw embedding and `add` are timed on the same texts, interleaved batch by batch (and in
+    alternating order), so machine noise and drift hit both sides alike."""
     batch_texts = generated_sentences(n_batch, seed=1)
     single_texts = generated_sentences(n_single, seed=2)
     emb.encode(batch_texts[:100])  # warm up
-
-    t = time.perf_counter()
-    for i in range(0, n_batch, 100):
-        emb.encode(batch_texts[i : i + 100])
-    raw_batch = _rate(n_batch, time.perf_counter() - t)
-    t = time.perf_counter()
-    for s in single_texts:
-        emb.encode([s])
-    raw_single = _rate(n_single, time.perf_counter() - t)
-
+    raw_batch = add_batch = raw_single = add_single = 0.0
     with Memory(settings=Settings(home=work / "add"), embedder=emb) as mem:
         mem.add("warm up the cube", user_id="bench")
-        t = time.perf_counter()
-        for i in range(0, n_batch, 100):
-            mem.add(batch_texts[i : i + 100], user_id="bench")
-        add_batch = _rate(n_batch, time.perf_counter() - t)
-        t = time.perf_counter()
-        for s in single_texts:
-            mem.add(s, user_id="bench")
-        add_single = _rate(n_single, time.perf_counter() - t)
+        for n, i in enumerate(range(0, n_batch, 100)):
+            chunk = batch_texts[i : i + 100]
+            for step in ("raw", "add") if n % 2 == 0 else ("add", "raw"):
+                t = time.perf_counter()
+                if step == "raw":
+                    emb.encode(chunk)
+                    raw_batch += time.perf_counter() - t
+                else:
+                    mem.add(chunk, user_id="bench")
+                    add_batch += time.perf_counter() - t
+        for n, text in enumerate(single_texts):
+            for step in ("raw", "add") if n % 2 == 0 else ("add", "raw"):
+                t = time.perf_counter()
+                if step == "raw":
+                    emb.encode([text])
+                    raw_single += time.perf_counter() - t
+                else:
+                    mem.add(text, user_id="bench")
+                    add_single += time.perf_counter() - t
+    raw_b, add_b = _rate(n_batch, raw_batch), _rate(n_batch, add_batch)
+    raw_s, add_s = _rate(n_single, raw_single), _rate(n_single, add_single)
     return {
-        "embedder_batch100_per_s": raw_batch,
-        "add_batch100_per_s": add_batch,
-        "add_batch100_share_of_embedder": add_batch / raw_batch,
-        "embedder_single_per_s": raw_single,
-        "add_single_per_s": add_single,
-        "add_single_share_of_embedder": add_single / raw_single,
+        "embedder_batch100_per_s": raw_b,
+        "add_batch100_per_s": add_b,
+        "add_batch100_share_of_embedder": add_b / raw_b,
+        "embedder_single_per_s": raw_s,
+        "add_single_per_s": add_s,
+        "add_single_share_of_embedder": add_s / raw_s,
         "n_batch": n_batch,
         "n_single": n_single,
     }

@@ -25,6 +25,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
+import numpy as np
+
 import retrieval
 from memsvc import portable
 from memsvc._convert import cube_model, record_model, version_model
@@ -422,6 +424,7 @@ class Memory:
         self._check_model(cube_row)
         with self._engine.db.write() as db:
             rows = repo.insert_records(db, cube_row, fields)
+            seqs = db.info.pop("change_seqs", None)
             if messages is not None and len(rows) > 1:
                 db.add_all(
                     EdgeRow(
@@ -435,10 +438,10 @@ class Memory:
                     )
                     for a, b in itertools.pairwise(rows)
                 )
-        self._engine.indexes.get(cube_row)
-        for r in rows:
-            r.cube = cube_row
-        return [record_model(r) for r in rows]
+        self._engine.indexes.apply_write(
+            cube_row, seqs, np.fromiter((r.pk for r in rows), np.int64, len(rows)), vectors
+        )
+        return [record_model(r, cube_row) for r in rows]
 
     @_translated
     def update(

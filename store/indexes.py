@@ -65,6 +65,26 @@ class IndexManager:
             self._catch_up(cube, index)
             return index
 
+    def apply_write(
+        self,
+        cube: CubeRow,
+        seqs: tuple[int, int, int] | None,
+        pks: np.ndarray,
+        vectors: np.ndarray,
+    ) -> None:
+        """After a committed insert: add its vectors directly when the index is exactly at
+        the change just before it (no read-back); otherwise catch up from the change log."""
+        with self._lock:
+            index = self._indexes.get(cube.pk)
+            if index is not None and seqs is not None:
+                first, last, n = seqs
+                if index.seq == first - 1 and last - first + 1 == n == len(pks):
+                    index.upsert(pks, vectors)
+                    index.seq = last
+                    self._maybe_save(cube, index)
+                    return
+        self.get(cube)
+
     def _load(self, cube: CubeRow) -> CubeIndex:
         path = self.path_for(cube)
         try:

@@ -13,7 +13,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, or_, select, update
+from sqlalchemy import delete, func, insert, or_, select, update
 from sqlalchemy.orm import Session, noload, undefer
 
 from store.orm import (
@@ -265,20 +265,66 @@ def add_change(s: Session, cube_pk: int, record_pks: Iterable[int], op: str) -> 
     s.add_all(ChangeRow(cube_pk=cube_pk, record_pk=pk, op=op, created_at=now) for pk in record_pks)
 
 
+RECORD_DEFAULTS: dict[str, Any] = {
+    "tier": "plaintext",
+    "kind": "fact",
+    "version": 1,
+    "status": "active",
+    "importance": 0.5,
+    "strength": 1.0,
+    "recall_count": 0,
+    "embedding_precision": "float32",
+    "user_id": None,
+    "agent_id": None,
+    "session_id": None,
+    "event_time": None,
+    "valid_from": None,
+    "valid_to": None,
+    "last_recalled_at": None,
+    "embedding": None,
+}
+
+
 def insert_records(s: Session, cube: CubeRow, fields: Sequence[dict[str, Any]]) -> list[RecordRow]:
-    """Insert records with their first version and change-log rows; returns the new rows."""
+    """Insert records with their first version and change-log rows; returns the new rows.
+
+    Bulk INSERTs (executemany) rather than the unit of work: at 100 records per call the
+    ORM's per-object bookkeeping cost more than the database itself.
+    """
     now = utcnow()
-    rows = []
+    values = []
     for f in fields:
-        f = dict(f)
-        f.setdefault("id", new_id())
-        f.setdefault("created_at", now)
-        f.setdefault("updated_at", f["created_at"])
-        rows.append(RecordRow(cube_pk=cube.pk, **f))
-    s.add_all(rows)
-    s.flush()
-    s.add_all(snapshot_version(r, "create", r.created_at) for r in rows)
-    add_change(s, cube.pk, (r.pk for r in rows), "upsert")
+        v = {**RECORD_DEFAULTS, **f, "cube_pk": cube.pk}
+        v.setdefault("id", new_id())
+        v.setdefault("created_at", now)
+        v.setdefault("updated_at", v["created_at"])
+        for key in ("source", "meta"):
+            v[key] = dict(v.get(key) or {})
+        for key in ("tags", "entities"):
+            v[key] = list(v.get(key) or [])
+        values.append(v)
+    pks = s.scalars(
+        insert(RecordRow).returning(RecordRow.pk, sort_by_parameter_order=True), values
+    ).all()
+    rows = [RecordRow(pk=pk, **v) for pk, v in zip(pks, values, strict=True)]
+    s.execute(
+        insert(VersionRow),
+        [
+            {
+                "record_pk": r.pk,
+                "version": r.version,
+                "change": "create",
+                "changed_at": r.created_at,
+                **{f: getattr(r, f) for f in VERSIONED_FIELDS},
+            }
+            for r in rows
+        ],
+    )
+    seqs = s.scalars(
+        insert(ChangeRow).returning(ChangeRow.seq, sort_by_parameter_order=True),
+        [{"cube_pk": cube.pk, "record_pk": r.pk, "op": "upsert", "created_at": now} for r in rows],
+    ).all()
+    s.info["change_seqs"] = (min(seqs), max(seqs), len(seqs))
     return rows
 
 

@@ -69,6 +69,8 @@ class CubeIndex:
         self.dirty = False
         self.lock = threading.Lock()
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        # remove_ids rewrites the whole flat array, so only ids actually held are removed.
+        self._ids: set[int] = set()
 
     @property
     def count(self) -> int:
@@ -80,16 +82,23 @@ class CubeIndex:
         pks = np.ascontiguousarray(pks, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(pks), self.dim)
         with self.lock:
-            self._index.remove_ids(pks)
+            self._remove_held(pks)
             self._index.add_with_ids(vectors, pks)
+            self._ids.update(int(p) for p in pks)
             self.dirty = True
 
     def remove(self, pks: np.ndarray) -> None:
         if len(pks) == 0:
             return
         with self.lock:
-            self._index.remove_ids(np.ascontiguousarray(pks, dtype=np.int64))
+            self._remove_held(pks)
             self.dirty = True
+
+    def _remove_held(self, pks: np.ndarray) -> None:
+        held = [int(p) for p in pks if int(p) in self._ids]
+        if held:
+            self._index.remove_ids(np.asarray(held, dtype=np.int64))
+            self._ids.difference_update(held)
 
     def search(
         self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None
@@ -140,6 +149,7 @@ class CubeIndex:
         if loaded.ntotal != header["count"] or loaded.d != idx.dim:
             raise IndexFileError("index file disagrees with its header")
         idx._index = loaded
+        idx._ids = set(faiss.vector_to_array(loaded.id_map).tolist())
         return idx
 
 

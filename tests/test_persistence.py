@@ -97,6 +97,13 @@ def test_writes_from_another_handle_are_seen(open_memory, tmp_path: Path) -> Non
     assert a.recall("stamp collecting hobby", user_id="u", k=1)[0].record.id == rec.id
     b.delete(rec.id)
     assert rec.id not in {h.record.id for h in a.recall("stamps", user_id="u")}
+    # b writes, then a writes: a's index is not at the change before its own write, so it
+    # must catch up (b's record included) instead of just appending its own vectors.
+    other = b.add("Frank restores old clocks.", user_id="u")[0]
+    a.add("Gina grows tomatoes.", user_id="u")
+    info = a.index_info("user:u")
+    assert info.seq == info.db_seq and info.vectors == 4
+    assert a.recall("clock repair", user_id="u", k=1)[0].record.id == other.id
 
 
 def test_schema_matches_models_and_migration_is_idempotent(tmp_path: Path) -> None:
