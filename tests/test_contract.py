@@ -234,3 +234,16 @@ def test_clients_have_memorys_surface() -> None:
             assert list(got) == list(want), (cls.__name__, name)
             for p in want:
                 assert got[p].kind == want[p].kind and got[p].default == want[p].default, (name, p)
+
+
+def test_remote_client_transport_and_stream_errors(served: Served, tmp_path: Path) -> None:
+    from memsvc import StorageError
+    from tests.conftest import free_port
+
+    dead = MemoryClient(f"http://127.0.0.1:{free_port()}", "msk_x", timeout=2)
+    with dead, pytest.raises(StorageError, match="cannot reach memsvc"):
+        dead.list_cubes()
+    with MemoryClient(served.url, served.keys["acme"]) as mem:
+        with pytest.raises(CubeNotFound):
+            mem.export_cube("no-such-cube", tmp_path / "x.memcube")
+        assert not list(tmp_path.iterdir())  # no partial file left behind
