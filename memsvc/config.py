@@ -57,6 +57,9 @@ class Settings(BaseSettings):
     auth: bool = Field(
         default=True, description="Require API keys on /v1 routes (off only on loopback)."
     )
+    auth_cache_seconds: float = Field(
+        default=1.0, ge=0, description="How long a verified API key is trusted without a read."
+    )
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, description="Body size limit.")
     max_import_bytes: int = Field(
         default=1024**3, ge=1024, description="Body size limit for cube file uploads."

@@ -10,6 +10,8 @@ import hashlib
 import hmac
 import re
 import secrets
+import threading
+import time
 
 from memsvc.errors import AuthError, InvalidInput, NotFound
 from memsvc.models import ApiKey
@@ -40,8 +42,13 @@ def _model(row: ApiKeyRow) -> ApiKey:
 class KeyManager:
     """Create, list, revoke and check API keys (an admin surface: not tenant-scoped)."""
 
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, *, cache_seconds: float = 1.0) -> None:
         self.db = db
+        # Verified tokens for a moment, to spare a database read per request. A revoke in
+        # this process clears it at once; one made elsewhere holds within `cache_seconds`.
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[str, float]] = {}
+        self._cache_lock = threading.Lock()
 
     def create(self, tenant: str, *, name: str | None = None) -> tuple[ApiKey, str]:
         """A new key for `tenant` (created if new); returns (key, token). Show the token
@@ -74,7 +81,10 @@ class KeyManager:
                 raise NotFound(f"API key {key_id} not found", details={"key_id": key_id})
             if row.revoked_at is None:
                 row.revoked_at = utcnow()
-            return _model(row)
+            key = _model(row)
+        with self._cache_lock:
+            self._cache.clear()
+        return key
 
     def authenticate(self, token: str | None) -> str:
         """The tenant name for a valid, unrevoked token; `AuthError` otherwise."""
@@ -83,9 +93,24 @@ class KeyManager:
         m = TOKEN.match(token)
         if m is None:
             raise AuthError("invalid API key")
+        digest = _hash(token)
+        now = time.monotonic()
+        with self._cache_lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        tenant = self._check(m.group(1), m.group(2))
+        if self.cache_seconds > 0:
+            with self._cache_lock:
+                if len(self._cache) > 10_000:
+                    self._cache.clear()
+                self._cache[digest] = (tenant, now + self.cache_seconds)
+        return tenant
+
+    def _check(self, key_id: str, secret: str) -> str:
         with self.db.read() as s:
-            row = repo.find_api_key(s, m.group(1))
-            ok = row is not None and hmac.compare_digest(row.secret_hash, _hash(m.group(2)))
+            row = repo.find_api_key(s, key_id)
+            ok = row is not None and hmac.compare_digest(row.secret_hash, _hash(secret))
             if not ok or row is None:
                 raise AuthError("invalid API key")
             if row.revoked_at is not None:

@@ -102,7 +102,7 @@ class _Engine:
             cache_dir=settings.cache_dir,
             batch_size=settings.embed_batch_size,
         )
-        self.keys = KeyManager(self.db)
+        self.keys = KeyManager(self.db, cache_seconds=settings.auth_cache_seconds)
         self._tenants: dict[str, int] = {}
         self._lock = threading.Lock()
 

@@ -37,43 +37,42 @@ def recall(
     k: int,
     rq: repo.RecordQuery,
 ) -> list[Candidate]:
-    index = indexes.get(cube)
-    if index.count == 0:
-        return []
-    selective = bool(
-        rq.user_id
-        or rq.agent_id
-        or rq.session_id
-        or rq.kinds
-        or rq.tiers
-        or rq.tags
-        or rq.since
-        or rq.until
-        or rq.metadata
-    )
-    allowed = None
-    if selective:
-        with db.read() as s:
-            allowed = repo.matching_pks(s, cube.pk, rq)
-        if len(allowed) == 0:
+    with db.read() as s:  # one snapshot for the catch-up check, filters and records
+        index = indexes.get(cube, session=s)
+        if index.count == 0:
             return []
-    # The index holds only active records, so the default conditions (validity at `at`)
-    # rarely exclude any: a small margin almost always suffices, and the loop widens if not.
-    fetch = k if selective else min(index.count, k + 5)
-    while True:
-        ranked = dense_search(index, query_vec, fetch, allowed=allowed)
-        with db.read() as s:
+        selective = bool(
+            rq.user_id
+            or rq.agent_id
+            or rq.session_id
+            or rq.kinds
+            or rq.tiers
+            or rq.tags
+            or rq.since
+            or rq.until
+            or rq.metadata
+        )
+        allowed = None
+        if selective:
+            allowed = repo.matching_pks(s, cube.pk, rq)
+            if len(allowed) == 0:
+                return []
+        # The index holds only active records, so the default conditions (validity at `at`)
+        # rarely exclude any: a small margin almost always suffices, and the loop widens.
+        fetch = k if selective else min(index.count, k + 5)
+        while True:
+            ranked = dense_search(index, query_vec, fetch, allowed=allowed)
             rows = repo.records_by_pks(s, [pk for pk, _ in ranked], with_cube=False)
-        out: list[Candidate] = []
-        for pk, score in ranked:
-            row = rows.get(pk)
-            if row is None or row.cube_pk != cube.pk or not rq.matches(row):
-                continue  # deleted or changed since the search; never return it
-            rank = len(out) + 1
-            out.append(Candidate(row, score, {"dense": {"rank": rank, "score": score}}))
-            if len(out) == k:
+            out: list[Candidate] = []
+            for pk, score in ranked:
+                row = rows.get(pk)
+                if row is None or row.cube_pk != cube.pk or not rq.matches(row):
+                    continue  # deleted or changed since the search; never return it
+                rank = len(out) + 1
+                out.append(Candidate(row, score, {"dense": {"rank": rank, "score": score}}))
+                if len(out) == k:
+                    return out
+            exhausted = len(ranked) < fetch or fetch >= index.count
+            if exhausted:
                 return out
-        exhausted = len(ranked) < fetch or fetch >= index.count
-        if exhausted:
-            return out
-        fetch = min(index.count, fetch * 4)
+            fetch = min(index.count, fetch * 4)

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from store import repository as repo
 from store.database import Database
@@ -55,14 +56,19 @@ class IndexManager:
 
     # ---- loading and syncing ------------------------------------------------------------------
 
-    def get(self, cube: CubeRow) -> CubeIndex:
-        """The cube's index, caught up with every committed change."""
+    def get(self, cube: CubeRow, session: Session | None = None) -> CubeIndex:
+        """The cube's index, caught up with every committed change (read through `session`
+        when given, so a caller's reads share one snapshot and one transaction)."""
         with self._lock:
             index = self._indexes.get(cube.pk)
             if index is None:
                 index = self._load(cube)
                 self._indexes[cube.pk] = index
-            self._catch_up(cube, index)
+            if session is None:
+                with self.db.read() as s:
+                    self._catch_up(cube, index, s)
+            else:
+                self._catch_up(cube, index, session)
             return index
 
     def apply_write(
@@ -114,12 +120,11 @@ class IndexManager:
         self._save(cube, index)
         return index
 
-    def _catch_up(self, cube: CubeRow, index: CubeIndex) -> None:
-        with self.db.read() as s:
-            new_seq, changed = repo.changes_since(s, cube.pk, index.seq)
-            if not changed:
-                return
-            pks, vecs = repo.active_vectors(s, cube.pk, changed, dim=cube.embedding_dim)
+    def _catch_up(self, cube: CubeRow, index: CubeIndex, s: Session) -> None:
+        new_seq, changed = repo.changes_since(s, cube.pk, index.seq)
+        if not changed:
+            return
+        pks, vecs = repo.active_vectors(s, cube.pk, changed, dim=cube.embedding_dim)
         index.remove(np.asarray(changed, dtype=np.int64))
         index.upsert(pks, vecs)
         index.seq = new_seq

@@ -225,3 +225,23 @@ def test_keys_cli_and_no_auth_guard(tmp_path, monkeypatch) -> None:
         assert mem.keys.list("t1")[0].revoked_at is not None
     r = runner.invoke(cli_app, ["serve", "--no-auth", "--host", "0.0.0.0"])
     assert r.exit_code == 2 and "only binds loopback" in r.output
+
+
+def test_key_cache_expires_for_revocations_made_elsewhere(tmp_path) -> None:
+    import time
+
+    from memsvc.errors import AuthError
+    from memsvc.keys import KeyManager
+    from store.database import Database
+
+    db = Database(f"sqlite:///{tmp_path / 'k.db'}")
+    db.migrate()
+    server, elsewhere = KeyManager(db, cache_seconds=0.3), KeyManager(db)
+    key, token = elsewhere.create("acme")
+    assert server.authenticate(token) == "acme"
+    elsewhere.revoke(key.key_id)  # another process: this cache does not hear of it
+    assert server.authenticate(token) == "acme"
+    time.sleep(0.35)
+    with pytest.raises(AuthError, match="revoked"):
+        server.authenticate(token)
+    db.dispose()
