@@ -13,14 +13,11 @@ follow the database's change log and are rebuilt from it when needed.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import functools
 import itertools
-import json
 import logging
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
@@ -28,7 +25,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import numpy as np
 
 import retrieval
-from memsvc import portable
+from memsvc import portable, transfer
 from memsvc._convert import cube_model, record_model, version_model
 from memsvc.config import Settings, get_settings
 from memsvc.embedder import Embedder, SentenceTransformerEmbedder
@@ -43,12 +40,25 @@ from memsvc.errors import (
 )
 from memsvc.keys import KeyManager
 from memsvc.models import Cube, Filters, Hit, IndexInfo, MemoryRecord, Message, Page, RecordVersion
-from memsvc.validation import brief, check_cube_name, check_ident, check_k, check_text, to_utc
+from memsvc.validation import (
+    brief,
+    check_cube_name,
+    check_ident,
+    check_importance,
+    check_k,
+    check_message,
+    check_metadata,
+    check_tags,
+    check_text,
+    decode_cursor,
+    encode_cursor,
+    to_utc,
+)
 from store import repository as repo
 from store.database import Database
 from store.errors import StoreConflict, StoreError
 from store.indexes import IndexManager
-from store.orm import CubeRow, EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
+from store.orm import CubeRow, EdgeRow, RecordRow, utcnow
 from store.vector_index import IndexFileError, set_search_threads
 
 __all__ = ["Memory"]
@@ -348,9 +358,9 @@ class Memory:
         check_ident(agent_id, field="agent_id")
         check_ident(session_id, field="session_id")
         when = to_utc(timestamp, field="timestamp")
-        meta = self._check_metadata(metadata)
-        tag_list = self._check_tags(tags)
-        imp = self._check_importance(importance)
+        meta = check_metadata(metadata)
+        tag_list = check_tags(tags)
+        imp = check_importance(importance)
         if kind is not None and (not isinstance(kind, str) or not 0 < len(kind) <= 32):
             raise InvalidInput("kind must be 1-32 characters", details={"field": "kind"})
         if (text is None) == (messages is None):
@@ -373,7 +383,7 @@ class Memory:
             if not messages:
                 raise InvalidInput("messages is empty", details={"field": "messages"})
             for i, raw in enumerate(messages):
-                msg = self._check_message(raw, i)
+                msg = check_message(raw, i)
                 content = check_text(
                     msg.content, field=f"messages[{i}].content", max_bytes=s.max_text_bytes
                 )
@@ -467,11 +477,11 @@ class Memory:
                 text, field="text", max_bytes=self._engine.settings.max_text_bytes
             )
         if metadata is not None:
-            changes["meta"] = self._check_metadata(metadata)
+            changes["meta"] = check_metadata(metadata)
         if tags is not None:
-            changes["tags"] = self._check_tags(tags)
+            changes["tags"] = check_tags(tags)
         if importance is not None:
-            changes["importance"] = self._check_importance(importance)
+            changes["importance"] = check_importance(importance)
         if kind is not None:
             if not isinstance(kind, str) or not 0 < len(kind) <= 32:
                 raise InvalidInput("kind must be 1-32 characters", details={"field": "kind"})
@@ -609,7 +619,7 @@ class Memory:
             raise InvalidInput(f"unknown status {status!r}", details={"field": "status"})
         rq = self._record_query(filters)
         rq.statuses = () if status == "all" else (status,)
-        after = self._decode_cursor(cursor)
+        after = decode_cursor(cursor)
         cube_row = self._cube_for(cube=cube, user_id=user_id, create=False)
         if cube_row is None:
             return Page(items=[])
@@ -617,7 +627,7 @@ class Memory:
             rows = repo.query_records(s, cube_row.pk, rq, after_pk=after, limit=limit + 1)
         more = len(rows) > limit
         rows = rows[:limit]
-        nxt = self._encode_cursor(rows[-1].pk) if more and rows else None
+        nxt = encode_cursor(rows[-1].pk) if more and rows else None
         return Page(items=[record_model(r) for r in rows], next_cursor=nxt)
 
     # ---- export / import ------------------------------------------------------------------------
@@ -649,51 +659,9 @@ class Memory:
             },
             "records": total,
         }
-        return portable.write(path, header, self._export_lines(row, total, progress))
-
-    def _export_lines(
-        self, cube: CubeRow, total: int, progress: Progress | None
-    ) -> Iterator[dict[str, Any]]:
-        with self._engine.db.read() as s:
-            ids: dict[int, str] = {}
-            for n, r in enumerate(repo.iter_cube_records(s, cube.pk), start=1):
-                ids[r.pk] = r.id
-                rec = record_model(r).model_dump(mode="json")
-                versions = [
-                    version_model(r.id, v).model_dump(mode="json")
-                    for v in repo.versions_for(s, r.pk)
-                ]
-                yield {
-                    "type": "record",
-                    "record": rec,
-                    "versions": versions,
-                    "embedding": portable.encode_vector(r.embedding),
-                }
-                if progress:
-                    progress(n, total)
-            for e in repo.entities_for_cube(s, cube.pk):
-                yield {
-                    "type": "entity",
-                    "key": e.pk,
-                    "entity": {"name": e.name, "normalized": e.normalized, "type": e.type},
-                }
-            for e in repo.edges_for_cube(s, cube.pk):
-                ends = []
-                for kind, pk in ((e.src_kind, e.src_pk), (e.dst_kind, e.dst_pk)):
-                    ends.append([kind, ids.get(pk) if kind == "record" else pk])
-                if any(k == "record" and v is None for k, v in ends):
-                    continue
-                yield {
-                    "type": "edge",
-                    "edge": {
-                        "type": e.type,
-                        "src": ends[0],
-                        "dst": ends[1],
-                        "weight": e.weight,
-                        "metadata": e.meta or {},
-                        "created_at": e.created_at.isoformat(),
-                    },
-                }
+        return portable.write(
+            path, header, transfer.export_lines(self._engine.db, row, total, progress)
+        )
 
     @_translated
     def import_cube(
@@ -730,143 +698,13 @@ class Memory:
                     embedding_model=embedder.model_id,
                     embedding_dim=embedder.dim,
                 )
-                self._import_items(
-                    s, row, lines, same_model, int(emb.get("dim") or 0), total, progress
+                transfer.import_items(
+                    s, embedder, row, lines, same_model, int(emb.get("dim") or 0), total, progress
                 )
         except StoreConflict as exc:
             raise Conflict(f"import clashes with existing data: {exc}") from exc
         self._engine.indexes.get(row)
         return self.get_cube(row.id)
-
-    def _import_items(
-        self,
-        s: Any,
-        cube: CubeRow,
-        lines: Iterator[dict[str, Any]],
-        same_model: bool,
-        file_dim: int,
-        total: int | None,
-        progress: Progress | None,
-    ) -> None:
-        record_pks: dict[str, int] = {}
-        entity_pks: dict[Any, int] = {}
-        pending: list[RecordRow] = []
-        n = 0
-
-        def flush() -> None:
-            if not same_model and pending:
-                vecs = self._engine.embedder.encode([r.content for r in pending])
-                for r, v in zip(pending, vecs, strict=True):
-                    r.embedding = v.tobytes()
-            s.flush()
-            for r in pending:
-                record_pks[r.id] = r.pk
-            repo.add_change(s, cube.pk, [r.pk for r in pending], "upsert")
-            pending.clear()
-
-        try:
-            for item in lines:
-                if item["type"] == "record":
-                    rec, row = item["record"], None
-                    row = RecordRow(cube_pk=cube.pk, **self._record_fields(rec))
-                    row.embedding = (
-                        portable.decode_vector(item.get("embedding"), file_dim)
-                        if same_model
-                        else None
-                    )
-                    s.add(row)
-                    s.flush()
-                    for v in item.get("versions") or []:
-                        s.add(self._version_row(row.pk, v))
-                    pending.append(row)
-                    n += 1
-                    if len(pending) >= 256:
-                        flush()
-                    if progress:
-                        progress(n, total)
-                elif item["type"] == "entity":
-                    flush()
-                    ent = item["entity"]
-                    e = EntityRow(
-                        cube_pk=cube.pk,
-                        name=ent["name"],
-                        normalized=ent["normalized"],
-                        type=ent.get("type", "thing"),
-                    )
-                    s.add(e)
-                    s.flush()
-                    entity_pks[item["key"]] = e.pk
-                else:
-                    flush()
-                    edge = item["edge"]
-                    ends = []
-                    for kind, ref in (edge["src"], edge["dst"]):
-                        table = record_pks if kind == "record" else entity_pks
-                        ends.append((kind, table.get(ref, ref if kind == "topic" else None)))
-                    if any(pk is None for _, pk in ends):
-                        raise InvalidInput(f"edge refers to a missing node: {edge}")
-                    s.add(
-                        EdgeRow(
-                            cube_pk=cube.pk,
-                            type=edge["type"],
-                            src_kind=ends[0][0],
-                            src_pk=ends[0][1],
-                            dst_kind=ends[1][0],
-                            dst_pk=ends[1][1],
-                            weight=edge.get("weight", 1.0),
-                            meta=edge.get("metadata") or {},
-                            created_at=to_utc(edge.get("created_at"), field="created_at")
-                            or utcnow(),
-                        )
-                    )
-            flush()
-        except (KeyError, TypeError, ValueError) as exc:
-            raise InvalidInput(f"cube file has a malformed item: {exc!r}") from exc
-
-    @staticmethod
-    def _record_fields(rec: dict[str, Any]) -> dict[str, Any]:
-        times = ("event_time", "valid_from", "valid_to", "created_at", "updated_at")
-        out = {
-            "id": rec["id"],
-            "tier": rec.get("tier", "plaintext"),
-            "kind": rec["kind"],
-            "content": rec["content"],
-            "source": rec.get("source") or {},
-            "user_id": rec.get("user_id"),
-            "agent_id": rec.get("agent_id"),
-            "session_id": rec.get("session_id"),
-            "version": rec["version"],
-            "status": rec["status"],
-            "importance": rec.get("importance", 0.5),
-            "strength": rec.get("strength", 1.0),
-            "recall_count": rec.get("recall_count", 0),
-            "last_recalled_at": to_utc(rec.get("last_recalled_at"), field="last_recalled_at"),
-            "tags": rec.get("tags") or [],
-            "entities": rec.get("entities") or [],
-            "embedding_precision": rec.get("embedding_precision", "float32"),
-            "meta": rec.get("metadata") or {},
-        }
-        for t in times:
-            out[t] = to_utc(rec.get(t), field=t)
-        return out
-
-    @staticmethod
-    def _version_row(record_pk: int, v: dict[str, Any]) -> VersionRow:
-        return VersionRow(
-            record_pk=record_pk,
-            version=v["version"],
-            change=v["change"],
-            content=v["content"],
-            kind=v["kind"],
-            status=v["status"],
-            tags=v.get("tags") or [],
-            importance=v.get("importance", 0.5),
-            event_time=to_utc(v.get("event_time"), field="event_time"),
-            valid_from=to_utc(v.get("valid_from"), field="valid_from"),
-            valid_to=to_utc(v.get("valid_to"), field="valid_to"),
-            meta=v.get("metadata") or {},
-            changed_at=to_utc(v["changed_at"], field="changed_at"),
-        )
 
     # ---- operations -----------------------------------------------------------------------------
 
@@ -940,60 +778,6 @@ class Memory:
             )
 
     @staticmethod
-    def _check_metadata(metadata: Any) -> dict[str, Any]:
-        if metadata is None:
-            return {}
-        if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
-            raise InvalidInput(
-                "metadata must be an object with string keys", details={"field": "metadata"}
-            )
-        try:
-            json.dumps(metadata, allow_nan=False)
-        except (TypeError, ValueError) as exc:
-            raise InvalidInput(
-                f"metadata must be JSON-serializable: {exc}", details={"field": "metadata"}
-            ) from exc
-        return dict(metadata)
-
-    @staticmethod
-    def _check_tags(tags: Any) -> list[str]:
-        if tags is None:
-            return []
-        if isinstance(tags, str) or not all(isinstance(t, str) and t.strip() for t in tags):
-            raise InvalidInput(
-                "tags must be a list of non-empty strings", details={"field": "tags"}
-            )
-        return sorted(set(tags))
-
-    @staticmethod
-    def _check_importance(importance: Any) -> float:
-        if importance is None:
-            return 0.5
-        if isinstance(importance, bool) or not isinstance(importance, int | float):
-            raise InvalidInput("importance must be a number", details={"field": "importance"})
-        if not 0.0 <= importance <= 1.0:
-            raise InvalidInput("importance must be within [0, 1]", details={"field": "importance"})
-        return float(importance)
-
-    @staticmethod
-    def _check_message(raw: Any, i: int) -> Message:
-        if isinstance(raw, Message):
-            return raw
-        if not isinstance(raw, dict):
-            raise InvalidInput(
-                f"messages[{i}] must be an object", details={"field": f"messages[{i}]"}
-            )
-        data = dict(raw)
-        if "speaker" in data and "name" not in data:
-            data["name"] = data.pop("speaker")
-        try:
-            return Message.model_validate(data)
-        except ValueError as exc:
-            raise InvalidInput(
-                brief(exc, prefix=f"messages[{i}]"), details={"field": f"messages[{i}]"}
-            ) from exc
-
-    @staticmethod
     def _record_query(filters: Filters | dict[str, Any] | None) -> repo.RecordQuery:
         if filters is None:
             return repo.RecordQuery()
@@ -1017,20 +801,3 @@ class Memory:
             until=to_utc(filters.until, field="filters.until"),
             metadata=dict(filters.metadata),
         )
-
-    @staticmethod
-    def _encode_cursor(pk: int) -> str:
-        return base64.urlsafe_b64encode(json.dumps({"after": pk}).encode()).decode().rstrip("=")
-
-    @staticmethod
-    def _decode_cursor(cursor: str | None) -> int:
-        if cursor is None:
-            return 0
-        try:
-            pad = "=" * (-len(cursor) % 4)
-            after = json.loads(base64.urlsafe_b64decode(cursor + pad))["after"]
-            if not isinstance(after, int) or after < 0:
-                raise ValueError
-            return after
-        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
-            raise InvalidInput("invalid cursor", details={"field": "cursor"}) from exc

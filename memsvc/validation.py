@@ -2,18 +2,28 @@
 
 from __future__ import annotations
 
+import base64
+import binascii
+import json
 import re
 from datetime import UTC, datetime
 from typing import Any
 
 from memsvc.errors import InvalidInput
+from memsvc.models import Message
 
 __all__ = [
     "brief",
     "check_cube_name",
     "check_ident",
+    "check_importance",
     "check_k",
+    "check_message",
+    "check_metadata",
+    "check_tags",
     "check_text",
+    "decode_cursor",
+    "encode_cursor",
     "to_utc",
 ]
 
@@ -114,3 +124,70 @@ def brief(exc: Exception, *, prefix: str) -> str:
         loc = ".".join(str(p) for p in e.get("loc", ()))
         parts.append(f"{prefix}.{loc}: {e['msg']}" if loc else f"{prefix}: {e['msg']}")
     return "; ".join(parts)
+
+
+def check_metadata(metadata: Any) -> dict[str, Any]:
+    if metadata is None:
+        return {}
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise InvalidInput(
+            "metadata must be an object with string keys", details={"field": "metadata"}
+        )
+    try:
+        json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise InvalidInput(
+            f"metadata must be JSON-serializable: {exc}", details={"field": "metadata"}
+        ) from exc
+    return dict(metadata)
+
+
+def check_tags(tags: Any) -> list[str]:
+    if tags is None:
+        return []
+    if isinstance(tags, str) or not all(isinstance(t, str) and t.strip() for t in tags):
+        raise InvalidInput("tags must be a list of non-empty strings", details={"field": "tags"})
+    return sorted(set(tags))
+
+
+def check_importance(importance: Any) -> float:
+    if importance is None:
+        return 0.5
+    if isinstance(importance, bool) or not isinstance(importance, int | float):
+        raise InvalidInput("importance must be a number", details={"field": "importance"})
+    if not 0.0 <= importance <= 1.0:
+        raise InvalidInput("importance must be within [0, 1]", details={"field": "importance"})
+    return float(importance)
+
+
+def check_message(raw: Any, i: int) -> Message:
+    if isinstance(raw, Message):
+        return raw
+    if not isinstance(raw, dict):
+        raise InvalidInput(f"messages[{i}] must be an object", details={"field": f"messages[{i}]"})
+    data = dict(raw)
+    if "speaker" in data and "name" not in data:
+        data["name"] = data.pop("speaker")
+    try:
+        return Message.model_validate(data)
+    except ValueError as exc:
+        raise InvalidInput(
+            brief(exc, prefix=f"messages[{i}]"), details={"field": f"messages[{i}]"}
+        ) from exc
+
+
+def encode_cursor(pk: int) -> str:
+    return base64.urlsafe_b64encode(json.dumps({"after": pk}).encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int:
+    if cursor is None:
+        return 0
+    try:
+        pad = "=" * (-len(cursor) % 4)
+        after = json.loads(base64.urlsafe_b64decode(cursor + pad))["after"]
+        if not isinstance(after, int) or after < 0:
+            raise ValueError
+        return after
+    except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+        raise InvalidInput("invalid cursor", details={"field": "cursor"}) from exc
