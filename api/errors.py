@@ -70,6 +70,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # FastAPI's answer to a body that is not JSON at all (bad UTF-8, absurd nesting):
+            # the same 422 as any other malformed JSON.
+            return error_response(
+                422, "invalid_input", "body: not valid JSON", {"field": "body", "errors": []}
+            )
         codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         return error_response(
             exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)

@@ -50,6 +50,8 @@ def check_text(text: Any, *, field: str, max_bytes: int) -> str:
         ) from exc
     if not text.strip():
         raise InvalidInput(f"{field} is empty", details={"field": field})
+    if "\x00" in text:  # PostgreSQL cannot store NUL in text; refuse it everywhere alike
+        raise InvalidInput(f"{field} contains a NUL character", details={"field": field})
     if size > max_bytes:
         raise InvalidInput(
             f"{field} is {size} bytes; the limit is {max_bytes}",

@@ -245,3 +245,59 @@ def test_key_cache_expires_for_revocations_made_elsewhere(tmp_path) -> None:
     with pytest.raises(AuthError, match="revoked"):
         server.authenticate(token)
     db.dispose()
+
+
+HOSTILE: list[tuple[str, str, bytes | None, int]] = [
+    ("POST", "/v1/memories", b"[1,2,3]", 422),
+    ("POST", "/v1/memories", b'{"text": "a", "user_id": "u", "importance": NaN}', 422),
+    ("POST", "/v1/memories", b'{"text": "a", "user_id": "u", "metadata": {"x": NaN}}', 422),
+    (
+        "POST",
+        "/v1/memories",
+        b'{"text": "a", "user_id": "u", "metadata": {"x": ' + b"[" * 5000 + b"]" * 5000 + b"}}",
+        422,
+    ),
+    ("POST", "/v1/memories", b"\xff\xfe not utf-8", 422),
+    ("POST", "/v1/memories", b'{"text": "a\\u0000b", "user_id": "u"}', 422),
+    ("POST", "/v1/memories", b'{"text": "a", "user_id": "u\\u0000"}', 422),
+    ("POST", "/v1/memories", b'{"text": "a", "user_id": "u", "timestamp": 1e300}', 422),
+    ("POST", "/v1/memories", b'{"text": "a", "user_id": "u", "cube": "x/../y"}', 404),
+    (
+        "POST",
+        "/v1/memories/search",
+        b'{"query": "a", "user_id": "u", "k": 1000000000000000000000000000000}',
+        422,
+    ),
+    (
+        "POST",
+        "/v1/memories/search",
+        b'{"query": "a", "user_id": "u", "filters": {"since": 1}}',
+        200,
+    ),
+    ("GET", "/v1/memories?user_id=u&limit=-5", None, 422),
+    ("GET", "/v1/memories?user_id=u&cursor=%00%01", None, 422),
+    ("GET", "/v1/memories/%00", None, 404),
+    ("GET", "/v1/memories/" + "a" * 5000, None, 422),
+    ("GET", "/v1/cubes/..%2F..%2Fetc", None, 404),
+    ("POST", "/v1/cubes", b'{"name": "a%2Fb"}', 422),
+    ("POST", "/v1/cubes/import", b"not a gzip file", 422),
+    ("POST", "/v1/cubes/import?cube=..", b"\x1f\x8b\x08\x00garbage", 422),
+    ("POST", "/v1/cubes/user:u/share", b'{"tenant": ""}', 422),
+]
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status"),
+    HOSTILE,
+    ids=[f"{m} {p[:30]} {(b or b'')[:20]!r}" for m, p, b, _ in HOSTILE],
+)
+def test_hostile_input_is_a_clean_4xx(
+    env: dict[str, Any], method: str, path: str, body: bytes | None, status: int
+) -> None:
+    c = TestClient(env["client"].app, raise_server_exceptions=False)
+    h = {**auth(env["keys"]["acme"]), "content-type": "application/json"}
+    c.post("/v1/memories", json={"text": "seed", "user_id": "u"}, headers=h)
+    r = c.request(method, path, content=body, headers=h)
+    assert r.status_code == status, r.text
+    if status >= 400:
+        assert set(r.json()["error"]) == {"code", "message", "details"}

@@ -22,6 +22,7 @@ BAD_ADDS: list[tuple[dict[str, Any], str]] = [
     ({"text": "é" * (16 * 1024 + 1)}, "limit is 32768"),  # bytes, not characters
     ({"text": b"caf\xe9 latin-1"}, "not valid UTF-8"),
     ({"text": "lone \udcff surrogate"}, "not valid UTF-8"),
+    ({"text": "nul \x00 inside"}, "contains a NUL character"),
     ({"text": ["fine", ""]}, "text[1] is empty"),
     ({"text": []}, "text list is empty"),
     ({"text": None}, "exactly one of text or messages"),
