@@ -406,6 +406,8 @@ class Memory:
 
         # An explicitly named cube must exist: fail before the (slow) embedding.
         cube_row = self._cube_for(cube=cube, user_id=user_id, create=False, write=True)
+        if cube_row is not None:
+            self._check_model(cube_row)
         vectors = self._engine.embedder.encode([it["content"] for it in items])
         now = utcnow()
         fields = []
@@ -428,10 +430,10 @@ class Memory:
                     "meta": it.get("meta", meta),
                 }
             )
-        if cube_row is None:
+        if cube_row is None:  # the user's default cube, made now with this model
             cube_row = self._cube_for(cube=None, user_id=user_id, create=True)
-        assert cube_row is not None
-        self._check_model(cube_row)
+            assert cube_row is not None
+            self._check_model(cube_row)
         with self._engine.db.write() as db:
             rows = repo.insert_records(db, cube_row, fields)
             seqs = db.info.pop("change_seqs", None)
