@@ -108,6 +108,7 @@ class _BaseClient:
     def __init__(self, base_url: str, api_key: str | None) -> None:
         self.base_url = base_url.rstrip("/")
         self._headers = {"User-Agent": "memsvc-client"}
+        api_key = api_key or os.environ.get("MEMSVC_API_KEY")
         if api_key:
             self._headers["Authorization"] = f"Bearer {api_key}"
 
@@ -195,6 +196,43 @@ class _BaseClient:
             parse=lambda r: Page.model_validate(r.json()),
         )
 
+    def _unreachable(self, exc: httpx.TransportError) -> errors.StorageError:
+        return errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}")
+
+    def _get(self, id: str) -> _Call:
+        return _Call("GET", f"/v1/memories/{_seg(id)}", parse=self._record)
+
+    def _delete(self, id: str, hard: bool) -> _Call:
+        return _Call("DELETE", f"/v1/memories/{_seg(id)}", params={"hard": "true"} if hard else {})
+
+    def _history(self, id: str) -> _Call:
+        return _Call(
+            "GET",
+            f"/v1/memories/{_seg(id)}/history",
+            parse=lambda r: _VERSIONS.validate_python(r.json()),
+        )
+
+    def _create_cube(self, name: str, **kw: Any) -> _Call:
+        return _Call("POST", "/v1/cubes", body=_drop_none({"name": name, **kw}), parse=self._cube)
+
+    def _get_cube(self, cube: str) -> _Call:
+        return _Call("GET", f"/v1/cubes/{_seg(cube)}", parse=self._cube)
+
+    def _list_cubes(self) -> _Call:
+        return _Call("GET", "/v1/cubes", parse=lambda r: _CUBES.validate_python(r.json()))
+
+    def _delete_cube(self, cube: str) -> _Call:
+        return _Call("DELETE", f"/v1/cubes/{_seg(cube)}")
+
+    def _share_cube(self, cube: str, tenant: str) -> _Call:
+        return _Call(
+            "POST", f"/v1/cubes/{_seg(cube)}/share", body={"tenant": tenant}, parse=self._cube
+        )
+
+    @staticmethod
+    def _record(r: httpx.Response) -> MemoryRecord:
+        return MemoryRecord.model_validate(r.json())
+
     @staticmethod
     def _records(r: httpx.Response) -> list[MemoryRecord]:
         return _RECORDS.validate_python(r.json())
@@ -243,7 +281,7 @@ class MemoryClient(_BaseClient):
         timeout: float = 60.0,
         transport: httpx.BaseTransport | None = None,
     ) -> None:
-        super().__init__(base_url, api_key or os.environ.get("MEMSVC_API_KEY"))
+        super().__init__(base_url, api_key)
         self._http = httpx.Client(
             base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
         )
@@ -252,7 +290,7 @@ class MemoryClient(_BaseClient):
         try:
             resp = self._http.request(call.method, call.path, **self._encode(call))
         except httpx.TransportError as exc:
-            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+            raise self._unreachable(exc) from exc
         raise_for_error(resp)
         return call.parse(resp)
 
@@ -311,13 +349,7 @@ class MemoryClient(_BaseClient):
         )
 
     def get(self, id: str) -> MemoryRecord:
-        return self._send(
-            _Call(
-                "GET",
-                f"/v1/memories/{_seg(id)}",
-                parse=lambda r: MemoryRecord.model_validate(r.json()),
-            )
-        )
+        return self._send(self._get(id))
 
     def update(
         self,
@@ -347,17 +379,10 @@ class MemoryClient(_BaseClient):
         )
 
     def delete(self, id: str, *, hard: bool = False) -> None:
-        params = {"hard": "true"} if hard else {}
-        self._send(_Call("DELETE", f"/v1/memories/{_seg(id)}", params=params))
+        self._send(self._delete(id, hard))
 
     def history(self, id: str) -> list[RecordVersion]:
-        return self._send(
-            _Call(
-                "GET",
-                f"/v1/memories/{_seg(id)}/history",
-                parse=lambda r: _VERSIONS.validate_python(r.json()),
-            )
-        )
+        return self._send(self._history(id))
 
     def list(
         self,
@@ -388,33 +413,23 @@ class MemoryClient(_BaseClient):
         owner_user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Cube:
-        body = _drop_none(
-            {
-                "name": name,
-                "description": description,
-                "owner_user_id": owner_user_id,
-                "metadata": metadata,
-            }
-        )
-        return self._send(_Call("POST", "/v1/cubes", body=body, parse=self._cube))
-
-    def get_cube(self, cube: str) -> Cube:
-        return self._send(_Call("GET", f"/v1/cubes/{_seg(cube)}", parse=self._cube))
-
-    def list_cubes(self) -> list[Cube]:
         return self._send(
-            _Call("GET", "/v1/cubes", parse=lambda r: _CUBES.validate_python(r.json()))
-        )
-
-    def delete_cube(self, cube: str) -> None:
-        self._send(_Call("DELETE", f"/v1/cubes/{_seg(cube)}"))
-
-    def share_cube(self, cube: str, tenant: str) -> Cube:
-        return self._send(
-            _Call(
-                "POST", f"/v1/cubes/{_seg(cube)}/share", body={"tenant": tenant}, parse=self._cube
+            self._create_cube(
+                name, description=description, owner_user_id=owner_user_id, metadata=metadata
             )
         )
+
+    def get_cube(self, cube: str) -> Cube:
+        return self._send(self._get_cube(cube))
+
+    def list_cubes(self) -> list[Cube]:
+        return self._send(self._list_cubes())
+
+    def delete_cube(self, cube: str) -> None:
+        self._send(self._delete_cube(cube))
+
+    def share_cube(self, cube: str, tenant: str) -> Cube:
+        return self._send(self._share_cube(cube, tenant))
 
     def export_cube(
         self, cube: str, path: str | Path, *, progress: Progress | None = None
@@ -437,7 +452,7 @@ class MemoryClient(_BaseClient):
             os.replace(tmp, path)
             return counts
         except httpx.TransportError as exc:
-            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+            raise self._unreachable(exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -468,7 +483,7 @@ class MemoryClient(_BaseClient):
                 headers={"Content-Type": "application/gzip", "Content-Length": str(total)},
             )
         except httpx.TransportError as exc:
-            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+            raise self._unreachable(exc) from exc
         raise_for_error(resp)
         return self._cube(resp)
 
@@ -484,7 +499,7 @@ class AsyncMemoryClient(_BaseClient):
         timeout: float = 60.0,
         transport: httpx.AsyncBaseTransport | None = None,
     ) -> None:
-        super().__init__(base_url, api_key or os.environ.get("MEMSVC_API_KEY"))
+        super().__init__(base_url, api_key)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
         )
@@ -493,7 +508,7 @@ class AsyncMemoryClient(_BaseClient):
         try:
             resp = await self._http.request(call.method, call.path, **self._encode(call))
         except httpx.TransportError as exc:
-            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+            raise self._unreachable(exc) from exc
         raise_for_error(resp)
         return call.parse(resp)
 
@@ -552,13 +567,7 @@ class AsyncMemoryClient(_BaseClient):
         )
 
     async def get(self, id: str) -> MemoryRecord:
-        return await self._send(
-            _Call(
-                "GET",
-                f"/v1/memories/{_seg(id)}",
-                parse=lambda r: MemoryRecord.model_validate(r.json()),
-            )
-        )
+        return await self._send(self._get(id))
 
     async def update(
         self,
@@ -588,17 +597,10 @@ class AsyncMemoryClient(_BaseClient):
         )
 
     async def delete(self, id: str, *, hard: bool = False) -> None:
-        params = {"hard": "true"} if hard else {}
-        await self._send(_Call("DELETE", f"/v1/memories/{_seg(id)}", params=params))
+        await self._send(self._delete(id, hard))
 
     async def history(self, id: str) -> list[RecordVersion]:
-        return await self._send(
-            _Call(
-                "GET",
-                f"/v1/memories/{_seg(id)}/history",
-                parse=lambda r: _VERSIONS.validate_python(r.json()),
-            )
-        )
+        return await self._send(self._history(id))
 
     async def list(
         self,
@@ -629,33 +631,23 @@ class AsyncMemoryClient(_BaseClient):
         owner_user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
     ) -> Cube:
-        body = _drop_none(
-            {
-                "name": name,
-                "description": description,
-                "owner_user_id": owner_user_id,
-                "metadata": metadata,
-            }
-        )
-        return await self._send(_Call("POST", "/v1/cubes", body=body, parse=self._cube))
-
-    async def get_cube(self, cube: str) -> Cube:
-        return await self._send(_Call("GET", f"/v1/cubes/{_seg(cube)}", parse=self._cube))
-
-    async def list_cubes(self) -> list[Cube]:
         return await self._send(
-            _Call("GET", "/v1/cubes", parse=lambda r: _CUBES.validate_python(r.json()))
-        )
-
-    async def delete_cube(self, cube: str) -> None:
-        await self._send(_Call("DELETE", f"/v1/cubes/{_seg(cube)}"))
-
-    async def share_cube(self, cube: str, tenant: str) -> Cube:
-        return await self._send(
-            _Call(
-                "POST", f"/v1/cubes/{_seg(cube)}/share", body={"tenant": tenant}, parse=self._cube
+            self._create_cube(
+                name, description=description, owner_user_id=owner_user_id, metadata=metadata
             )
         )
+
+    async def get_cube(self, cube: str) -> Cube:
+        return await self._send(self._get_cube(cube))
+
+    async def list_cubes(self) -> list[Cube]:
+        return await self._send(self._list_cubes())
+
+    async def delete_cube(self, cube: str) -> None:
+        await self._send(self._delete_cube(cube))
+
+    async def share_cube(self, cube: str, tenant: str) -> Cube:
+        return await self._send(self._share_cube(cube, tenant))
 
     async def export_cube(
         self, cube: str, path: str | Path, *, progress: Progress | None = None
@@ -677,7 +669,7 @@ class AsyncMemoryClient(_BaseClient):
             os.replace(tmp, path)
             return counts
         except httpx.TransportError as exc:
-            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+            raise self._unreachable(exc) from exc
         finally:
             tmp.unlink(missing_ok=True)
 
@@ -698,6 +690,6 @@ class AsyncMemoryClient(_BaseClient):
                 headers={"Content-Type": "application/gzip"},
             )
         except httpx.TransportError as exc:
-            raise errors.StorageError(f"cannot reach memsvc at {self.base_url}: {exc}") from exc
+            raise self._unreachable(exc) from exc
         raise_for_error(resp)
         return self._cube(resp)
