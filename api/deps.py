@@ -19,11 +19,11 @@ __all__ = ["AppSettings", "RootMemory", "TenantMemory"]
 _bearer = HTTPBearer(auto_error=False, description="An API key from `memsvc keys create`.")
 
 
-def get_root_memory(request: Request) -> Memory:
+async def get_root_memory(request: Request) -> Memory:
     return request.app.state.memory
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
@@ -31,7 +31,7 @@ RootMemory = Annotated[Memory, Depends(get_root_memory)]
 AppSettings = Annotated[Settings, Depends(get_settings)]
 
 
-def get_tenant_memory(
+async def get_tenant_memory(
     memory: RootMemory,
     settings: AppSettings,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
@@ -44,6 +44,7 @@ def get_tenant_memory(
         if header:
             raise AuthError("Authorization header must be 'Bearer <key>'")
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
+    # Inline, not in a pool thread: a cached key is a dict lookup, a new one one indexed read.
     tenant = memory.keys.authenticate(credentials.credentials)
     return memory.for_tenant(tenant)
 

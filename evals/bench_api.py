@@ -1,13 +1,14 @@
 """HTTP recall benchmark: concurrent clients against a real `memsvc serve` on loopback.
 
     python -m evals.bench_api [--records 10000] [--clients 1 8 32] [--seconds 20]
-                              [--workers 1] [--json OUT]
+                              [--workers 1] [--home DIR] [--json OUT]
 
 Starts a server on 127.0.0.1 (a free port, a temporary data directory, a fresh API key),
 loads `--records` memories into one cube through `MemoryClient`, then for each client count
 runs that many concurrent `AsyncMemoryClient` tasks doing `recall` in a closed loop for
 `--seconds` (bounded: the run always stops by itself). Queries are distinct generated
 sentences, so no cache can answer them. Reports requests/s, latency p50/p95/p99 and errors.
+`--home DIR` keeps the data directory, so a second run skips the loading.
 """
 
 from __future__ import annotations
@@ -131,16 +132,21 @@ def main(argv: Sequence[str] | None = None) -> dict:
     ap.add_argument("--clients", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--seconds", type=float, default=20.0, help="per client count (bounded)")
     ap.add_argument("--workers", type=int, default=1, help="server worker processes")
+    ap.add_argument("--home", type=Path, default=None, help="keep data here (reused next run)")
     ap.add_argument("--json", type=Path, default=None)
     args = ap.parse_args(argv)
 
     queries = generated_sentences(20_000, seed=7)
     with tempfile.TemporaryDirectory(prefix="memsvc-bench-api-") as tmp:
-        proc, url, key = start_server(Path(tmp), args.workers)
+        home = args.home or Path(tmp)
+        proc, url, key = start_server(home, args.workers)
         try:
             corpus = texts(args.records)
             with MemoryClient(url, key, timeout=300) as mem:
-                for i in track(range(0, len(corpus), 500), description="loading", console=console):
+                have = sum(c.records for c in mem.list_cubes() if c.name == "user:bench")
+                for i in track(
+                    range(have, len(corpus), 500), description="loading", console=console
+                ):
                     mem.add(corpus[i : i + 500], user_id="bench")
             rows = []
             for n in args.clients:

@@ -13,10 +13,12 @@ follow the database's change log and are rebuilt from it when needed.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import itertools
 import logging
 import threading
+import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from pathlib import Path
@@ -28,7 +30,7 @@ import retrieval
 from memsvc import portable, transfer
 from memsvc._convert import cube_model, record_model, version_model
 from memsvc.config import Settings, get_settings
-from memsvc.embedder import Embedder, SentenceTransformerEmbedder
+from memsvc.embedder import Embedder, SentenceTransformerEmbedder, encode_queries
 from memsvc.errors import (
     Conflict,
     CubeNotFound,
@@ -88,6 +90,15 @@ def _translated(fn: Callable[P, T]) -> Callable[P, T]:
     return wrapper
 
 
+@dataclasses.dataclass(frozen=True)
+class _RecallPlan:
+    query: str
+    user_id: str
+    k: int
+    rq: repo.RecordQuery
+    cube: str | None
+
+
 def default_cube_name(user_id: str) -> str:
     return f"user:{user_id}"
 
@@ -102,7 +113,10 @@ class _Engine:
         self.db = Database(settings.resolved_database_url())
         self.db.migrate()
         self.indexes = IndexManager(
-            self.db, settings.home / "indexes", flush_seconds=settings.index_flush_seconds
+            self.db,
+            settings.home / "indexes",
+            flush_seconds=settings.index_flush_seconds,
+            sync_seconds=settings.index_sync_seconds,
         )
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             settings.embedding_model,
@@ -111,9 +125,11 @@ class _Engine:
             backend=settings.embed_backend,
             cache_dir=settings.cache_dir,
             batch_size=settings.embed_batch_size,
+            query_precision=settings.query_precision,
         )
         self.keys = KeyManager(self.db, cache_seconds=settings.auth_cache_seconds)
         self._tenants: dict[str, int] = {}
+        self._cubes: dict[tuple[int, str, bool], tuple[CubeRow, float]] = {}
         self._lock = threading.Lock()
 
     def tenant_pk(self, name: str) -> int:
@@ -129,6 +145,30 @@ class _Engine:
             with self._lock:
                 self._tenants[name] = pk
         return pk
+
+    def recall_cube(self, s: Any, tenant_pk: int, ref: str, *, by_name: bool) -> CubeRow | None:
+        """Cube lookup for recall, remembered for `index_sync_seconds` like the index itself:
+        a deletion made in this process applies at once, one from another process within it."""
+        key = (tenant_pk, ref, by_name)
+        now = time.monotonic()
+        hit = self._cubes.get(key)
+        if hit is not None and now - hit[1] < self.settings.index_sync_seconds:
+            return hit[0]
+        if by_name:
+            row = repo.find_cube(s, tenant_pk, name=ref)
+        else:
+            found = repo.resolve_cube(s, tenant_pk, ref)
+            row = found[0] if found is not None else None
+        if row is None:
+            self._cubes.pop(key, None)
+        else:
+            self._cubes[key] = (row, now)
+        return row
+
+    def forget_cube(self, cube_pk: int) -> None:
+        for key, (row, _) in list(self._cubes.items()):
+            if row.pk == cube_pk:
+                self._cubes.pop(key, None)
 
     def close(self) -> None:
         self.indexes.flush()
@@ -314,6 +354,7 @@ class Memory:
         with self._engine.db.write() as s:
             row = self._find_cube(s, cube, write=True)
             repo.delete_cube(s, row)
+        self._engine.forget_cube(row.pk)
         self._engine.indexes.drop(row)
 
     @_translated
@@ -586,22 +627,69 @@ class Memory:
 
         `at` is the reference time (default now): only records valid then are returned.
         """
+        plan = self._plan_recall(query, user_id=user_id, k=k, filters=filters, at=at, cube=cube)
+        return self._recall_with(plan, encode_queries(self._engine.embedder, [plan.query])[0])
+
+    async def _recall_async(self, **kwargs: Any) -> list[Hit]:
+        """`recall` for an event loop (the HTTP layer): the query embedding is awaited, not
+        waited on by a pool thread, and the search itself is a few milliseconds of work."""
+        import asyncio
+
+        try:
+            plan = self._plan_recall(**kwargs)
+            emb = self._engine.embedder
+            if isinstance(emb, SentenceTransformerEmbedder):
+                vecs = await asyncio.wrap_future(emb.submit([plan.query], query=True))
+            else:  # an embedder without a queue of its own
+                loop = asyncio.get_running_loop()
+                vecs = await loop.run_in_executor(None, emb.encode, [plan.query])
+            return self._recall_with(plan, vecs[0])
+        except MemsvcError:
+            raise
+        except StoreConflict as exc:
+            raise Conflict(str(exc)) from exc
+        except StoreError as exc:
+            raise StorageError(str(exc)) from exc
+
+    def _plan_recall(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        k: int = 10,
+        filters: Filters | dict[str, Any] | None = None,
+        at: datetime | str | float | None = None,
+        cube: str | None = None,
+    ) -> _RecallPlan:
+        """Every check that needs no database, so bad input fails before any embedding."""
         st = self._engine.settings
         query = check_text(query, field="query", max_bytes=st.max_text_bytes)
         check_ident(user_id, field="user_id", required=True)
         k = check_k(k, max_k=st.max_k)
         rq = self._record_query(filters)
         rq.valid_at = to_utc(at, field="at") or utcnow()
-        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False)
-        if cube_row is None:
-            return []
-        self._check_model(cube_row)
-        qvec = self._engine.embedder.encode([query])[0]
-        found = retrieval.recall(self._engine.db, self._engine.indexes, cube_row, qvec, k=k, rq=rq)
-        return [
-            Hit(record=record_model(c.row, cube_row), score=c.score, explain=c.explain)
-            for c in found
-        ]
+        if cube is not None and (not isinstance(cube, str) or not cube or len(cube) > 300):
+            raise InvalidInput("cube must be a cube name or id", details={"field": "cube"})
+        return _RecallPlan(query=query, user_id=user_id, k=k, rq=rq, cube=cube)
+
+    def _recall_with(self, plan: _RecallPlan, qvec: np.ndarray) -> list[Hit]:
+        """One read transaction: the cube, the index catch-up, the search and the records."""
+        with self._engine.db.read() as s:
+            if plan.cube is not None:
+                cube_row = self._engine.recall_cube(s, self._tenant_pk, plan.cube, by_name=False)
+                if cube_row is None:
+                    raise CubeNotFound(f"cube {plan.cube!r} not found", details={"cube": plan.cube})
+            else:
+                name = default_cube_name(plan.user_id)
+                cube_row = self._engine.recall_cube(s, self._tenant_pk, name, by_name=True)
+                if cube_row is None:
+                    return []
+            self._check_model(cube_row)
+            found = retrieval.recall(s, self._engine.indexes, cube_row, qvec, k=plan.k, rq=plan.rq)
+            return [
+                Hit(record=record_model(c.row, cube_row), score=c.score, explain=c.explain)
+                for c in found
+            ]
 
     @_translated
     def list(

@@ -7,6 +7,12 @@ The transformer is exported once per model to a cache directory (atomically, so 
 processes starting together are safe) and checked against torch on probe sentences before
 use. Only the common pipeline is supported (Transformer, then mean or CLS pooling, then
 optional Normalize); anything else, or any mismatch, keeps the torch path.
+
+Queries can run on an int8 copy (dynamic quantization, per-channel weights): 2.8x faster for
+one query (1.6 vs 4.6 ms), cosine 0.993 to the fp32 vector on average. Documents stay fp32:
+on the LoCoMo dev half (760 questions with evidence, exact top-10 over each conversation)
+evidence recall@10 was 0.5077 with int8 queries against 0.5068 with fp32 ones, but 0.4905
+when documents were int8 too.
 """
 
 from __future__ import annotations
@@ -14,12 +20,13 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["OnnxEncoder", "build_onnx_encoders"]
+__all__ = ["OnnxEncoder", "OnnxEncoders", "build_onnx_encoders"]
 
 log = logging.getLogger(__name__)
 PROBES = [
@@ -71,6 +78,14 @@ class OnnxEncoder:
         if self.normalize:
             vecs = vecs / np.clip(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12, None)
         return vecs
+
+
+@dataclass(frozen=True)
+class OnnxEncoders:
+    query: OnnxEncoder  # one query or a few, one thread; int8 when asked and verified
+    small: OnnxEncoder  # small document batches, one thread, fp32
+    bulk: OnnxEncoder  # large document batches, several threads, fp32
+    query_precision: str
 
 
 def _pipeline(st: Any) -> tuple[Any, str, bool] | None:
@@ -144,10 +159,26 @@ def _export(auto_model: Any, tokenizer: Any, path: Path) -> list[str]:
     return names
 
 
+def _quantize(src: Path, dst: Path) -> None:
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    tmp = dst.with_name(f".{dst.name}.{os.getpid()}.tmp")
+    try:
+        quantize_dynamic(str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+        os.replace(tmp, dst)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
 def build_onnx_encoders(
-    st: Any, model_dir: Path, cache_dir: Path, *, threads: tuple[int, int]
-) -> tuple[OnnxEncoder, OnnxEncoder] | None:
-    """(small, bulk) encoders with `threads` intra-op threads each, or None (use torch)."""
+    st: Any,
+    model_dir: Path,
+    cache_dir: Path,
+    *,
+    threads: tuple[int, int],
+    query_precision: str = "fp32",
+) -> OnnxEncoders | None:
+    """Encoders with `threads` = (query/small, bulk) intra-op threads, or None (use torch)."""
     try:
         import onnxruntime as ort
     except ImportError:
@@ -159,34 +190,59 @@ def build_onnx_encoders(
         return None
     auto_model, pooling, normalize = found
     path = cache_dir / f"{model_dir.name}-{_cache_key(model_dir)}.onnx"
+
+    def encoder(model_path: Path, n: int) -> OnnxEncoder:
+        opts = ort.SessionOptions()
+        opts.intra_op_num_threads = n
+        opts.inter_op_num_threads = 1
+        session = ort.InferenceSession(str(model_path), opts, providers=["CPUExecutionProvider"])
+        return OnnxEncoder(
+            session,
+            st.tokenizer,
+            max_length=st.max_seq_length,
+            pooling=pooling,
+            normalize=normalize,
+            inputs=[i.name for i in session.get_inputs()],
+        )
+
     try:
         if not path.exists():
             log.info("exporting %s to ONNX at %s (once)", model_dir.name, path)
             _export(auto_model, st.tokenizer, path)
-        encoders = []
-        for n in threads:
-            opts = ort.SessionOptions()
-            opts.intra_op_num_threads = n
-            opts.inter_op_num_threads = 1
-            session = ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
-            inputs = [i.name for i in session.get_inputs()]
-            encoders.append(
-                OnnxEncoder(
-                    session,
-                    st.tokenizer,
-                    max_length=st.max_seq_length,
-                    pooling=pooling,
-                    normalize=normalize,
-                    inputs=inputs,
-                )
-            )
+        small, bulk = encoder(path, threads[0]), encoder(path, threads[1])
     except Exception as exc:  # any export or runtime failure: torch still works
         log.warning("ONNX path unavailable (%s); embedding with torch", exc)
         return None
     want = st.encode(PROBES, normalize_embeddings=normalize, convert_to_numpy=True)
-    got = encoders[0].encode(PROBES)
+    got = small.encode(PROBES)
     diff = float(np.abs(want - got).max())
     if diff > 1e-4:
         log.warning("ONNX embeddings differ from torch by %.2g; embedding with torch", diff)
         return None
-    return encoders[0], encoders[1]
+    query, precision = small, "fp32"
+    if query_precision == "int8":
+        q8 = _int8_encoder(path, threads[0], encoder, want)
+        if q8 is not None:
+            query, precision = q8, "int8"
+    return OnnxEncoders(query=query, small=small, bulk=bulk, query_precision=precision)
+
+
+def _int8_encoder(path: Path, threads: int, encoder: Any, want: np.ndarray) -> Any:
+    """The int8 copy of `path` (made once), if its probe vectors stay close to fp32."""
+    q8_path = path.with_name(path.stem + "-q8.onnx")
+    try:
+        if not q8_path.exists():
+            log.info("quantizing %s for queries (once)", path.name)
+            _quantize(path, q8_path)
+        q8 = encoder(q8_path, threads)
+    except Exception as exc:
+        log.warning("int8 query encoder unavailable (%s); queries stay fp32", exc)
+        return None
+    cos = float((q8.encode(PROBES) * want).sum(axis=1).min())
+    if cos < MIN_INT8_COSINE:
+        log.warning("int8 query vectors too far from fp32 (cos %.3f); queries stay fp32", cos)
+        return None
+    return q8
+
+
+MIN_INT8_COSINE = 0.97  # all-MiniLM-L6-v2 measures 0.987 at worst over 400 queries

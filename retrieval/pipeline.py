@@ -9,12 +9,14 @@ starve the result.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+from sqlalchemy import Row
+from sqlalchemy.orm import Session
 
 from retrieval.dense import dense_search
 from store import repository as repo
-from store.database import Database
 from store.indexes import IndexManager
 from store.orm import CubeRow, RecordRow
 
@@ -23,13 +25,13 @@ __all__ = ["Candidate", "recall"]
 
 @dataclass
 class Candidate:
-    row: RecordRow
+    row: RecordRow | Row[Any]  # a record's fields, as `RecordRow` names them
     score: float
     explain: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
 
 def recall(
-    db: Database,
+    s: Session,
     indexes: IndexManager,
     cube: CubeRow,
     query_vec: np.ndarray,
@@ -37,42 +39,43 @@ def recall(
     k: int,
     rq: repo.RecordQuery,
 ) -> list[Candidate]:
-    with db.read() as s:  # one snapshot for the catch-up check, filters and records
-        index = indexes.get(cube, session=s)
-        if index.count == 0:
+    """Ranked candidates, read through `s` so the caller's cube lookup, the index catch-up,
+    filters and records share one snapshot."""
+    index = indexes.get(cube, session=s, fresh=False)
+    if index.count == 0:
+        return []
+    selective = bool(
+        rq.user_id
+        or rq.agent_id
+        or rq.session_id
+        or rq.kinds
+        or rq.tiers
+        or rq.tags
+        or rq.since
+        or rq.until
+        or rq.metadata
+    )
+    allowed = None
+    if selective:
+        allowed = repo.matching_pks(s, cube.pk, rq)
+        if len(allowed) == 0:
             return []
-        selective = bool(
-            rq.user_id
-            or rq.agent_id
-            or rq.session_id
-            or rq.kinds
-            or rq.tiers
-            or rq.tags
-            or rq.since
-            or rq.until
-            or rq.metadata
-        )
-        allowed = None
-        if selective:
-            allowed = repo.matching_pks(s, cube.pk, rq)
-            if len(allowed) == 0:
-                return []
-        # The index holds only active records, so the default conditions (validity at `at`)
-        # rarely exclude any: a small margin almost always suffices, and the loop widens.
-        fetch = k if selective else min(index.count, k + 5)
-        while True:
-            ranked = dense_search(index, query_vec, fetch, allowed=allowed)
-            rows = repo.records_by_pks(s, [pk for pk, _ in ranked], with_cube=False)
-            out: list[Candidate] = []
-            for pk, score in ranked:
-                row = rows.get(pk)
-                if row is None or row.cube_pk != cube.pk or not rq.matches(row):
-                    continue  # deleted or changed since the search; never return it
-                rank = len(out) + 1
-                out.append(Candidate(row, score, {"dense": {"rank": rank, "score": score}}))
-                if len(out) == k:
-                    return out
-            exhausted = len(ranked) < fetch or fetch >= index.count
-            if exhausted:
+    # The index holds only active records, so the default conditions (validity at `at`)
+    # rarely exclude any: a small margin almost always suffices, and the loop widens.
+    fetch = k if selective else min(index.count, k + 5)
+    while True:
+        ranked = dense_search(index, query_vec, fetch, allowed=allowed)
+        rows = repo.record_fields_by_pks(s, [pk for pk, _ in ranked])
+        out: list[Candidate] = []
+        for pk, score in ranked:
+            row = rows.get(pk)
+            if row is None or row.cube_pk != cube.pk or not rq.matches(row):
+                continue  # deleted or changed since the search; never return it
+            rank = len(out) + 1
+            out.append(Candidate(row, score, {"dense": {"rank": rank, "score": score}}))
+            if len(out) == k:
                 return out
-            fetch = min(index.count, fetch * 4)
+        exhausted = len(ranked) < fetch or fetch >= index.count
+        if exhausted:
+            return out
+        fetch = min(index.count, fetch * 4)

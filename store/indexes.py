@@ -6,6 +6,10 @@ catches up by re-reading only the records changed since then, so writes from oth
 processes are seen too. A missing, corrupt or foreign index file is rebuilt from the records.
 Files are saved at most every `flush_seconds` (and on close): an unsaved index loses nothing,
 it is caught up from the change log on the next start.
+
+Recall may skip the change-log check when the index was checked less than `sync_seconds` ago:
+writes made through this manager are applied at once anyway, so only other processes' writes
+(other server workers, the CLI) can take up to `sync_seconds` to show.
 """
 
 from __future__ import annotations
@@ -42,11 +46,20 @@ class IndexState:
 
 
 class IndexManager:
-    def __init__(self, db: Database, directory: Path, *, flush_seconds: float = 5.0) -> None:
+    def __init__(
+        self,
+        db: Database,
+        directory: Path,
+        *,
+        flush_seconds: float = 5.0,
+        sync_seconds: float = 0.0,
+    ) -> None:
         self.db = db
         self.directory = directory
         self.flush_seconds = flush_seconds
+        self.sync_seconds = sync_seconds
         self._indexes: dict[int, CubeIndex] = {}
+        self._checked_at: dict[int, float] = {}
         self._saved_at: dict[int, float] = {}
         self._rebuild_reason: dict[int, str] = {}
         self._lock = threading.RLock()
@@ -56,14 +69,21 @@ class IndexManager:
 
     # ---- loading and syncing ------------------------------------------------------------------
 
-    def get(self, cube: CubeRow, session: Session | None = None) -> CubeIndex:
+    def get(
+        self, cube: CubeRow, session: Session | None = None, *, fresh: bool = True
+    ) -> CubeIndex:
         """The cube's index, caught up with every committed change (read through `session`
-        when given, so a caller's reads share one snapshot and one transaction)."""
+        when given, so a caller's reads share one snapshot and one transaction).
+        `fresh=False` accepts an index checked within `sync_seconds` (for recall)."""
         with self._lock:
             index = self._indexes.get(cube.pk)
             if index is None:
                 index = self._load(cube)
                 self._indexes[cube.pk] = index
+            now = time.monotonic()
+            if not fresh and now - self._checked_at.get(cube.pk, -1e18) < self.sync_seconds:
+                return index
+            self._checked_at[cube.pk] = now  # when the check began: a conservative age
             if session is None:
                 with self.db.read() as s:
                     self._catch_up(cube, index, s)
@@ -165,6 +185,7 @@ class IndexManager:
         with self._lock:
             self._indexes.pop(cube.pk, None)
             self._saved_at.pop(cube.pk, None)
+            self._checked_at.pop(cube.pk, None)
             self.path_for(cube).unlink(missing_ok=True)
 
     def loaded_counts(self) -> dict[int, int]:

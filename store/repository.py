@@ -13,8 +13,8 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, or_, select, update
-from sqlalchemy.orm import Session, noload, undefer
+from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy.orm import Session, lazyload, undefer
 
 from store.orm import (
     ApiKeyRow,
@@ -351,8 +351,25 @@ def records_by_pks(
         return {}
     q = select(RecordRow).where(RecordRow.pk.in_([int(p) for p in pks]))
     if not with_cube:
-        q = q.options(noload(RecordRow.cube))
+        q = q.options(lazyload(RecordRow.cube))
     return {r.pk: r for r in s.scalars(q)}
+
+
+_RECORD_FIELDS = [
+    RecordRow.__table__.c[prop.columns[0].name].label(prop.key)
+    for prop in RecordRow.__mapper__.column_attrs
+    if prop.key != "embedding"
+]
+
+
+def record_fields_by_pks(s: Session, pks: Sequence[int]) -> dict[int, Row[Any]]:
+    """Record fields by pk as plain rows (attribute names as on `RecordRow`, no embedding):
+    the recall hot path, without the ORM's per-object bookkeeping."""
+    if not len(pks):
+        return {}
+    table = RecordRow.__table__
+    q = select(*_RECORD_FIELDS).where(table.c.pk.in_([int(p) for p in pks]))
+    return {r.pk: r for r in s.connection().execute(q)}
 
 
 def versions_for(s: Session, record_pk: int) -> list[VersionRow]:

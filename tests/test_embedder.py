@@ -54,11 +54,35 @@ def test_onnx_backend_matches_torch_on_real_text(tmp_path: Path) -> None:
     a, b = onnx.encode(texts), torch_.encode(texts)
     assert np.abs(a - b).max() < 1e-4
     assert np.abs(onnx.encode(texts[:1]) - b[:1]).max() < 1e-4  # the single-query session too
-    exported = list((tmp_path / "onnx").glob("*.onnx"))
-    assert len(exported) == 1
+    exported = sorted((tmp_path / "onnx").glob("*.onnx"))
+    assert sorted(p.name.endswith("-q8.onnx") for p in exported) == [False, True]
     again = SentenceTransformerEmbedder(backend="onnx", cache_dir=tmp_path)
-    assert again.active_backend == "onnx"
-    assert list((tmp_path / "onnx").glob("*.onnx")) == exported  # exported once, reused
+    assert again.active_backend == "onnx" and again.active_query_precision == "int8"
+    assert sorted((tmp_path / "onnx").glob("*.onnx")) == exported  # made once, reused
+
+
+def test_queries_run_int8_while_documents_stay_fp32(tmp_path: Path) -> None:
+    """The int8 query path keeps rankings: documents are bit-for-bit the fp32 ones, and each
+    int8 query vector stays within cosine 0.97 of its fp32 twin."""
+    from evals.corpus import locomo_turns
+
+    texts = (locomo_turns() or [f"memory number {i} about topic {i % 7}" for i in range(120)])[:120]
+    q8 = SentenceTransformerEmbedder(cache_dir=tmp_path)
+    fp = SentenceTransformerEmbedder(cache_dir=tmp_path, query_precision="fp32")
+    assert q8.active_query_precision == "int8" and fp.active_query_precision == "fp32"
+    docs = q8.encode(texts)
+    assert np.abs(docs - fp.encode(texts)).max() < 1e-6
+    exact = fp.encode(texts[:60], query=True)
+    assert np.abs(exact - docs[:60]).max() < 1e-4
+    fast = q8.encode(texts[:60], query=True)
+    cos = (fast * exact).sum(axis=1)
+    assert cos.min() > 0.97 and cos.mean() > 0.985
+    same_top = (np.argmax(fast @ docs.T, axis=1) == np.argmax(exact @ docs.T, axis=1)).mean()
+    assert same_top >= 0.95
+    torch_ = SentenceTransformerEmbedder(backend="torch")
+    assert torch_.active_query_precision == "fp32"  # int8 queries are an ONNX path only
+    with pytest.raises(ValueError, match="query precision"):
+        SentenceTransformerEmbedder(query_precision="int4")
 
 
 def test_unsupported_pipeline_falls_back_to_torch(tmp_path: Path) -> None:

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import text
 
 from memsvc import Memory
+from memsvc.errors import CubeNotFound
 from store.database import Database
 from store.orm import Base
 
@@ -88,9 +90,10 @@ def test_stale_index_catches_up_from_change_log(open_memory, tmp_path: Path) -> 
 
 
 def test_writes_from_another_handle_are_seen(open_memory, tmp_path: Path) -> None:
-    """Two independent handles on one data dir (as two processes): the reader catches up."""
-    a = open_memory(tmp_path / "d")
-    b = open_memory(tmp_path / "d")
+    """Two independent handles on one data dir (as two processes): the reader catches up.
+    (`index_sync_seconds=0`: every recall checks the change log.)"""
+    a = open_memory(tmp_path / "d", index_sync_seconds=0)
+    b = open_memory(tmp_path / "d", index_sync_seconds=0)
     a.add(TEXTS[:2], user_id="u")
     assert len(b.recall("anything", user_id="u")) == 2
     rec = b.add("Erin collects vintage stamps.", user_id="u")[0]
@@ -129,3 +132,32 @@ def test_existing_data_directory_survives_upgrade(open_memory, tmp_path: Path) -
     db.dispose()
     again = open_memory(tmp_path / "d")
     assert [r.id for r in again.list(user_id="u").items] == [r.id for r in recs]
+
+
+def test_other_processes_writes_show_within_the_sync_bound(open_memory, tmp_path: Path) -> None:
+    """With a sync bound, another handle's writes may take up to that long to show in
+    recall; this handle's own writes, deletes and cube deletions show at once."""
+    import time
+
+    a = open_memory(tmp_path / "d", index_sync_seconds=0.3)
+    b = open_memory(tmp_path / "d", index_sync_seconds=0.3)
+    a.add(TEXTS[:2], user_id="u")
+    assert len(a.recall("anything", user_id="u")) == 2  # own write: at once
+    rec = b.add("Erin collects vintage stamps.", user_id="u")[0]
+    written = time.monotonic()
+    while rec.id not in {h.record.id for h in a.recall("stamps", user_id="u")}:
+        assert time.monotonic() - written < 0.3 + 0.2, "not visible within the sync bound"
+        time.sleep(0.02)
+    own = a.add("Erin also restores old clocks.", user_id="u")[0]
+    assert a.recall("clock restoration", user_id="u", k=1)[0].record.id == own.id
+    a.delete(own.id)
+    assert own.id not in {h.record.id for h in a.recall("clock restoration", user_id="u")}
+    # a deleted record never comes back, even from a stale index: rows are re-read
+    b.delete(rec.id)
+    assert rec.id not in {h.record.id for h in a.recall("stamps", user_id="u")}
+    a.create_cube("notes")
+    a.add("a note about ferns", cube="notes", user_id="u")
+    assert len(a.recall("ferns", cube="notes", user_id="u")) == 1
+    a.delete_cube("notes")
+    with pytest.raises(CubeNotFound):
+        a.recall("ferns", cube="notes", user_id="u")

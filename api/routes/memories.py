@@ -7,6 +7,7 @@ from datetime import datetime
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query, Response, status
+from pydantic import TypeAdapter
 
 from api.deps import TenantMemory
 from api.schemas import AddRequest, SearchRequest, UpdateRequest
@@ -14,6 +15,7 @@ from memsvc.errors import InvalidInput
 from memsvc.models import Filters, Hit, MemoryRecord, Page, RecordVersion
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
+_HITS = TypeAdapter(list[Hit])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=list[MemoryRecord])
@@ -23,9 +25,12 @@ def add_memories(body: AddRequest, memory: TenantMemory) -> list[MemoryRecord]:
 
 
 @router.post("/search", response_model=list[Hit])
-def search_memories(body: SearchRequest, memory: TenantMemory) -> list[Hit]:
+async def search_memories(body: SearchRequest, memory: TenantMemory) -> Response:
     """The k most relevant records, best first, with per-channel explanations."""
-    return memory.recall(**body.model_dump(exclude_unset=True))
+    # The hot path: served on the event loop (the embedding is awaited, no pool thread is
+    # held) and serialized once, without re-validating hits that are already models.
+    hits = await memory._recall_async(**body.model_dump(exclude_unset=True))
+    return Response(_HITS.dump_json(hits), media_type="application/json")
 
 
 @router.get("", response_model=Page)
