@@ -48,10 +48,10 @@ class Embedder(Protocol):
 
 
 def encode_queries(embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
-    """Query embeddings: the model's query path when it has one (int8 on ONNX)."""
-    if isinstance(embedder, SentenceTransformerEmbedder):
-        return embedder.encode(texts, query=True)
-    return embedder.encode(texts)
+    """Query embeddings: the embedder's `encode_queries` when it has one (the bundled model
+    runs queries on an int8 copy), else `encode`."""
+    fn = getattr(embedder, "encode_queries", None)
+    return fn(texts) if fn is not None else embedder.encode(texts)
 
 
 def bundled_model_path() -> Path:
@@ -172,6 +172,9 @@ class SentenceTransformerEmbedder:
         which costs far less than encoding them one by one.
         """
         return self.submit(texts, query=query).result()
+
+    def encode_queries(self, texts: Sequence[str]) -> np.ndarray:
+        return self.encode(texts, query=True)
 
     def submit(self, texts: Sequence[str], *, query: bool = False) -> Future[np.ndarray]:
         """Queue `texts` for the encoding thread; the future holds their embeddings. Async

@@ -642,7 +642,7 @@ class Memory:
                 vecs = await asyncio.wrap_future(emb.submit([plan.query], query=True))
             else:  # an embedder without a queue of its own
                 loop = asyncio.get_running_loop()
-                vecs = await loop.run_in_executor(None, emb.encode, [plan.query])
+                vecs = await loop.run_in_executor(None, encode_queries, emb, [plan.query])
             return self._recall_with(plan, vecs[0])
         except MemsvcError:
             raise

@@ -1,0 +1,213 @@
+"""The eval runner end to end: the real CLI on one LoCoMo conversation for all three systems
+(what CI runs), memsvc over HTTP, LongMemEval on the project's fixture, the embedding cache,
+and QA with the local SmolLM2 model."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import pytest
+
+from evals.embed_cache import CachedEmbedder
+from evals.llm import OpenAIChatModel
+from evals.locomo import CATEGORIES
+from evals.runner import EvalConfig, run_locomo, run_longmemeval
+from memsvc import SentenceTransformerEmbedder
+
+LOCOMO = Path(__file__).resolve().parents[2] / "shared/data/locomo/locomo-dev5.json"
+FIXTURE = Path(__file__).parent / "fixtures" / "longmemeval_fixture.json"
+needs_locomo = pytest.mark.skipif(not LOCOMO.exists(), reason="../shared/data/locomo missing")
+
+
+def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "memsvc.cli", "eval", *args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=cwd,
+    )
+
+
+@needs_locomo
+def test_cli_locomo_one_conversation_all_systems(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    done = _cli(
+        "locomo",
+        "--data",
+        str(LOCOMO),
+        "--conversations",
+        "conv-26",
+        "--out",
+        str(out),
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    res = json.loads((out / "results.json").read_text())
+    assert res["schema"] == "memsvc-eval/1" and res["benchmark"] == "locomo"
+    assert res["dataset"]["conversations"] == ["conv-26"] and len(res["dataset"]["sha256"]) == 64
+    agg = res["aggregates"]
+    assert set(agg) == {"memsvc", "bm25", "dense"}
+    for name, a in agg.items():
+        assert a["questions"] == 199
+        for k in (5, 10, 25, 50):
+            table = a[f"recall@{k}"]
+            assert set(CATEGORIES.values()) <= set(table)
+            assert all(0 <= table[c] <= 1 for c in ["overall", *CATEGORIES.values()])
+            assert a[f"repaired_recall@{k}"]["n"] <= a[f"recall@{k}"]["n"]
+        assert a["recall@50"]["overall"] >= a["recall@5"]["overall"]
+        lat = res["latency"][name]
+        assert lat["recall_p50_ms"] > 0 and lat["recall_p95_ms"] >= lat["recall_p50_ms"]
+    # memsvc is dense retrieval today: it must stay within a few points of exact cosine
+    assert abs(agg["memsvc"]["recall@10"]["overall"] - agg["dense"]["recall@10"]["overall"]) < 0.05
+    assert agg["bm25"]["recall@10"]["overall"] > 0.3
+    row = next(r for r in res["rows"] if r["system"] == "memsvc")
+    assert len(row["retrieved"]) == 50 and row["retrieved"][0].startswith("D")
+    assert row["context_tokens"]["10"] > 0 and len(row["scores"]) == 50
+    report = (out / "report.md").read_text()
+    assert "| memsvc |" in report and "repaired evidence" in report
+    assert (out / "recall_at_k.png").stat().st_size > 10_000
+    assert (out / "latency.png").stat().st_size > 5_000
+    assert "recall@10 overall" in done.stdout
+
+
+def test_cli_reports_broken_input_clearly(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    done = _cli("locomo", "--data", str(bad), "--out", str(tmp_path / "o"), "--quiet")
+    assert done.returncode == 1 and "not valid JSON" in done.stderr
+    done = _cli(
+        "locomo", "--data", str(bad), "--out", str(tmp_path / "o"), "--system", "nope", "--quiet"
+    )
+    assert done.returncode == 1 and "unknown system" in done.stderr
+    done = _cli("longmemeval", "--data", str(tmp_path / "missing.json"), "--out", str(tmp_path))
+    assert done.returncode == 1 and "no such file" in done.stderr
+
+
+@needs_locomo
+def test_memsvc_over_http_gives_the_same_ranking(
+    served, embedder: SentenceTransformerEmbedder, tmp_path: Path, monkeypatch
+) -> None:
+    monkeypatch.setenv("MEMSVC_API_KEY", served.keys["acme"])
+    common = dict(data=LOCOMO, conversations=["conv-26"], systems=["memsvc"], max_questions=8)
+    remote = run_locomo(
+        EvalConfig(out=tmp_path / "r", server=served.url, progress=False, **common), embedder
+    )
+    local = run_locomo(EvalConfig(out=tmp_path / "l", progress=False, **common), embedder)
+    assert len(remote["rows"]) == 8
+    for a, b in zip(remote["rows"], local["rows"], strict=True):
+        assert a["retrieved"][:10] == b["retrieved"][:10]
+
+
+def test_longmemeval_fixture_both_granularities_and_cache(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    cached = CachedEmbedder(embedder, tmp_path / "cache")
+    res = run_longmemeval(
+        EvalConfig(data=FIXTURE, out=tmp_path / "s", granularity="session", progress=False),
+        cached,
+    )
+    assert res["dataset"]["official"] is None and res["dataset"]["scored_questions"] == 3
+    for name in ("memsvc", "bm25", "dense"):
+        a = res["aggregates"][name]
+        assert a["questions"] == 3
+        assert a["session"]["recall_all@5"] == 1.0  # every haystack has at most 4 sessions
+        assert a["session"]["recall_any@50"] == 1.0
+        assert "turn" not in a
+        assert a["ingest_seconds_per_question"] > 0
+    first_misses = cached.misses
+    assert first_misses > 0
+    res = run_longmemeval(
+        EvalConfig(data=FIXTURE, out=tmp_path / "t", granularity="turn", progress=False), cached
+    )
+    for a in res["aggregates"].values():
+        assert set(a["turn"]) >= {"recall_all@1", "recall_any@5", "ndcg_any@10"}
+        assert a["session"]["recall_all@50"] == 1.0  # mapped from turns
+    row = res["rows"][0]
+    assert row["gold"] == ["answer_fx1_a_1"] and row["metrics"]["turn"]["recall_any@50"] == 1.0
+    # a rerun embeds nothing new: every document comes from the on-disk cache
+    again = CachedEmbedder(embedder, tmp_path / "cache")
+    run_longmemeval(
+        EvalConfig(
+            data=FIXTURE, out=tmp_path / "t2", granularity="turn", systems=["dense"], progress=False
+        ),
+        again,
+    )
+    assert again.misses == 0 and again.hits > 0
+    assert "recall_all" in (tmp_path / "t" / "report.md").read_text()
+
+
+@needs_locomo
+def test_qa_mode_with_the_local_model(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    res = run_locomo(
+        EvalConfig(
+            data=LOCOMO,
+            out=tmp_path / "qa",
+            conversations=["conv-26"],
+            systems=["bm25"],
+            mode="qa",
+            max_questions=2,
+            progress=False,
+        ),
+        embedder,
+    )
+    assert res["qa_config"]["answer_model"].startswith("SmolLM2")
+    for row in res["rows"]:
+        assert isinstance(row["qa"]["prediction"], str)
+        assert 0 <= row["qa"]["official_f1"] <= 1
+        if row["category"] != 5:
+            assert isinstance(row["qa"]["mem0"]["judge"], bool)
+    qa = res["aggregates"]["bm25"]["qa"]
+    assert qa["official_f1"]["overall"] is not None and qa["mem0_style"]["n"] == 2
+    assert "mem0-style protocol" in (tmp_path / "qa" / "report.md").read_text()
+    lres = run_longmemeval(
+        EvalConfig(
+            data=FIXTURE, out=tmp_path / "lqa", systems=["bm25"], mode="qa", limit=2, progress=False
+        ),
+        embedder,
+    )
+    assert all(isinstance(r["qa"]["judge"], bool) for r in lres["rows"])
+    assert lres["aggregates"]["bm25"]["qa"]["n"] == 2
+
+
+def test_openai_compatible_backend_speaks_chat_completions() -> None:
+    seen: list[dict] = []
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+            seen.append({"path": self.path, "auth": self.headers.get("Authorization"), **body})
+            status = 500 if body["model"] == "broken" else 200
+            payload = {"choices": [{"message": {"content": " CORRECT "}}]}
+            data = json.dumps(payload if status == 200 else {"error": "boom"}).encode()
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        base = f"http://127.0.0.1:{server.server_port}/v1"
+        model = OpenAIChatModel(base, "judge-1", api_key="sk-test")
+        assert model.chat("Is it right?", max_tokens=5) == "CORRECT"
+        assert seen[0]["path"] == "/v1/chat/completions" and seen[0]["auth"] == "Bearer sk-test"
+        assert seen[0]["temperature"] == 0 and seen[0]["max_tokens"] == 5
+        assert seen[0]["messages"] == [{"role": "user", "content": "Is it right?"}]
+        with pytest.raises(RuntimeError, match="answered 500"):
+            OpenAIChatModel(base, "broken").chat("x")
+    finally:
+        server.shutdown()
