@@ -213,3 +213,15 @@ def test_mem0_style_scores() -> None:
     assert set_f1("", "x") == 0.0
     assert bleu1("red car", "red car") == pytest.approx(1.0)
     assert 0 < bleu1("a red car today", "red car") < 1
+
+
+def test_synthetic_scale_file_has_the_longmemeval_shape(tmp_path: Path) -> None:
+    from evals.lme_scale import main
+
+    out = tmp_path / "s.json"
+    main(["--questions", "3", "--pool", "10", "--out", str(out)])
+    qs = lme.load_longmemeval(out)
+    assert len(qs) == 3 and all(lme.scored(q) for q in qs)
+    assert lme.identify_file(out).official is None
+    ids, texts, _ = lme.documents(qs[0], "turn")
+    assert any(i.startswith("answer_") for i in ids) and all(texts)
