@@ -1,0 +1,187 @@
+"""Kernels against the NumPy reference: Triton under TRITON_INTERPRET=1 (no GPU here), the CPU
+paths, and the encoders. Shapes are small and deliberately awkward (not multiples of the block
+size, k beyond the database, empty databases, one query and several)."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pytest
+
+try:
+    import torch
+
+    _GPU = torch.cuda.is_available()
+except ImportError:  # pragma: no cover
+    _GPU = False
+if not _GPU:  # must be set before the kernels are defined
+    os.environ.setdefault("TRITON_INTERPRET", "1")
+
+from kernels import backend, cpu
+from kernels import reference as ref
+from kernels import triton_kernels as tk
+from kernels.encoders import (
+    Int4Quantizer,
+    Int8Quantizer,
+    RotatedSignEncoder,
+    pack_sign_bits,
+    to_words,
+)
+
+DEVICE = "cuda" if _GPU else "cpu"
+rng = np.random.default_rng(7)
+
+
+def _np(t: object) -> np.ndarray:
+    return t.cpu().numpy() if hasattr(t, "cpu") else np.asarray(t)
+
+
+def _codes(n: int, dim: int, *, dupes: bool = False) -> np.ndarray:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    if dupes and n > 4:
+        x[3] = x[1]  # equal codes: ties must keep the lower index first
+        x[n - 1] = x[1]
+    return pack_sign_bits(x)
+
+
+# ---- Triton (interpreted on the CPU) ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("n", "dim", "n_q", "k"),
+    [(300, 70, 3, 10), (37, 384, 1, 50), (1, 64, 2, 5), (130, 96, 4, 130)],
+)
+def test_triton_hamming_matches_reference_exactly(n: int, dim: int, n_q: int, k: int) -> None:
+    db = to_words(_codes(n, dim, dupes=True))
+    q = to_words(_codes(n_q, dim))
+    d, i = tk.hamming_topk(q, db, k, device=DEVICE, block_n=64)
+    rd, ri = ref.hamming_topk(q, db, k)
+    assert _np(d).shape == (n_q, min(k, n))
+    assert np.array_equal(_np(d), rd)
+    assert np.array_equal(_np(i), ri)  # same ids, same tie order (lower index first)
+
+
+def test_triton_scans_handle_an_empty_database() -> None:
+    d, i = tk.hamming_topk(to_words(_codes(2, 64)), np.empty((0, 2), np.int32), 5, device=DEVICE)
+    assert _np(d).shape == (2, 0) and _np(i).shape == (2, 0)
+    s, i = tk.int8_topk(np.ones((1, 8), np.int8), np.empty((0, 8), np.int8), 3, device=DEVICE)
+    assert _np(s).shape == (1, 0)
+
+
+@pytest.mark.parametrize(("n", "dim", "n_q", "k"), [(150, 70, 4, 7), (20, 384, 1, 25)])
+def test_triton_int8_matches_reference(n: int, dim: int, n_q: int, k: int) -> None:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    quant = Int8Quantizer.fit(x)
+    db8 = quant.encode(x)
+    q8, _ = quant.query(rng.standard_normal((n_q, dim)).astype(np.float32))
+    db8[5] = db8[2]  # a tie
+    s, i = tk.int8_topk(q8, db8, k, device=DEVICE, block_n=64, block_d=32)
+    rs, ri = ref.int8_topk(q8, db8, k)
+    # integer dot products are exact; the tolerance the issue allows is not even needed
+    assert np.array_equal(_np(s), rs) and np.array_equal(_np(i), ri)
+
+
+def test_triton_rescore_matches_reference() -> None:
+    x = rng.standard_normal((90, 70)).astype(np.float32)
+    q = rng.standard_normal((3, 70)).astype(np.float32)
+    cand = np.stack([rng.choice(90, 20, replace=False) for _ in range(3)])
+    cand[0, -5:] = -1  # padding
+    s, i = tk.rescore_topk(q, x, cand, 8, device=DEVICE, block_c=16, block_d=32)
+    rs, ri = ref.rescore_topk(q, x, cand, 8)
+    assert np.allclose(_np(s), rs, atol=1e-4) and np.array_equal(_np(i), ri)
+    s, i = tk.rescore_topk(q[:1], x, cand[:1], 50, device=DEVICE)  # k beyond the candidates
+    assert _np(i).shape == (1, 20) and (_np(i)[0, 15:] == -1).all()
+
+
+# ---- CPU paths --------------------------------------------------------------------------------
+
+
+def test_cpu_binary_scan_gives_the_reference_distances() -> None:
+    codes = _codes(500, 384, dupes=True)
+    q = _codes(4, 384)
+    scan = cpu.BinaryScanCPU(codes)
+    d, i = scan.search(q, 20)
+    rd, _ = ref.hamming_topk(to_words(q), to_words(codes), 20)
+    assert np.array_equal(d, rd)  # ids may differ only among equal distances
+    full = ref.hamming_distances(to_words(q), to_words(codes))
+    assert all((full[r, i[r]] == d[r]).all() for r in range(4))
+    assert scan.search(q, 10_000)[0].shape == (4, 500)
+    assert cpu.BinaryScanCPU(np.empty((0, 48), np.uint8)).search(q, 5)[0].shape == (4, 0)
+
+
+def test_cpu_int8_scan_ranks_like_exact_search() -> None:
+    x = rng.standard_normal((2000, 64)).astype(np.float32)
+    q = rng.standard_normal((10, 64)).astype(np.float32)
+    s, i = cpu.Int8ScanCPU(x).search(q, 10)
+    exact = np.argsort(-(q @ x.T), axis=1)[:, :10]
+    overlap = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(i, exact, strict=True)])
+    assert overlap >= 0.9
+    assert np.allclose(s, np.take_along_axis(q @ x.T, i, axis=1), atol=0.5)
+
+
+def test_cpu_rescore_matches_reference() -> None:
+    x = rng.standard_normal((60, 33)).astype(np.float32)
+    q = rng.standard_normal((2, 33)).astype(np.float32)
+    cand = np.array([[5, 9, 1, -1, 30], [-1, -1, -1, -1, -1]])
+    s, i = cpu.rescore_topk(q, x, cand, 3)
+    rs, ri = ref.rescore_topk(q, x, cand, 3)
+    assert np.array_equal(i, ri) and np.allclose(s, rs, atol=1e-5)
+    assert (i[1] == -1).all()
+
+
+# ---- encoders and the registry ---------------------------------------------------------------
+
+
+def test_sign_bit_layout_and_words() -> None:
+    x = -np.ones((1, 40), np.float32)
+    x[0, 9] = 1.0
+    codes = pack_sign_bits(x)
+    assert codes.shape == (1, 5) and codes[0, 1] == 0b10 and codes[0].sum() == 2
+    words = to_words(codes)
+    assert words.shape == (1, 2) and words.dtype == np.int32 and words[0, 0] == 1 << 9
+
+
+def test_rotated_sign_encoder_is_a_seeded_rotation() -> None:
+    x = rng.standard_normal((200, 48)).astype(np.float32) + 3.0  # a shared offset
+    enc = RotatedSignEncoder.fit(x, seed=1)
+    assert np.allclose(enc.rotation @ enc.rotation.T, np.eye(48), atol=1e-5)
+    assert np.allclose(enc.center, x.mean(axis=0), atol=1e-5)
+    assert np.array_equal(RotatedSignEncoder.fit(x, seed=1).rotation, enc.rotation)
+    bits = np.unpackbits(enc.encode(x), axis=1, bitorder="little")[:, :48]
+    # centering removes the shared offset: bits are balanced, unlike plain sign codes
+    assert 0.4 < bits.mean() < 0.6
+    assert np.unpackbits(pack_sign_bits(x), axis=1).mean() > 0.95
+
+
+def test_int8_and_int4_quantizers() -> None:
+    x = rng.standard_normal((300, 37)).astype(np.float32)
+    q8 = Int8Quantizer.fit(x)
+    err = np.abs(q8.decode(q8.encode(x)) - x)
+    assert (err <= q8.scale / 2 + 1e-6).all()
+    qv = rng.standard_normal((2, 37)).astype(np.float32)
+    codes, scale = q8.query(qv)
+    approx = scale * (codes.astype(np.int32) @ q8.encode(x).astype(np.int32).T)
+    assert np.abs(approx - qv @ x.T).max() < 0.25  # dot products here are of order 5-10
+    q4 = Int4Quantizer.fit(x, percentile=100)
+    packed = q4.encode(x)
+    assert packed.shape == (300, 19)  # odd dimension: one nibble of padding
+    assert np.array_equal(q4.unpack(packed, 37), q4.codes(x))
+    assert np.abs(q4.decode(packed, 37) - x).max() <= q4.scale.max() / 2 + 1e-6
+    with pytest.raises(ValueError, match="empty"):
+        Int8Quantizer.fit(np.empty((0, 4), np.float32))
+
+
+def test_backend_registry_picks_by_device_and_obeys_the_setting(monkeypatch) -> None:
+    monkeypatch.delenv("MEMSVC_KERNEL_BACKEND", raising=False)
+    assert backend.default_backend() == ("triton" if _GPU else "cpu")
+    monkeypatch.setenv("MEMSVC_KERNEL_BACKEND", "triton")
+    assert backend.default_backend() == "triton"
+    codes = _codes(70, 64)
+    q = _codes(2, 64)
+    a = backend.binary_scanner(codes, device=DEVICE).search(q, 5)  # Triton (interpreted)
+    b = backend.binary_scanner(codes, backend="cpu").search(q, 5)
+    assert np.array_equal(a[0], b[0])
+    monkeypatch.setenv("MEMSVC_KERNEL_BACKEND", "tpu")
+    with pytest.raises(ValueError, match="unknown kernel backend"):
+        backend.default_backend()
