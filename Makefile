@@ -42,6 +42,8 @@ format: $(DEV_STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python -m evals.bench_core
+	$(BIN)/python -m evals.bench_api
+	$(BIN)/python -m evals.bench_kernels --n 100000 1000000
 
 clean:
 	rm -rf $(VENV) .memsvc .pytest_cache .ruff_cache
