@@ -14,7 +14,15 @@ import numpy as np
 
 from kernels import cpu
 
-__all__ = ["BACKENDS", "Scanner", "binary_scanner", "default_backend", "rescore_topk"]
+__all__ = [
+    "BACKENDS",
+    "Scanner",
+    "binary_scanner",
+    "default_backend",
+    "hamming_topk",
+    "int8_topk",
+    "rescore_topk",
+]
 
 BACKENDS = ("cpu", "triton")
 
@@ -67,6 +75,46 @@ def binary_scanner(
     if default_backend(backend) == "triton":
         return _TritonBinary(codes, device or ("cuda" if _cuda() else "cpu"))
     return cpu.BinaryScanCPU(codes)
+
+
+def hamming_topk(
+    q_codes: np.ndarray,
+    db_codes: np.ndarray,
+    k: int,
+    *,
+    backend: str | None = None,
+    device: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(distances, row ids) over uint8 codes, nearest first (stateless)."""
+    if default_backend(backend) == "triton":
+        from kernels import triton_kernels
+        from kernels.encoders import to_words
+
+        d, i = triton_kernels.hamming_topk(
+            to_words(q_codes),
+            to_words(db_codes),
+            k,
+            device=device or ("cuda" if _cuda() else "cpu"),
+        )
+        return d.cpu().numpy(), i.cpu().numpy()
+    return cpu.hamming_knn(q_codes, db_codes, k)
+
+
+def int8_topk(
+    q8: np.ndarray,
+    db8: np.ndarray,
+    k: int,
+    *,
+    backend: str | None = None,
+    device: str | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(int32 dot products, row ids) over int8 codes, largest first (stateless)."""
+    if default_backend(backend) == "triton":
+        from kernels import triton_kernels
+
+        s, i = triton_kernels.int8_topk(q8, db8, k, device=device or ("cuda" if _cuda() else "cpu"))
+        return s.cpu().numpy(), i.cpu().numpy()
+    return cpu.int8_knn(q8, db8, k)
 
 
 def rescore_topk(

@@ -83,3 +83,31 @@ def rescore_topk(
         order = np.lexsort((c, -s))[:width]
         scores[r, : len(order)], ids[r, : len(order)] = s[order], c[order]
     return scores, ids
+
+
+def hamming_knn(q_codes: np.ndarray, db_codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """Stateless Hamming top-k over uint8 codes (FAISS knn_hamming): no index to maintain,
+    so a caller can keep codes in its own growable arrays."""
+    q = np.ascontiguousarray(np.atleast_2d(q_codes), dtype=np.uint8)
+    db = np.ascontiguousarray(np.atleast_2d(db_codes), dtype=np.uint8)
+    k = min(k, len(db))
+    if k <= 0:
+        return np.empty((len(q), 0), np.int32), np.empty((len(q), 0), np.int64)
+    d, i = faiss.knn_hamming(q, db, k)
+    return d.astype(np.int32), i.astype(np.int64)
+
+
+def int8_knn(q8: np.ndarray, db8: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """int8 dot-product top-k through float32 BLAS (exact: sums stay below 2^24 up to 1040
+    dimensions), largest first, ties to the lower index."""
+    q = np.atleast_2d(q8).astype(np.float32)
+    scores = np.atleast_2d(db8).astype(np.float32) @ q.T  # [N, Q]
+    k = min(k, scores.shape[0])
+    out_s = np.empty((len(q), k), np.int32)
+    out_i = np.empty((len(q), k), np.int64)
+    for r in range(len(q)):
+        col = scores[:, r]
+        top = np.argpartition(-col, k - 1)[:k] if k < len(col) else np.arange(len(col))
+        top = top[np.lexsort((top, -col[top]))]
+        out_s[r], out_i[r] = col[top].astype(np.int32), top
+    return out_s, out_i

@@ -66,6 +66,12 @@ class Settings(BaseSettings):
         description="Recall may use an index checked against the change log this long ago: "
         "writes by other processes show within it, this process's own writes at once.",
     )
+    search_mode: Literal["exact", "int8", "binary+rescore"] = Field(
+        default="exact",
+        description="Vector search: exact, or two-stage (int8 or rotated 1-bit codes scanned "
+        "for k x oversample candidates, then rescored exactly).",
+    )
+    search_oversample: int = Field(default=20, ge=1, le=1000)
     auth: bool = Field(
         default=True, description="Require API keys on /v1 routes (off only on loopback)."
     )

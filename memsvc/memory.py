@@ -117,6 +117,8 @@ class _Engine:
             settings.home / "indexes",
             flush_seconds=settings.index_flush_seconds,
             sync_seconds=settings.index_sync_seconds,
+            search_mode=settings.search_mode,
+            oversample=settings.search_oversample,
         )
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             settings.embedding_model,

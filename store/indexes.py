@@ -53,11 +53,15 @@ class IndexManager:
         *,
         flush_seconds: float = 5.0,
         sync_seconds: float = 0.0,
+        search_mode: str = "exact",
+        oversample: int = 20,
     ) -> None:
         self.db = db
         self.directory = directory
         self.flush_seconds = flush_seconds
         self.sync_seconds = sync_seconds
+        self.search_mode = search_mode
+        self.oversample = oversample
         self._indexes: dict[int, CubeIndex] = {}
         self._checked_at: dict[int, float] = {}
         self._saved_at: dict[int, float] = {}
@@ -79,6 +83,7 @@ class IndexManager:
             index = self._indexes.get(cube.pk)
             if index is None:
                 index = self._load(cube)
+                index.set_mode(self.search_mode, oversample=self.oversample)
                 self._indexes[cube.pk] = index
             now = time.monotonic()
             if not fresh and now - self._checked_at.get(cube.pk, -1e18) < self.sync_seconds:
@@ -178,6 +183,7 @@ class IndexManager:
     def rebuild(self, cube: CubeRow) -> CubeIndex:
         with self._lock:
             index = self._rebuild(cube, "requested")
+            index.set_mode(self.search_mode, oversample=self.oversample)
             self._indexes[cube.pk] = index
             return index
 

@@ -21,6 +21,7 @@ import faiss
 import numpy as np
 
 from store.errors import StoreError
+from store.two_stage import MODES, CodeTable
 
 __all__ = [
     "CubeIndex",
@@ -60,7 +61,11 @@ class IndexHeader:
 
 
 class CubeIndex:
-    """Exact inner-product search over one cube's active record vectors (ids = record pks)."""
+    """Inner-product search over one cube's active record vectors (ids = record pks).
+
+    The exact FAISS index is the persistent part. In a two-stage `mode` ("int8",
+    "binary+rescore") a derived code table answers unfiltered searches; filtered searches
+    (an `allowed` selector) stay exact."""
 
     def __init__(self, dim: int, model: str, *, seq: int = 0) -> None:
         self.dim = dim
@@ -71,6 +76,28 @@ class CubeIndex:
         self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         # remove_ids rewrites the whole flat array, so only ids actually held are removed.
         self._ids: set[int] = set()
+        self.mode = "exact"
+        self._table: CodeTable | None = None
+
+    def set_mode(self, mode: str, *, oversample: int = 20) -> None:
+        """Switch the search mode; a two-stage table is built from the vectors held."""
+        if mode not in MODES:
+            raise ValueError(f"unknown search mode {mode!r}; choose from {', '.join(MODES)}")
+        with self.lock:
+            self.mode = mode
+            if mode == "exact":
+                self._table = None
+                return
+            table = CodeTable(self.dim, mode, oversample=oversample)
+            n = self.count
+            if n:
+                flat = faiss.downcast_index(self._index.index)
+                vecs = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+                pks = faiss.vector_to_array(self._index.id_map)
+                table.rebuild(pks, np.array(vecs, dtype=np.float32))
+            else:
+                table.rebuild(np.empty(0, np.int64), np.empty((0, self.dim), np.float32))
+            self._table = table
 
     @property
     def count(self) -> int:
@@ -85,6 +112,8 @@ class CubeIndex:
             self._remove_held(pks)
             self._index.add_with_ids(vectors, pks)
             self._ids.update(int(p) for p in pks)
+            if self._table is not None:
+                self._table.upsert(pks, vectors)
             self.dirty = True
 
     def remove(self, pks: np.ndarray) -> None:
@@ -99,6 +128,8 @@ class CubeIndex:
         if held:
             self._index.remove_ids(np.asarray(held, dtype=np.int64))
             self._ids.difference_update(held)
+            if self._table is not None:
+                self._table.remove(np.asarray(held, dtype=np.int64))
 
     def search(
         self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None
@@ -110,6 +141,8 @@ class CubeIndex:
             if k <= 0:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
             faiss.omp_set_num_threads(_search_threads)
+            if allowed is None and self._table is not None:
+                return self._table.search(q, k)
             params = None
             if allowed is not None:
                 sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
