@@ -35,9 +35,9 @@ from kernels.encoders import RotatedSignEncoder, pack_sign_bits
 
 console = Console(stderr=True)
 CACHE = Path.home() / ".cache" / "memsvc" / "bench"
-# The mode the store searches with by default. Until the two-stage search lands in the store
-# (issue 5, part 3) that is exact float search, so `memsvc-default` repeats `faiss-flat-ip`;
-# the measured candidate for the two-stage default is rsign + rescoring of 20 x k.
+# The mode the store searches with by default (MEMSVC_SEARCH_MODE): still exact float search,
+# so `memsvc-default` repeats `faiss-flat-ip`. The store's `binary+rescore` mode is the
+# `rsign+rescore/<MEMSVC_SEARCH_OVERSAMPLE>` row (20 by default).
 DEFAULT_MODE: tuple[str, int | None] = ("exact", None)
 
 
