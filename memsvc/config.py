@@ -67,7 +67,7 @@ class Settings(BaseSettings):
         "writes by other processes show within it, this process's own writes at once.",
     )
     search_mode: Literal["exact", "int8", "binary+rescore"] = Field(
-        default="exact",
+        default="binary+rescore",
         description="Vector search: exact, or two-stage (int8 or rotated 1-bit codes scanned "
         "for k x oversample candidates, then rescored exactly).",
     )

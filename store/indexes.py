@@ -53,7 +53,7 @@ class IndexManager:
         *,
         flush_seconds: float = 5.0,
         sync_seconds: float = 0.0,
-        search_mode: str = "exact",
+        search_mode: str = "binary+rescore",
         oversample: int = 20,
     ) -> None:
         self.db = db

@@ -119,6 +119,25 @@ class CodeTable:
 
     # ---- search -------------------------------------------------------------------------------
 
+    def vectors(self) -> tuple[np.ndarray, np.ndarray]:
+        """(pks, float vectors) held, in row order (views: copy before changing the table)."""
+        return self.pks[: self.n], self.vecs[: self.n]
+
+    def search_among(
+        self, query: np.ndarray, k: int, allowed: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact top-k among the `allowed` pks (filtered recall)."""
+        rows = np.fromiter(
+            (r for r in (self.row.get(int(p)) for p in allowed) if r is not None), np.int64
+        )
+        k = min(k, len(rows))
+        if k <= 0:
+            return np.empty(0, np.int64), np.empty(0, np.float32)
+        scores = self.vecs[rows] @ np.asarray(query, np.float32).reshape(self.dim)
+        top = np.argpartition(-scores, k - 1)[:k] if k < len(rows) else np.arange(len(rows))
+        top = top[np.argsort(-scores[top], kind="stable")]
+        return self.pks[rows[top]], scores[top]
+
     def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         """(pks, exact scores) of the best k, best first."""
         k = min(k, self.n)

@@ -8,6 +8,7 @@ checks is treated as missing and rebuilt from the database.
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import os
@@ -63,9 +64,9 @@ class IndexHeader:
 class CubeIndex:
     """Inner-product search over one cube's active record vectors (ids = record pks).
 
-    The exact FAISS index is the persistent part. In a two-stage `mode` ("int8",
-    "binary+rescore") a derived code table answers unfiltered searches; filtered searches
-    (an `allowed` selector) stay exact."""
+    `exact` mode keeps a FAISS flat index. A two-stage `mode` ("int8", "binary+rescore") keeps
+    a code table instead (codes for the scan plus the float vectors for rescoring, one copy);
+    filtered searches (an `allowed` set) are exact in both."""
 
     def __init__(self, dim: int, model: str, *, seq: int = 0) -> None:
         self.dim = dim
@@ -73,7 +74,7 @@ class CubeIndex:
         self.seq = seq
         self.dirty = False
         self.lock = threading.Lock()
-        self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self._index: faiss.IndexIDMap2 | None = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         # remove_ids rewrites the whole flat array, so only ids actually held are removed.
         self._ids: set[int] = set()
         self.mode = "exact"
@@ -84,23 +85,39 @@ class CubeIndex:
         if mode not in MODES:
             raise ValueError(f"unknown search mode {mode!r}; choose from {', '.join(MODES)}")
         with self.lock:
+            pks, vecs = self._held()
             self.mode = mode
             if mode == "exact":
                 self._table = None
+                self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+                if len(pks):
+                    self._index.add_with_ids(vecs, pks)
+                self._ids = {int(p) for p in pks}
                 return
             table = CodeTable(self.dim, mode, oversample=oversample)
-            n = self.count
-            if n:
-                flat = faiss.downcast_index(self._index.index)
-                vecs = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
-                pks = faiss.vector_to_array(self._index.id_map)
-                table.rebuild(pks, np.array(vecs, dtype=np.float32))
-            else:
-                table.rebuild(np.empty(0, np.int64), np.empty((0, self.dim), np.float32))
+            table.rebuild(pks, vecs)
             self._table = table
+            self._index = None  # the table holds the only copy of the vectors
+            self._ids = set()
+
+    def _held(self) -> tuple[np.ndarray, np.ndarray]:
+        """(pks, vectors) of every record held, copied."""
+        if self._table is not None:
+            pks, vecs = self._table.vectors()
+            return pks.copy(), vecs.copy()
+        assert self._index is not None
+        n = int(self._index.ntotal)
+        if not n:
+            return np.empty(0, np.int64), np.empty((0, self.dim), np.float32)
+        flat = faiss.downcast_index(self._index.index)
+        vecs = faiss.rev_swig_ptr(flat.get_xb(), n * self.dim).reshape(n, self.dim)
+        return faiss.vector_to_array(self._index.id_map).copy(), np.array(vecs, np.float32)
 
     @property
     def count(self) -> int:
+        if self._table is not None:
+            return self._table.n
+        assert self._index is not None
         return int(self._index.ntotal)
 
     def upsert(self, pks: np.ndarray, vectors: np.ndarray) -> None:
@@ -109,11 +126,13 @@ class CubeIndex:
         pks = np.ascontiguousarray(pks, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(pks), self.dim)
         with self.lock:
-            self._remove_held(pks)
-            self._index.add_with_ids(vectors, pks)
-            self._ids.update(int(p) for p in pks)
             if self._table is not None:
                 self._table.upsert(pks, vectors)
+            else:
+                assert self._index is not None
+                self._remove_held(pks)
+                self._index.add_with_ids(vectors, pks)
+                self._ids.update(int(p) for p in pks)
             self.dirty = True
 
     def remove(self, pks: np.ndarray) -> None:
@@ -124,12 +143,14 @@ class CubeIndex:
             self.dirty = True
 
     def _remove_held(self, pks: np.ndarray) -> None:
+        if self._table is not None:
+            self._table.remove(np.asarray(pks, dtype=np.int64))
+            return
         held = [int(p) for p in pks if int(p) in self._ids]
         if held:
+            assert self._index is not None
             self._index.remove_ids(np.asarray(held, dtype=np.int64))
             self._ids.difference_update(held)
-            if self._table is not None:
-                self._table.remove(np.asarray(held, dtype=np.int64))
 
     def search(
         self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None
@@ -141,8 +162,11 @@ class CubeIndex:
             if k <= 0:
                 return np.empty(0, np.int64), np.empty(0, np.float32)
             faiss.omp_set_num_threads(_search_threads)
-            if allowed is None and self._table is not None:
-                return self._table.search(q, k)
+            if self._table is not None:
+                if allowed is None:
+                    return self._table.search(q, k)
+                return self._table.search_among(q, k, allowed)
+            assert self._index is not None
             params = None
             if allowed is not None:
                 sel = faiss.IDSelectorBatch(np.ascontiguousarray(allowed, dtype=np.int64))
@@ -153,9 +177,17 @@ class CubeIndex:
 
     def to_bytes(self) -> bytes:
         with self.lock:
-            payload = faiss.serialize_index(self._index).tobytes()
+            if self._table is not None:  # two-stage: the vectors (codes are derived)
+                pks, vecs = self._table.vectors()
+                buf = io.BytesIO()
+                np.savez(buf, pks=pks, vecs=vecs)
+                payload, kind = buf.getvalue(), "vectors"
+            else:
+                assert self._index is not None
+                payload, kind = faiss.serialize_index(self._index).tobytes(), "faiss"
             header = {
                 "format": FORMAT,
+                "kind": kind,
                 "dim": self.dim,
                 "model": self.model,
                 "seq": self.seq,
@@ -178,6 +210,16 @@ class CubeIndex:
         if header.get("format") != FORMAT or zlib.crc32(payload) != header.get("crc32"):
             raise IndexFileError("index file is corrupt (format or checksum mismatch)")
         idx = cls(int(header["dim"]), str(header["model"]), seq=int(header["seq"]))
+        if header.get("kind", "faiss") == "vectors":  # written in a two-stage mode
+            with np.load(io.BytesIO(payload)) as arrays:
+                pks, vecs = arrays["pks"], arrays["vecs"]
+            if len(pks) != header["count"] or vecs.shape != (len(pks), idx.dim):
+                raise IndexFileError("index file disagrees with its header")
+            if len(pks):
+                assert idx._index is not None
+                idx._index.add_with_ids(np.ascontiguousarray(vecs, np.float32), pks)
+                idx._ids = {int(p) for p in pks}
+            return idx
         loaded = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
         if loaded.ntotal != header["count"] or loaded.d != idx.dim:
             raise IndexFileError("index file disagrees with its header")

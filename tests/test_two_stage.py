@@ -81,3 +81,29 @@ def test_modes_are_checked() -> None:
         Settings(search_mode="hnsw")
     with pytest.raises(ValueError, match="unknown search mode"):
         CubeIndex(8, "m").set_mode("fast")
+
+
+def test_two_stage_index_file_round_trip_and_mode_switches() -> None:
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((400, 24)).astype(np.float32)
+    idx = CubeIndex(24, "m", seq=9)
+    idx.upsert(np.arange(1000, 1400), x)
+    exact = idx.search(x[3], 5)
+    idx.set_mode("binary+rescore", oversample=10)
+    assert idx._index is None and idx.count == 400  # one copy of the vectors: the table's
+    idx.remove(np.array([1003]))
+    data = idx.to_bytes()
+    again = CubeIndex.from_bytes(data)
+    assert again.count == 399 and again.seq == 9
+    again.set_mode("binary+rescore", oversample=10)
+    assert 1003 not in again.search(x[3], 5)[0]
+    assert again.search(x[7], 1)[0][0] == 1007
+    assert list(again.search(x[3], 3, allowed=np.array([1003, 1010, 1011]))[0]) in (
+        [1010, 1011],
+        [1011, 1010],
+    )
+    again.set_mode("exact")
+    assert again.count == 399 and again._table is None
+    top = again.search(x[3], 4)[0]
+    assert np.array_equal(top, exact[0][exact[0] != 1003][:4])
+    assert again.search(x[7], 1)[0][0] == 1007
