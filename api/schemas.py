@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -55,6 +55,9 @@ class CubeCreate(_Body):
     description: str | None = None
     owner_user_id: str | None = None
     metadata: dict[str, Any] | None = None
+    search_mode: Literal["exact", "int8", "binary+rescore"] | None = Field(
+        default=None, description="Vector search mode; omitted: the service default."
+    )
 
 
 class ShareRequest(_Body):

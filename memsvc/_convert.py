@@ -73,4 +73,5 @@ def cube_model(
         metadata=row.meta or {},
         access=access,
         shared_with=shared_with or [],
+        search_mode=row.search_mode,
     )

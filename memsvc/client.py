@@ -412,10 +412,15 @@ class MemoryClient(_BaseClient):
         description: str | None = None,
         owner_user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        search_mode: str | None = None,
     ) -> Cube:
         return self._send(
             self._create_cube(
-                name, description=description, owner_user_id=owner_user_id, metadata=metadata
+                name,
+                description=description,
+                owner_user_id=owner_user_id,
+                metadata=metadata,
+                search_mode=search_mode,
             )
         )
 
@@ -630,10 +635,15 @@ class AsyncMemoryClient(_BaseClient):
         description: str | None = None,
         owner_user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        search_mode: str | None = None,
     ) -> Cube:
         return await self._send(
             self._create_cube(
-                name, description=description, owner_user_id=owner_user_id, metadata=metadata
+                name,
+                description=description,
+                owner_user_id=owner_user_id,
+                metadata=metadata,
+                search_mode=search_mode,
             )
         )
 

@@ -61,6 +61,7 @@ from store.database import Database
 from store.errors import StoreConflict, StoreError
 from store.indexes import IndexManager
 from store.orm import CubeRow, EdgeRow, RecordRow, utcnow
+from store.two_stage import MODES
 from store.vector_index import IndexFileError, set_search_threads
 
 __all__ = ["Memory"]
@@ -315,16 +316,26 @@ class Memory:
         description: str | None = None,
         owner_user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
+        search_mode: str | None = None,
     ) -> Cube:
-        """Create a named cube; `Conflict` if this tenant already has one of that name."""
+        """Create a named cube; `Conflict` if this tenant already has one of that name.
+        `search_mode` ("exact", "int8", "binary+rescore") overrides the service default."""
         check_cube_name(name)
         check_ident(owner_user_id, field="owner_user_id")
+        if search_mode is not None and search_mode not in MODES:
+            raise InvalidInput(
+                f"search_mode must be one of {', '.join(MODES)}", details={"field": "search_mode"}
+            )
         with self._engine.db.read() as s:
             if repo.find_cube(s, self._tenant_pk, name=name) is not None:
                 raise Conflict(f"cube {name!r} already exists", details={"cube": name})
         try:
             row = self._create_cube_row(
-                name=name, description=description, owner_user_id=owner_user_id, meta=metadata
+                name=name,
+                description=description,
+                owner_user_id=owner_user_id,
+                meta=metadata,
+                search_mode=search_mode,
             )
         except StoreConflict as exc:
             raise Conflict(f"cube {name!r} already exists", details={"cube": name}) from exc
@@ -743,6 +754,7 @@ class Memory:
                 "owner_user_id": row.owner_user_id,
                 "created_at": row.created_at.isoformat(),
                 "metadata": row.meta or {},
+                "search_mode": row.search_mode,
             },
             "embedding": {
                 "model": row.embedding_model,
@@ -789,6 +801,9 @@ class Memory:
                     meta=meta.get("metadata") or {},
                     embedding_model=embedder.model_id,
                     embedding_dim=embedder.dim,
+                    search_mode=meta.get("search_mode")
+                    if meta.get("search_mode") in MODES
+                    else None,
                 )
                 transfer.import_items(
                     s, embedder, row, lines, same_model, int(emb.get("dim") or 0), total, progress
@@ -813,6 +828,7 @@ class Memory:
             file=st.file,
             file_exists=st.file_exists,
             last_rebuild_reason=st.last_rebuild_reason,
+            mode=st.mode,
         )
 
     @_translated

@@ -93,6 +93,9 @@ class Page(_Frozen):
     next_cursor: str | None = None
 
 
+SearchMode = Literal["exact", "int8", "binary+rescore"]
+
+
 class Cube(_Frozen):
     """A named container of records. `access` is "owner", or "read" for a cube another
     tenant shared with you; `shared_with` lists the tenants you shared it with."""
@@ -108,6 +111,9 @@ class Cube(_Frozen):
     metadata: dict[str, Any] = Field(default_factory=dict)
     access: Literal["owner", "read"] = "owner"
     shared_with: list[str] = Field(default_factory=list)
+    search_mode: SearchMode | None = Field(
+        default=None, description="Vector search mode; null means the service default."
+    )
 
 
 class ApiKey(_Frozen):
@@ -128,6 +134,7 @@ class IndexInfo(_Frozen):
     file: str
     file_exists: bool
     last_rebuild_reason: str | None = None
+    mode: str = Field(default="exact", description="The search mode the index runs in.")
 
 
 class Message(BaseModel):

@@ -43,6 +43,7 @@ class IndexState:
     file: str
     file_exists: bool
     last_rebuild_reason: str | None
+    mode: str
 
 
 class IndexManager:
@@ -83,7 +84,7 @@ class IndexManager:
             index = self._indexes.get(cube.pk)
             if index is None:
                 index = self._load(cube)
-                index.set_mode(self.search_mode, oversample=self.oversample)
+                index.set_mode(self.mode_for(cube), oversample=self.oversample)
                 self._indexes[cube.pk] = index
             now = time.monotonic()
             if not fresh and now - self._checked_at.get(cube.pk, -1e18) < self.sync_seconds:
@@ -95,6 +96,10 @@ class IndexManager:
             else:
                 self._catch_up(cube, index, session)
             return index
+
+    def mode_for(self, cube: CubeRow) -> str:
+        """The cube's own search mode, else the service default."""
+        return cube.search_mode or self.search_mode
 
     def apply_write(
         self,
@@ -183,7 +188,7 @@ class IndexManager:
     def rebuild(self, cube: CubeRow) -> CubeIndex:
         with self._lock:
             index = self._rebuild(cube, "requested")
-            index.set_mode(self.search_mode, oversample=self.oversample)
+            index.set_mode(self.mode_for(cube), oversample=self.oversample)
             self._indexes[cube.pk] = index
             return index
 
@@ -212,4 +217,5 @@ class IndexManager:
             file=str(path),
             file_exists=path.exists(),
             last_rebuild_reason=self._rebuild_reason.get(cube.pk),
+            mode=index.mode,
         )

@@ -97,6 +97,7 @@ class CubeRow(Base):
     embedding_dim: Mapped[int] = mapped_column(Integer)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    search_mode: Mapped[str | None] = mapped_column(String(16))  # None: service default
 
     tenant: Mapped[TenantRow] = relationship(lazy="joined")
 

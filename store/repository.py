@@ -194,8 +194,10 @@ def create_cube(
     meta: dict[str, Any] | None = None,
     id: str | None = None,
     created_at: datetime | None = None,
+    search_mode: str | None = None,
 ) -> CubeRow:
     row = CubeRow(
+        search_mode=search_mode,
         id=id or new_id(),
         tenant_pk=tenant_pk,
         name=name,

@@ -156,6 +156,15 @@ def test_cubes_share_and_tenant_isolation(pair: tuple[SDK, SDK]) -> None:
         acme.get_cube(name)
 
 
+def test_cube_search_mode(sdk: SDK) -> None:
+    cube = sdk.create_cube(f"exact-{uid()}", search_mode="exact")
+    assert cube.search_mode == "exact"
+    assert sdk.get_cube(cube.id).search_mode == "exact"
+    assert sdk.create_cube(f"default-{uid()}").search_mode is None
+    sdk.add("pine needles smell sharp", user_id="u", cube=cube.name)
+    assert sdk.recall("forest smell", user_id="u", cube=cube.name)[0].record.cube == cube.name
+
+
 def test_export_import_round_trip(sdk: SDK, tmp_path: Path) -> None:
     user = uid()
     name = f"exp-{uuid.uuid4().hex[:8]}"
@@ -193,6 +202,7 @@ BAD_CALLS: list[tuple[str, Callable[[SDK], Any], type[Exception]]] = [
     ("empty update", lambda s: s.update(s.add("x", user_id="u")[0].id), InvalidInput),
     ("bad cursor", lambda s: s.list(user_id="u", cursor="@@@"), InvalidInput),
     ("bad cube name", lambda s: s.create_cube("../etc"), InvalidInput),
+    ("bad search mode", lambda s: s.create_cube(f"c-{uid()}", search_mode="hnsw"), InvalidInput),
     ("missing file", lambda s: s.import_cube("/nonexistent.memcube"), InvalidInput),
 ]
 

@@ -107,3 +107,27 @@ def test_two_stage_index_file_round_trip_and_mode_switches() -> None:
     top = again.search(x[3], 4)[0]
     assert np.array_equal(top, exact[0][exact[0] != 1003][:4])
     assert again.search(x[7], 1)[0][0] == 1007
+
+
+def test_per_cube_search_mode(open_memory, tmp_path: Path) -> None:
+    from memsvc.errors import InvalidInput
+
+    mem = open_memory(tmp_path / "m", search_mode="binary+rescore")
+    exact = mem.create_cube("exact-notes", search_mode="exact")
+    default = mem.create_cube("notes")
+    assert exact.search_mode == "exact" and default.search_mode is None
+    mem.add("ferns like shade", cube="exact-notes", user_id="u")
+    mem.add("ferns like shade", cube="notes", user_id="u")
+    assert mem.index_info("exact-notes").mode == "exact"
+    assert mem.index_info("notes").mode == "binary+rescore"
+    assert (
+        mem.recall("shade plants", cube="exact-notes", user_id="u")[0].record.cube == "exact-notes"
+    )
+    with pytest.raises(InvalidInput, match="search_mode"):
+        mem.create_cube("bad", search_mode="hnsw")
+    # the mode travels with an exported cube
+    path = tmp_path / "exact.memcube"
+    mem.export_cube("exact-notes", path)
+    other = open_memory(tmp_path / "o")
+    assert other.import_cube(path, cube="copy").search_mode == "exact"
+    assert other.index_info("copy").mode == "exact"
