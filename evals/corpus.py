@@ -7,13 +7,44 @@ figure can be reproduced on another machine.
 
 from __future__ import annotations
 
+import functools
 import json
+import os
 import random
+import subprocess
 from pathlib import Path
 
-__all__ = ["generated_sentences", "locomo_turns", "texts"]
+__all__ = ["default_locomo", "generated_sentences", "locomo_turns", "shared_dir", "texts"]
 
-DEFAULT_LOCOMO = Path(__file__).resolve().parents[2] / "shared/data/locomo/locomo-dev5.json"
+
+@functools.cache
+def shared_dir() -> Path | None:
+    """The shared data folder: $MEMSVC_SHARED_DIR, else ../shared beside this checkout, else
+    ../shared beside the repository it was cloned from (CI clones the project elsewhere)."""
+    if os.environ.get("MEMSVC_SHARED_DIR"):
+        return Path(os.environ["MEMSVC_SHARED_DIR"])
+    root = Path(__file__).resolve().parents[1]
+    if (root.parent / "shared").is_dir():
+        return root.parent / "shared"
+    try:
+        origin = subprocess.run(
+            ["git", "-C", str(root), "remote", "get-url", "origin"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    if origin and Path(origin).is_dir() and (Path(origin).resolve().parent / "shared").is_dir():
+        return Path(origin).resolve().parent / "shared"
+    return None
+
+
+def default_locomo() -> Path:
+    """locomo-dev5.json in the shared data folder (may not exist)."""
+    base = shared_dir()
+    return (base or Path("../shared")) / "data/locomo/locomo-dev5.json"
+
 
 _NAMES = [
     "Alice",
@@ -103,8 +134,10 @@ def generated_sentences(n: int, *, seed: int = 0) -> list[str]:
     return out
 
 
-def locomo_turns(path: Path = DEFAULT_LOCOMO) -> list[str]:
-    """Every turn text of a LoCoMo file, in order; [] when the file is not there."""
+def locomo_turns(path: Path | None = None) -> list[str]:
+    """Every turn text of a LoCoMo file (default: the shared dev half), in order; [] when the
+    file is not there."""
+    path = path or default_locomo()
     if not path.exists():
         return []
     turns = []

@@ -17,8 +17,6 @@ import pytest
 
 from memsvc import Memory, SentenceTransformerEmbedder, Settings
 
-SHARED = Path(__file__).resolve().parents[2] / "shared"
-
 
 @pytest.fixture(scope="session")
 def embedder() -> SentenceTransformerEmbedder:

@@ -13,13 +13,14 @@ from pathlib import Path
 
 import pytest
 
+from evals.corpus import default_locomo
 from evals.embed_cache import CachedEmbedder
 from evals.llm import OpenAIChatModel
 from evals.locomo import CATEGORIES
 from evals.runner import EvalConfig, run_locomo, run_longmemeval
 from memsvc import SentenceTransformerEmbedder
 
-LOCOMO = Path(__file__).resolve().parents[2] / "shared/data/locomo/locomo-dev5.json"
+LOCOMO = default_locomo()
 FIXTURE = Path(__file__).parent / "fixtures" / "longmemeval_fixture.json"
 needs_locomo = pytest.mark.skipif(not LOCOMO.exists(), reason="../shared/data/locomo missing")
 
