@@ -10,12 +10,13 @@ and only ids of turns that exist).
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
+
+from evals.jsonfile import read_json_list
 
 __all__ = [
     "CATEGORIES",
@@ -171,14 +172,7 @@ def load_locomo(
 ) -> list[LocomoConversation]:
     """Every conversation in the file (or those named), in file order."""
     path = Path(path)
-    if not path.is_file():
-        raise LocomoError(f"{path}: no such file")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LocomoError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(raw, list) or not raw:
-        raise LocomoError(f"{path}: expected a non-empty JSON list of conversations")
+    raw = read_json_list(path, LocomoError, "conversations")
     convs = [_conversation(c, f"{path.name}[{i}]") for i, c in enumerate(raw)]
     if conversations:
         have = {c.sample_id for c in convs}

@@ -12,10 +12,11 @@ questions and those with no user-side evidence turn.
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from evals.jsonfile import read_json_list
 
 __all__ = [
     "KNOWN_FILES",
@@ -186,15 +187,7 @@ def _question(raw: Any, i: int) -> LongMemEvalQuestion:
 
 
 def load_longmemeval(path: str | Path, limit: int | None = None) -> list[LongMemEvalQuestion]:
-    path = Path(path)
-    if not path.is_file():
-        raise LongMemEvalError(f"{path}: no such file")
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise LongMemEvalError(f"{path}: not valid JSON ({exc})") from None
-    if not isinstance(raw, list) or not raw:
-        raise LongMemEvalError(f"{path}: expected a non-empty JSON list of questions")
+    raw = read_json_list(Path(path), LongMemEvalError, "questions")
     if limit is not None:
         raw = raw[:limit]
     return [_question(q, i) for i, q in enumerate(raw)]

@@ -7,6 +7,7 @@ so callers never branch on the device.
 
 from __future__ import annotations
 
+import functools
 import os
 from typing import Any, Protocol
 
@@ -33,7 +34,9 @@ class Scanner(Protocol):
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+@functools.cache
 def _cuda() -> bool:
+    """Asked once per process: every two-stage search dispatches through here."""
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency

@@ -66,6 +66,15 @@ class RotatedSignEncoder:
         return pack_sign_bits(self.transform(x))
 
 
+def _per_dim_scale(x: np.ndarray, percentile: float, levels: int) -> np.ndarray:
+    """Symmetric per-dimension scale mapping the calibration magnitude to `levels`."""
+    mag = np.abs(np.asarray(x, dtype=np.float32))
+    if len(mag) == 0:
+        raise ValueError("cannot calibrate on an empty set")
+    top = np.percentile(mag, percentile, axis=0) if percentile < 100 else mag.max(axis=0)
+    return np.maximum(top, 1e-12).astype(np.float32) / levels
+
+
 @dataclass
 class Int8Quantizer:
     """Symmetric int8 per dimension: x_d ~ scale_d * code_d, code in [-127, 127].
@@ -79,11 +88,7 @@ class Int8Quantizer:
 
     @classmethod
     def fit(cls, x: np.ndarray, *, percentile: float = 100.0) -> Int8Quantizer:
-        x = np.abs(np.asarray(x, dtype=np.float32))
-        if len(x) == 0:
-            raise ValueError("cannot calibrate on an empty set")
-        top = np.percentile(x, percentile, axis=0) if percentile < 100 else x.max(axis=0)
-        return cls(np.maximum(top, 1e-12).astype(np.float32) / 127.0)
+        return cls(_per_dim_scale(x, percentile, 127))
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         x = np.atleast_2d(np.asarray(x, dtype=np.float32))
@@ -108,11 +113,7 @@ class Int4Quantizer:
 
     @classmethod
     def fit(cls, x: np.ndarray, *, percentile: float = 99.9) -> Int4Quantizer:
-        x = np.abs(np.asarray(x, dtype=np.float32))
-        if len(x) == 0:
-            raise ValueError("cannot calibrate on an empty set")
-        top = np.percentile(x, percentile, axis=0) if percentile < 100 else x.max(axis=0)
-        return cls(np.maximum(top, 1e-12).astype(np.float32) / 7.0)
+        return cls(_per_dim_scale(x, percentile, 7))
 
     def codes(self, x: np.ndarray) -> np.ndarray:
         """Unpacked int8 codes in [-7, 7]."""

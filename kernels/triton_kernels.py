@@ -14,6 +14,8 @@ Tie order matches the NumPy reference: equal scores keep the lower database inde
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import torch
 import triton
@@ -133,8 +135,25 @@ def _merge(keys: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
     return best >> 32, best & 0xFFFFFFFF
 
 
-def _block(k: int, block_n: int) -> int:
-    return max(block_n, triton.next_power_of_2(k))
+def _block_scan(
+    kernel: Any, q: torch.Tensor, db: torch.Tensor, k: int, block_n: int, **meta: int
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Launch a per-(query, block) top-k scan and merge: (score keys, ids) [Q, min(k, N)]."""
+    n_q, n = q.shape[0], db.shape[0]
+    k = min(k, n)
+    if k <= 0 or n_q == 0:
+        empty = torch.empty((n_q, 0), dtype=torch.int64, device=q.device)
+        return empty, empty
+    bn = max(block_n, triton.next_power_of_2(k))
+    n_blocks = triton.cdiv(n, bn)
+    out = torch.empty((n_q, n_blocks, k), dtype=torch.int64, device=q.device)
+    kernel[(n_q, n_blocks)](q, db, out, n, n_blocks, K=k, BLOCK_N=bn, **meta)
+    return _merge(out.view(n_q, -1), k)
+
+
+def _queries(x: np.ndarray | torch.Tensor, device: str | torch.device | None) -> torch.Tensor:
+    q = _tensor(x, device)
+    return q[None] if q.dim() == 1 else q
 
 
 def hamming_topk(
@@ -146,22 +165,11 @@ def hamming_topk(
     block_n: int = 256,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(int32 distances, int64 ids) [Q, min(k, N)], smallest first; int32 word codes in."""
-    q, db = _tensor(q_words, device), _tensor(db_words, device)
-    if q.dim() == 1:
-        q = q[None]
-    n_q, w = q.shape
-    n = db.shape[0]
-    k = min(k, n)
-    if k <= 0 or n_q == 0:
-        empty = torch.empty((n_q, 0), dtype=torch.int64, device=q.device)
-        return empty.to(torch.int32), empty
-    bn = _block(k, block_n)
-    n_blocks = triton.cdiv(n, bn)
-    out = torch.empty((n_q, n_blocks, k), dtype=torch.int64, device=q.device)
-    _hamming_block_topk[(n_q, n_blocks)](
-        q, db, out, n, n_blocks, W=w, WP=triton.next_power_of_2(w), K=k, BLOCK_N=bn
+    q, db = _queries(q_words, device), _tensor(db_words, device)
+    w = q.shape[1]
+    dist, ids = _block_scan(
+        _hamming_block_topk, q, db, k, block_n, W=w, WP=triton.next_power_of_2(w)
     )
-    dist, ids = _merge(out.view(n_q, -1), k)
     return dist.to(torch.int32), ids
 
 
@@ -175,30 +183,11 @@ def int8_topk(
     block_d: int = 128,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """(int32 dot products, int64 ids) [Q, min(k, N)], largest first; int8 codes in."""
-    q, db = _tensor(q8, device), _tensor(db8, device)
-    if q.dim() == 1:
-        q = q[None]
-    n_q, d = q.shape
-    n = db.shape[0]
-    k = min(k, n)
-    if k <= 0 or n_q == 0:
-        empty = torch.empty((n_q, 0), dtype=torch.int64, device=q.device)
-        return empty.to(torch.int32), empty
-    bn = _block(k, block_n)
-    n_blocks = triton.cdiv(n, bn)
-    out = torch.empty((n_q, n_blocks, k), dtype=torch.int64, device=q.device)
-    _int8_block_topk[(n_q, n_blocks)](
-        q,
-        db,
-        out,
-        n,
-        n_blocks,
-        D=d,
-        BLOCK_D=min(block_d, triton.next_power_of_2(d)),
-        K=k,
-        BLOCK_N=bn,
+    q, db = _queries(q8, device), _tensor(db8, device)
+    d = q.shape[1]
+    key, ids = _block_scan(
+        _int8_block_topk, q, db, k, block_n, D=d, BLOCK_D=min(block_d, triton.next_power_of_2(d))
     )
-    key, ids = _merge(out.view(n_q, -1), k)
     return (_OFFSET - key).to(torch.int32), ids
 
 

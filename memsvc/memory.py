@@ -13,8 +13,10 @@ follow the database's change log and are rebuilt from it when needed.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import functools
+import inspect
 import itertools
 import logging
 import threading
@@ -74,19 +76,29 @@ StatusArg = Literal["active", "archived", "deleted", "all"]
 DEFAULT_TENANT = "local"
 
 
+def _public_error(exc: StoreError) -> MemsvcError:
+    return Conflict(str(exc)) if isinstance(exc, StoreConflict) else StorageError(str(exc))
+
+
 def _translated(fn: Callable[P, T]) -> Callable[P, T]:
-    """Map store failures onto the public error tree at the SDK boundary."""
+    """Map store failures onto the public error tree at the SDK boundary (sync or async)."""
+    if inspect.iscoroutinefunction(fn):
+
+        @functools.wraps(fn)
+        async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
+            try:
+                return await fn(*args, **kwargs)
+            except StoreError as exc:
+                raise _public_error(exc) from exc
+
+        return awrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         try:
             return fn(*args, **kwargs)
-        except MemsvcError:
-            raise
-        except StoreConflict as exc:
-            raise Conflict(str(exc)) from exc
         except StoreError as exc:
-            raise StorageError(str(exc)) from exc
+            raise _public_error(exc) from exc
 
     return wrapper
 
@@ -643,26 +655,18 @@ class Memory:
         plan = self._plan_recall(query, user_id=user_id, k=k, filters=filters, at=at, cube=cube)
         return self._recall_with(plan, encode_queries(self._engine.embedder, [plan.query])[0])
 
+    @_translated
     async def _recall_async(self, **kwargs: Any) -> list[Hit]:
         """`recall` for an event loop (the HTTP layer): the query embedding is awaited, not
         waited on by a pool thread, and the search itself is a few milliseconds of work."""
-        import asyncio
-
-        try:
-            plan = self._plan_recall(**kwargs)
-            emb = self._engine.embedder
-            if isinstance(emb, SentenceTransformerEmbedder):
-                vecs = await asyncio.wrap_future(emb.submit([plan.query], query=True))
-            else:  # an embedder without a queue of its own
-                loop = asyncio.get_running_loop()
-                vecs = await loop.run_in_executor(None, encode_queries, emb, [plan.query])
-            return self._recall_with(plan, vecs[0])
-        except MemsvcError:
-            raise
-        except StoreConflict as exc:
-            raise Conflict(str(exc)) from exc
-        except StoreError as exc:
-            raise StorageError(str(exc)) from exc
+        plan = self._plan_recall(**kwargs)
+        emb = self._engine.embedder
+        if isinstance(emb, SentenceTransformerEmbedder):
+            vecs = await asyncio.wrap_future(emb.submit([plan.query], query=True))
+        else:  # an embedder without a queue of its own
+            loop = asyncio.get_running_loop()
+            vecs = await loop.run_in_executor(None, encode_queries, emb, [plan.query])
+        return self._recall_with(plan, vecs[0])
 
     def _plan_recall(
         self,
