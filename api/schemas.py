@@ -37,6 +37,12 @@ class SearchRequest(_Body):
     filters: Filters | None = None
     at: datetime | None = Field(default=None, description="Reference time (default now).")
     cube: str | None = None
+    recipe: str | dict[str, Any] | None = Field(
+        default=None,
+        description="Channels and fusion: a preset (fast, balanced, deep), a compact string "
+        "('dense=1+keyword=1|rrf20') or an object {channels: {name: weight}, fusion, rrf_k, "
+        "candidates, k}; omitted: the service default.",
+    )
 
 
 class UpdateRequest(_Body):

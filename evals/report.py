@@ -62,11 +62,11 @@ def _locomo_md(results: dict[str, Any]) -> str:
         ("repaired_recall", "Evidence recall@k, repaired evidence (questions with valid ids)"),
     ):
         for k in ks:
-            text += f"## {title}, k = {k}\n\n| system | overall | " + " | ".join(cats)
-            text += " | n |\n|---|---|" + "---|" * len(cats) + "---|\n"
+            text += f"## {title}, k = {k}\n\n| system | overall | categories 1-4 | "
+            text += " | ".join(cats) + " | n |\n|---|---|---|" + "---|" * len(cats) + "---|\n"
             for name, a in agg.items():
                 t = a[f"{key}@{k}"]
-                text += f"| {name} | {_f(t['overall'])} | "
+                text += f"| {name} | {_f(t['overall'])} | {_f(t.get('overall_1_4'))} | "
                 text += " | ".join(_f(t.get(c)) for c in cats) + f" | {t['n']} |\n"
             text += "\n"
     text += "## Retrieved context (tokens per question, mean)\n\n| system | "

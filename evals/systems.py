@@ -42,6 +42,7 @@ class Doc:
     time: datetime | None = None
     session: str | None = None
     speaker: str | None = None
+    body: str | None = None  # the speaker's own words, when `text` prefixes the speaker
 
 
 class RetrievalSystem(Protocol):
@@ -80,6 +81,9 @@ class MemsvcSystem:
             self.mem = Memory(self._tmp.name, embedder=embedder)
         self.cube: str | None = None
         self.add_latencies: list[float] = []
+        self.recipe = recipe
+        if recipe is not None:
+            self.name = f"memsvc:{recipe}"
 
     def load(self, docs: Sequence[Doc]) -> None:
         self._drop()
@@ -95,7 +99,7 @@ class MemsvcSystem:
                     {
                         "role": "user",
                         "name": d.speaker,
-                        "content": d.text,
+                        "content": d.body or d.text,
                         "timestamp": d.time,
                         "metadata": {"doc_id": d.id},
                     }
@@ -107,7 +111,7 @@ class MemsvcSystem:
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         assert self.cube is not None, "load a corpus first"
-        hits = self.mem.recall(query, user_id="eval", cube=self.cube, k=k)
+        hits = self.mem.recall(query, user_id="eval", cube=self.cube, k=k, recipe=self.recipe)
         return [(str(h.record.metadata["doc_id"]), h.score) for h in hits]
 
     def _drop(self) -> None:
@@ -188,11 +192,30 @@ class DenseSystem:
         self.vecs = np.empty((0, 0), dtype=np.float32)
 
 
+def check_system(name: str) -> None:
+    """`name` is a system, or "memsvc:<recipe>" (a preset or compact recipe string)."""
+    base, _, recipe = name.partition(":")
+    if base not in SYSTEMS or (recipe and base != "memsvc"):
+        raise ValueError(
+            f"unknown system {name!r}; choose from {', '.join(SYSTEMS)} "
+            "or memsvc:<recipe> (e.g. memsvc:fast, memsvc:dense=1+keyword=1)"
+        )
+    if recipe:
+        from retrieval.recipe import RecipeError, parse_recipe
+
+        try:
+            parse_recipe(recipe)
+        except RecipeError as exc:
+            raise ValueError(f"system {name!r}: {exc}") from exc
+
+
 def make_system(
     name: str, embedder: Embedder, *, server: str | None = None, api_key: str | None = None
 ) -> RetrievalSystem:
-    if name == "memsvc":
-        return MemsvcSystem(embedder, server=server, api_key=api_key)
+    check_system(name)
+    base, _, recipe = name.partition(":")
+    if base == "memsvc":
+        return MemsvcSystem(embedder, server=server, api_key=api_key, recipe=recipe or None)
     if name == "bm25":
         return BM25System()
     if name == "dense":

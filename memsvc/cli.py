@@ -481,7 +481,11 @@ EvalOut = Annotated[
 ]
 EvalSystems = Annotated[
     list[str] | None,
-    typer.Option("--system", help="memsvc, bm25, dense (repeat or comma-separate; default all)."),
+    typer.Option(
+        "--system",
+        help="memsvc, bm25, dense, or memsvc:<recipe> such as memsvc:fast or "
+        "memsvc:dense=1+keyword=1 (repeat or comma-separate; default memsvc, bm25, dense).",
+    ),
 ]
 EvalK = Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")]
 EvalMode = Annotated[str, typer.Option("--mode", help="retrieval, or qa (answer + judge).")]
@@ -543,10 +547,12 @@ def _run_eval(kind: str, **fields: Any) -> None:
     agg = results["aggregates"]
     if kind == "locomo":
         k = 10 if 10 in results["ks"] else results["ks"][0]
-        cats = ["overall", "single-hop", "multi-hop", "temporal", "open-domain", "adversarial"]
+        cats = ["overall", "overall_1_4", "single-hop", "multi-hop", "temporal", "open-domain"]
+        cats.append("adversarial")
         table.add_column("system")
+        names = {"overall": f"recall@{k} overall", "overall_1_4": "categories 1-4"}
         for c in cats:
-            table.add_column(f"recall@{k} {c}" if c == "overall" else c, justify="right")
+            table.add_column(names.get(c, c), justify="right")
         for name, a in agg.items():
             vals = a[f"recall@{k}"]
             table.add_row(

@@ -29,6 +29,7 @@ from memsvc import errors
 from memsvc.errors import InvalidInput, MemsvcError
 from memsvc.models import Cube, Filters, Hit, MemoryRecord, Message, Page, RecordVersion
 from memsvc.validation import check_text, to_utc
+from retrieval.recipe import Recipe
 
 __all__ = ["AsyncMemoryClient", "MemoryClient"]
 
@@ -129,9 +130,11 @@ class _BaseClient:
             body["tags"] = list(kw["tags"])
         return _Call("POST", "/v1/memories", body=_drop_none(body), parse=self._records)
 
-    def _recall(self, query, *, user_id, k, filters, at, cube) -> _Call:  # type: ignore[no-untyped-def]
+    def _recall(self, query, *, user_id, k, filters, at, cube, recipe=None) -> _Call:  # type: ignore[no-untyped-def]
         if isinstance(filters, Filters):
             filters = filters.model_dump(mode="json", exclude_defaults=True)
+        if isinstance(recipe, Recipe):
+            recipe = recipe.to_dict()
         body = {
             "query": _text(query, "query"),
             "user_id": user_id,
@@ -139,6 +142,7 @@ class _BaseClient:
             "filters": filters,
             "at": _iso(at, "at"),
             "cube": cube,
+            "recipe": recipe,
         }
         return _Call(
             "POST",
@@ -343,9 +347,12 @@ class MemoryClient(_BaseClient):
         filters: Filters | dict[str, Any] | None = None,
         at: datetime | str | float | None = None,
         cube: str | None = None,
+        recipe: str | dict[str, Any] | Recipe | None = None,
     ) -> list[Hit]:
         return self._send(
-            self._recall(query, user_id=user_id, k=k, filters=filters, at=at, cube=cube)
+            self._recall(
+                query, user_id=user_id, k=k, filters=filters, at=at, cube=cube, recipe=recipe
+            )
         )
 
     def get(self, id: str) -> MemoryRecord:
@@ -566,9 +573,12 @@ class AsyncMemoryClient(_BaseClient):
         filters: Filters | dict[str, Any] | None = None,
         at: datetime | str | float | None = None,
         cube: str | None = None,
+        recipe: str | dict[str, Any] | Recipe | None = None,
     ) -> list[Hit]:
         return await self._send(
-            self._recall(query, user_id=user_id, k=k, filters=filters, at=at, cube=cube)
+            self._recall(
+                query, user_id=user_id, k=k, filters=filters, at=at, cube=cube, recipe=recipe
+            )
         )
 
     async def get(self, id: str) -> MemoryRecord:

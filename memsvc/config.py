@@ -72,6 +72,11 @@ class Settings(BaseSettings):
         "for k x oversample candidates, then rescored exactly).",
     )
     search_oversample: int = Field(default=20, ge=1, le=1000)
+    recall_recipe: str = Field(
+        default="balanced",
+        description="Recall recipe when a call names none: a preset (fast, balanced, deep) or a "
+        "compact string such as 'dense=1+keyword=1|rrf20'.",
+    )
     auth: bool = Field(
         default=True, description="Require API keys on /v1 routes (off only on loopback)."
     )
@@ -88,6 +93,17 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+
+    @field_validator("recall_recipe", mode="after")
+    @classmethod
+    def _known_recipe(cls, value: str) -> str:
+        from retrieval.recipe import RecipeError, parse_recipe
+
+        try:
+            parse_recipe(value)
+        except RecipeError as exc:
+            raise ValueError(str(exc)) from exc
+        return value
 
     @field_validator("home", mode="after")
     @classmethod

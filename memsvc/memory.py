@@ -58,6 +58,9 @@ from memsvc.validation import (
     encode_cursor,
     to_utc,
 )
+from retrieval.analyze import embedding_text, speaker_of, text_doc
+from retrieval.entities import extract_entities
+from retrieval.recipe import Recipe, RecipeError, parse_recipe
 from store import repository as repo
 from store.database import Database
 from store.errors import StoreConflict, StoreError
@@ -110,6 +113,7 @@ class _RecallPlan:
     k: int
     rq: repo.RecordQuery
     cube: str | None
+    recipe: Recipe
 
 
 def default_cube_name(user_id: str) -> str:
@@ -132,6 +136,7 @@ class _Engine:
             sync_seconds=settings.index_sync_seconds,
             search_mode=settings.search_mode,
             oversample=settings.search_oversample,
+            analyzer=text_doc,
         )
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             settings.embedding_model,
@@ -474,11 +479,16 @@ class Memory:
         cube_row = self._cube_for(cube=cube, user_id=user_id, create=False, write=True)
         if cube_row is not None:
             self._check_model(cube_row)
-        vectors = self._engine.embedder.encode([it["content"] for it in items])
+        vectors = self._engine.embedder.encode(
+            [embedding_text(it["content"], it["source"], it["event_time"]) for it in items]
+        )
         now = utcnow()
         fields = []
+        mentions = []
         for it, vec in zip(items, vectors, strict=True):
             event_time = it["event_time"]
+            ents = extract_entities(it["content"], speaker=speaker_of(it["source"]))
+            mentions.append([(e.name, e.normalized, e.type) for e in ents])
             fields.append(
                 {
                     "kind": it["kind"],
@@ -494,6 +504,7 @@ class Memory:
                     "importance": imp,
                     "embedding": vec.tobytes(),
                     "meta": it.get("meta", meta),
+                    "entities": list(dict.fromkeys(e[1] for e in mentions[-1])),
                 }
             )
         if cube_row is None:  # the user's default cube, made now with this model
@@ -503,6 +514,9 @@ class Memory:
         with self._engine.db.write() as db:
             rows = repo.insert_records(db, cube_row, fields)
             seqs = db.info.pop("change_seqs", None)
+            repo.link_entities(
+                db, cube_row.pk, [(r.pk, m) for r, m in zip(rows, mentions, strict=True) if m]
+            )
             if messages is not None and len(rows) > 1:
                 db.add_all(
                     EdgeRow(
@@ -517,7 +531,11 @@ class Memory:
                     for a, b in itertools.pairwise(rows)
                 )
         self._engine.indexes.apply_write(
-            cube_row, seqs, np.fromiter((r.pk for r in rows), np.int64, len(rows)), vectors
+            cube_row,
+            seqs,
+            np.fromiter((r.pk for r in rows), np.int64, len(rows)),
+            vectors,
+            rows=rows,
         )
         return [record_model(r, cube_row) for r in rows]
 
@@ -565,7 +583,13 @@ class Memory:
             raise InvalidInput("nothing to update: give at least one field", details={})
         vec = None
         if "content" in changes:
-            vec = self._engine.embedder.encode([changes["content"]])[0]
+            with self._engine.db.read() as s:
+                old = self._get_row(s, id)
+                source, when = dict(old.source or {}), changes.get("event_time", old.event_time)
+            text_in = embedding_text(changes["content"], source, when)
+            vec = self._engine.embedder.encode([text_in])[0]
+            ents = extract_entities(changes["content"], speaker=speaker_of(source))
+            changes["entities"] = list(dict.fromkeys(e.normalized for e in ents))
         with self._engine.db.write() as s:
             row = self._get_row(s, id, write=True)
             if row.status == "deleted":
@@ -586,6 +610,10 @@ class Memory:
             row.updated_at = now
             s.flush()
             s.add(repo.snapshot_version(row, "update", now))
+            if "content" in changes:
+                repo.link_entities(
+                    s, row.cube_pk, [(row.pk, [(e.name, e.normalized, e.type) for e in ents])]
+                )
             repo.add_change(s, row.cube_pk, [row.pk], "upsert")
             cube_row = row.cube
         self._engine.indexes.get(cube_row)
@@ -647,12 +675,18 @@ class Memory:
         filters: Filters | dict[str, Any] | None = None,
         at: datetime | str | float | None = None,
         cube: str | None = None,
+        recipe: str | dict[str, Any] | Recipe | None = None,
     ) -> list[Hit]:
         """The `k` records most relevant to `query`, best first, each with per-channel explain.
 
-        `at` is the reference time (default now): only records valid then are returned.
+        `at` is the reference time (default now): only records valid then are returned, and
+        relative times in the query ("last week") are read from it. `recipe` picks the
+        channels and fusion: a preset ("fast", "balanced" (default), "deep"), a compact
+        string ("dense=1+keyword=1|rrf20") or a dict / `Recipe`.
         """
-        plan = self._plan_recall(query, user_id=user_id, k=k, filters=filters, at=at, cube=cube)
+        plan = self._plan_recall(
+            query, user_id=user_id, k=k, filters=filters, at=at, cube=cube, recipe=recipe
+        )
         return self._recall_with(plan, encode_queries(self._engine.embedder, [plan.query])[0])
 
     @_translated
@@ -677,6 +711,7 @@ class Memory:
         filters: Filters | dict[str, Any] | None = None,
         at: datetime | str | float | None = None,
         cube: str | None = None,
+        recipe: str | dict[str, Any] | Recipe | None = None,
     ) -> _RecallPlan:
         """Every check that needs no database, so bad input fails before any embedding."""
         st = self._engine.settings
@@ -687,7 +722,11 @@ class Memory:
         rq.valid_at = to_utc(at, field="at") or utcnow()
         if cube is not None and (not isinstance(cube, str) or not cube or len(cube) > 300):
             raise InvalidInput("cube must be a cube name or id", details={"field": "cube"})
-        return _RecallPlan(query=query, user_id=user_id, k=k, rq=rq, cube=cube)
+        try:
+            chosen = parse_recipe(recipe if recipe is not None else st.recall_recipe)
+        except RecipeError as exc:
+            raise InvalidInput(str(exc), details={"field": "recipe"}) from exc
+        return _RecallPlan(query=query, user_id=user_id, k=k, rq=rq, cube=cube, recipe=chosen)
 
     def _recall_with(self, plan: _RecallPlan, qvec: np.ndarray) -> list[Hit]:
         """One read transaction: the cube, the index catch-up, the search and the records."""
@@ -702,7 +741,17 @@ class Memory:
                 if cube_row is None:
                     return []
             self._check_model(cube_row)
-            found = retrieval.recall(s, self._engine.indexes, cube_row, qvec, k=plan.k, rq=plan.rq)
+            found = retrieval.recall(
+                s,
+                self._engine.indexes,
+                cube_row,
+                qvec,
+                k=plan.k,
+                rq=plan.rq,
+                recipe=plan.recipe,
+                query=plan.query,
+                at=plan.rq.valid_at or utcnow(),
+            )
             return [
                 Hit(record=record_model(c.row, cube_row), score=c.score, explain=c.explain)
                 for c in found

@@ -44,6 +44,9 @@ def decode_vector(text: str | None, dim: int) -> bytes | None:
     return np.frombuffer(raw, dtype=np.float32).tobytes()
 
 
+_PLURAL = {"record": "records", "entity": "entities", "edge": "edges"}
+
+
 def write(path: Path, header: dict[str, Any], lines: Iterable[dict[str, Any]]) -> dict[str, int]:
     """Write the file atomically (tmp + rename); returns the footer counts."""
     path = Path(path)
@@ -53,7 +56,7 @@ def write(path: Path, header: dict[str, Any], lines: Iterable[dict[str, Any]]) -
         with gzip.open(tmp, "wt", encoding="utf-8") as fh:
             fh.write(json.dumps({"type": "header", "format": FORMAT, **header}) + "\n")
             for line in lines:
-                counts[line["type"] + "s"] += 1
+                counts[_PLURAL[line["type"]]] += 1
                 fh.write(json.dumps(line, default=str, ensure_ascii=False) + "\n")
             fh.write(json.dumps({"type": "footer", **counts}) + "\n")
         os.replace(tmp, path)
@@ -94,7 +97,7 @@ def read_lines(path: Path) -> tuple[dict[str, Any], Iterator[dict[str, Any]]]:
                         break
                     if kind not in ("record", "entity", "edge"):
                         raise InvalidInput(f"line {n}: unknown item type {kind!r}")
-                    counts[kind + "s"] += 1
+                    counts[_PLURAL[kind]] += 1
                     yield item
             except (OSError, EOFError, ValueError) as exc:
                 raise InvalidInput(f"{path} is damaged: {exc}") from exc

@@ -12,6 +12,7 @@ from memsvc._convert import record_model, version_model
 from memsvc.embedder import Embedder
 from memsvc.errors import InvalidInput
 from memsvc.validation import to_utc
+from retrieval.analyze import embedding_text
 from store import repository as repo
 from store.database import Database
 from store.orm import CubeRow, EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
@@ -84,7 +85,9 @@ def import_items(
 
     def flush() -> None:
         if not same_model and pending:
-            vecs = embedder.encode([r.content for r in pending])
+            vecs = embedder.encode(
+                [embedding_text(r.content, r.source, r.event_time) for r in pending]
+            )
             for r, v in zip(pending, vecs, strict=True):
                 r.embedding = v.tobytes()
         s.flush()

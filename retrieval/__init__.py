@@ -1,5 +1,6 @@
-"""Recall pipeline: channels over a cube's candidates, fused into ranked, explained hits."""
+"""Recall pipeline: channels over a cube's records, fused into ranked, explained hits."""
 
 from retrieval.pipeline import Candidate, recall
+from retrieval.recipe import PRESETS, Recipe, RecipeError, parse_recipe
 
-__all__ = ["Candidate", "recall"]
+__all__ = ["PRESETS", "Candidate", "Recipe", "RecipeError", "parse_recipe", "recall"]

@@ -1,21 +1,26 @@
-"""Recall over one cube: channel search, filtering, ranking and per-channel explanations.
+"""Recall over one cube: channels, fusion, boosters, filters and per-channel explanations.
 
-Filters that only exclude a few records (the default: active and valid now) are applied
-after the vector search on an over-fetched list, widening it until `k` survivors are found;
-explicit filters are pushed into the search as an id selector, so a selective filter cannot
-starve the result.
+Explicit filters (user, session, tags, kinds, time range, metadata) become an id set that
+every channel searches within, so a selective filter cannot starve the result. The default
+conditions (active, valid at `at`) exclude few records and are checked on the fused list,
+which widens until `k` survivors are found.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import numpy as np
 from sqlalchemy import Row
 from sqlalchemy.orm import Session
 
-from retrieval.dense import dense_search
+from retrieval.channels import BOOSTERS, GENERATORS
+from retrieval.channels.recency import recency
+from retrieval.context import QueryContext, Ranked
+from retrieval.fusion import rrf, weighted_sum
+from retrieval.recipe import Recipe
 from store import repository as repo
 from store.indexes import IndexManager
 from store.orm import CubeRow, RecordRow
@@ -30,21 +35,8 @@ class Candidate:
     explain: dict[str, dict[str, float | int]] = field(default_factory=dict)
 
 
-def recall(
-    s: Session,
-    indexes: IndexManager,
-    cube: CubeRow,
-    query_vec: np.ndarray,
-    *,
-    k: int,
-    rq: repo.RecordQuery,
-) -> list[Candidate]:
-    """Ranked candidates, read through `s` so the caller's cube lookup, the index catch-up,
-    filters and records share one snapshot."""
-    index = indexes.get(cube, session=s, fresh=False)
-    if index.count == 0:
-        return []
-    selective = bool(
+def _selective(rq: repo.RecordQuery) -> bool:
+    return bool(
         rq.user_id
         or rq.agent_id
         or rq.session_id
@@ -55,27 +47,105 @@ def recall(
         or rq.until
         or rq.metadata
     )
+
+
+def recall(
+    s: Session,
+    indexes: IndexManager,
+    cube: CubeRow,
+    query_vec: np.ndarray,
+    *,
+    k: int,
+    rq: repo.RecordQuery,
+    recipe: Recipe,
+    query: str = "",
+    at: datetime,
+) -> list[Candidate]:
+    """Ranked candidates, read through `s` so the cube lookup, the index catch-up, filters and
+    records share one snapshot."""
+    index = indexes.get(cube, session=s, fresh=False)
+    if index.count == 0:
+        return []
+    k = recipe.k or k
     allowed = None
-    if selective:
+    if _selective(rq):
         allowed = repo.matching_pks(s, cube.pk, rq)
         if len(allowed) == 0:
             return []
-    # The index holds only active records, so the default conditions (validity at `at`)
-    # rarely exclude any: a small margin almost always suffices, and the loop widens.
-    fetch = k if selective else min(index.count, k + 5)
+    text = None if recipe.dense_only else indexes.text_for(cube, s)
+    if recipe.dense_only:  # index.count + margin: the list rarely needs widening
+        n = k if allowed is not None else min(index.count, k + 5)
+    else:
+        n = max(recipe.candidates, 3 * k)
     while True:
-        ranked = dense_search(index, query_vec, fetch, allowed=allowed)
-        rows = repo.record_fields_by_pks(s, [pk for pk, _ in ranked])
-        out: list[Candidate] = []
-        for pk, score in ranked:
-            row = rows.get(pk)
-            if row is None or row.cube_pk != cube.pk or not rq.matches(row):
-                continue  # deleted or changed since the search; never return it
-            rank = len(out) + 1
-            out.append(Candidate(row, score, {"dense": {"rank": rank, "score": score}}))
-            if len(out) == k:
-                return out
-        exhausted = len(ranked) < fetch or fetch >= index.count
-        if exhausted:
+        ctx = QueryContext(query, query_vec, at, index, text, allowed, n)
+        ranked = _rank(ctx, recipe)
+        out = _survivors(s, cube, rq, ranked, k)
+        exhausted = n >= index.count or all(len(r) < n for r in ranked[1].values())
+        if len(out) == k or exhausted:
             return out
-        fetch = min(index.count, fetch * 4)
+        n = min(index.count, n * 4)
+
+
+def _rank(
+    ctx: QueryContext, recipe: Recipe
+) -> tuple[list[tuple[int, float]], dict[str, Ranked], dict[str, dict[int, float]]]:
+    """(fused order, each generator's ranking, each booster's bonuses)."""
+    rankings = {name: GENERATORS[name](ctx) for name in recipe.generators()}
+    weights = {name: recipe.weight(name) for name in rankings}
+    if recipe.fusion == "weighted":
+        fused = weighted_sum(rankings, weights)
+    else:
+        fused = rrf(rankings, weights, recipe.rrf_k)
+    bonuses: dict[str, dict[int, float]] = {}
+    total = dict(fused)
+    for name in recipe.boosters():  # in BOOSTERS order
+        w = recipe.weight(name)
+        if name == "recency":
+            bonus = recency(ctx, total, w, rrf_k=recipe.rrf_k)
+        else:
+            bonus = BOOSTERS[name](ctx, total, w)
+        bonuses[name] = bonus
+        total = dict(total)
+        for pk, b in bonus.items():
+            total[pk] = total.get(pk, 0.0) + b
+    if len(rankings) == 1 and not bonuses:  # one channel: its own scores (cosine, BM25)
+        return list(next(iter(rankings.values()))), rankings, bonuses
+    order = sorted(total.items(), key=lambda x: (-x[1], x[0]))
+    return order, rankings, bonuses
+
+
+def _survivors(
+    s: Session,
+    cube: CubeRow,
+    rq: repo.RecordQuery,
+    ranked: tuple[list[tuple[int, float]], dict[str, Ranked], dict[str, dict[int, float]]],
+    k: int,
+) -> list[Candidate]:
+    order, rankings, bonuses = ranked
+    where: dict[str, dict[int, tuple[int, float]]] = {
+        name: {pk: (i, sc) for i, (pk, sc) in enumerate(r, start=1)} for name, r in rankings.items()
+    }
+    for name, bonus in bonuses.items():
+        by = sorted(bonus.items(), key=lambda x: (-x[1], x[0]))
+        where[name] = {pk: (i, sc) for i, (pk, sc) in enumerate(by, start=1)}
+    out: list[Candidate] = []
+    step = k + max(5, k // 2)
+    rows: dict[int, Any] = {}
+    for i, (pk, score) in enumerate(order):
+        if i % step == 0:  # fetch the records a chunk at a time: most calls need one chunk
+            rows = repo.record_fields_by_pks(s, [p for p, _ in order[i : i + step]])
+        row = rows.get(pk)
+        if row is None or row.cube_pk != cube.pk or not rq.matches(row):
+            continue  # deleted or changed since the search; never return it
+        explain: dict[str, dict[str, float | int]] = {}
+        for name, found in where.items():
+            if pk in found:
+                rank, sc = found[pk]
+                explain[name] = {"rank": rank, "score": sc}
+        if len(where) > 1 or bonuses:
+            explain["fused"] = {"rank": len(out) + 1, "score": score}
+        out.append(Candidate(row, score, explain))
+        if len(out) == k:
+            break
+    return out

@@ -17,8 +17,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -27,6 +29,7 @@ from sqlalchemy.orm import Session
 from store import repository as repo
 from store.database import Database
 from store.orm import CubeRow
+from store.text_index import CubeTextIndex, TextDoc
 from store.vector_index import CubeIndex, IndexFileError, read_index_file, write_index_file
 
 __all__ = ["IndexManager", "IndexState"]
@@ -56,6 +59,7 @@ class IndexManager:
         sync_seconds: float = 0.0,
         search_mode: str = "binary+rescore",
         oversample: int = 20,
+        analyzer: Callable[[Any], TextDoc] | None = None,
     ) -> None:
         self.db = db
         self.directory = directory
@@ -68,6 +72,10 @@ class IndexManager:
         self._saved_at: dict[int, float] = {}
         self._rebuild_reason: dict[int, str] = {}
         self._lock = threading.RLock()
+        # The side index (keywords, entities, sessions, times) of a cube, built on first use
+        # by `text_for` with `analyzer` (a record row -> TextDoc, supplied by the layer above).
+        self.analyzer = analyzer
+        self._texts: dict[int, CubeTextIndex] = {}
 
     def path_for(self, cube: CubeRow) -> Path:
         return self.directory / f"{cube.id}.faiss"
@@ -107,16 +115,23 @@ class IndexManager:
         seqs: tuple[int, int, int] | None,
         pks: np.ndarray,
         vectors: np.ndarray,
+        rows: list[Any] | None = None,
     ) -> None:
-        """After a committed insert: add its vectors directly when the index is exactly at
-        the change just before it (no read-back); otherwise catch up from the change log."""
+        """After a committed insert: add its vectors (and `rows` to the side index) directly
+        when the index is exactly at the change just before it (no read-back); otherwise
+        catch up from the change log."""
         with self._lock:
             index = self._indexes.get(cube.pk)
+            text = self._texts.get(cube.pk)
             if index is not None and seqs is not None:
                 first, last, n = seqs
-                if index.seq == first - 1 and last - first + 1 == n == len(pks):
+                fits = text is None or (rows is not None and self.analyzer is not None)
+                if index.seq == first - 1 and last - first + 1 == n == len(pks) and fits:
                     index.upsert(pks, vectors)
                     index.seq = last
+                    if text is not None and rows is not None and self.analyzer is not None:
+                        text.upsert([self.analyzer(r) for r in rows])
+                        text.seq = last
                     self._maybe_save(cube, index)
                     return
         self.get(cube)
@@ -157,8 +172,30 @@ class IndexManager:
         pks, vecs = repo.active_vectors(s, cube.pk, changed, dim=cube.embedding_dim)
         index.remove(np.asarray(changed, dtype=np.int64))
         index.upsert(pks, vecs)
+        text = self._texts.get(cube.pk)
+        if text is not None and self.analyzer is not None and text.seq == index.seq:
+            text.remove(changed)
+            text.upsert([self.analyzer(r) for r in repo.active_text_rows(s, cube.pk, changed)])
+            text.seq = new_seq
+        elif text is not None:  # out of step (cannot happen unless changed by hand): rebuild
+            self._texts.pop(cube.pk, None)
         index.seq = new_seq
         self._maybe_save(cube, index)
+
+    def text_for(self, cube: CubeRow, session: Session) -> CubeTextIndex:
+        """The cube's side index at the same change as its vector index (call `get` first,
+        with the same session): built from the records on first use, then kept in step."""
+        if self.analyzer is None:
+            raise RuntimeError("this IndexManager has no analyzer for a side index")
+        with self._lock:
+            text = self._texts.get(cube.pk)
+            index = self._indexes.get(cube.pk)
+            seq = index.seq if index is not None else repo.max_change_seq(session, cube.pk)
+            if text is None or text.seq != seq:
+                text = CubeTextIndex(seq=seq)
+                text.upsert([self.analyzer(r) for r in repo.active_text_rows(session, cube.pk)])
+                self._texts[cube.pk] = text
+            return text
 
     # ---- persistence ----------------------------------------------------------------------------
 
@@ -187,6 +224,7 @@ class IndexManager:
 
     def rebuild(self, cube: CubeRow) -> CubeIndex:
         with self._lock:
+            self._texts.pop(cube.pk, None)
             index = self._rebuild(cube, "requested")
             index.set_mode(self.mode_for(cube), oversample=self.oversample)
             self._indexes[cube.pk] = index
@@ -195,6 +233,7 @@ class IndexManager:
     def drop(self, cube: CubeRow) -> None:
         with self._lock:
             self._indexes.pop(cube.pk, None)
+            self._texts.pop(cube.pk, None)
             self._saved_at.pop(cube.pk, None)
             self._checked_at.pop(cube.pk, None)
             self.path_for(cube).unlink(missing_ok=True)

@@ -569,3 +569,62 @@ def active_vectors(
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
     vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
     return ids, vecs
+
+
+def active_text_rows(s: Session, cube_pk: int, pks: Sequence[int] | None = None) -> list[Row[Any]]:
+    """The fields the side index reads (content, speaker, session, time, entities) of the
+    active records, optionally among `pks`, in pk order."""
+    R = RecordRow
+    q = select(R.pk, R.content, R.source, R.session_id, R.event_time, R.entities, R.kind).where(
+        R.cube_pk == cube_pk, R.status == "active"
+    )
+    if pks is not None:
+        q = q.where(R.pk.in_([int(p) for p in pks]))
+    return list(s.execute(q.order_by(R.pk)).all())
+
+
+def link_entities(
+    s: Session, cube_pk: int, mentions: Sequence[tuple[int, Sequence[tuple[str, str, str]]]]
+) -> None:
+    """Entity nodes and `mentions` edges for records: `mentions` pairs a record pk with its
+    (name, normalized, type) entities. Existing nodes are reused; a record's old mention
+    edges are replaced (its text may have changed)."""
+    if not mentions:
+        return
+    wanted = {(norm, typ): name for _, ents in mentions for name, norm, typ in ents}
+    known: dict[tuple[str, str], int] = {}
+    norms = sorted({n for n, _ in wanted})
+    for i in range(0, len(norms), 500):
+        q = select(EntityRow.pk, EntityRow.normalized, EntityRow.type).where(
+            EntityRow.cube_pk == cube_pk, EntityRow.normalized.in_(norms[i : i + 500])
+        )
+        known.update({(n, t): pk for pk, n, t in s.execute(q)})
+    fresh = [
+        EntityRow(cube_pk=cube_pk, name=name[:512], normalized=norm[:512], type=typ)
+        for (norm, typ), name in wanted.items()
+        if (norm, typ) not in known
+    ]
+    if fresh:
+        s.add_all(fresh)
+        s.flush()
+        known.update({(e.normalized, e.type): e.pk for e in fresh})
+    s.execute(
+        delete(EdgeRow).where(
+            EdgeRow.cube_pk == cube_pk,
+            EdgeRow.type == "mentions",
+            EdgeRow.src_kind == "record",
+            EdgeRow.src_pk.in_([pk for pk, _ in mentions]),
+        )
+    )
+    s.add_all(
+        EdgeRow(
+            cube_pk=cube_pk,
+            type="mentions",
+            src_kind="record",
+            src_pk=pk,
+            dst_kind="entity",
+            dst_pk=known[(norm, typ)],
+        )
+        for pk, ents in mentions
+        for _, norm, typ in ents
+    )

@@ -44,7 +44,9 @@ def test_round_trip_loses_nothing(open_memory, tmp_path: Path) -> None:
     _build(src)
     path = tmp_path / "u.memcube"
     counts = src.export_cube("user:u", path)
-    assert counts == {"records": 4, "entities": 0, "edges": 1}
+    # entities: alice, berlin, bob, carol (speaker, person) and carol (named in "hi Carol");
+    # edges: one `follows` and five `mentions`
+    assert counts == {"records": 4, "entities": 5, "edges": 6}
 
     dst = open_memory(tmp_path / "b")
     seen: list[int] = []
@@ -63,9 +65,20 @@ def test_round_trip_loses_nothing(open_memory, tmp_path: Path) -> None:
     hb = [(h.record.id, h.score) for h in dst.recall("where is alice", user_id="u")]
     assert [i for i, _ in ha] == [i for i, _ in hb]
     assert np.allclose([s for _, s in ha], [s for _, s in hb])
-    with dst._engine.db.read() as s:
-        edges = repo.edges_for_cube(s, dst._find_cube(s, "user:u").pk)
-    assert [e.type for e in edges] == ["follows"]
+    graphs = []
+    for m in (src, dst):
+        with m._engine.db.read() as s:
+            pk = m._find_cube(s, "user:u").pk
+            names = {e.pk: (e.normalized, e.type) for e in repo.entities_for_cube(s, pk)}
+            edges = repo.edges_for_cube(s, pk)
+            graphs.append(
+                sorted(
+                    (e.type, names.get(e.dst_pk) if e.dst_kind == "entity" else e.dst_kind)
+                    for e in edges
+                )
+            )
+    assert graphs[0] == graphs[1] and graphs[0].count(("follows", "record")) == 1
+    assert ("mentions", ("berlin", "place")) in graphs[0]
 
 
 def test_import_conflicts_and_renames(open_memory, tmp_path: Path) -> None:

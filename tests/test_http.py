@@ -120,3 +120,38 @@ def test_several_workers_share_one_data_directory(tmp_path) -> None:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_recipes_and_explain_over_http_and_the_remote_client(served: Served) -> None:
+    from memsvc import MemoryClient
+
+    with _client(served) as http:
+        http.post(
+            "/v1/memories",
+            json={
+                "messages": [
+                    {"name": "Caroline", "content": "How did the kids handle the accident?"},
+                    {"name": "Melanie", "content": "They were scared but we reassured them."},
+                ],
+                "user_id": "recipe-user",
+                "session_id": "s1",
+                "timestamp": "2023-10-20T10:00:00Z",
+            },
+        )
+        q = {"query": "How did Melanie's children handle the accident?", "user_id": "recipe-user"}
+        deep = http.post("/v1/memories/search", json={**q, "recipe": "deep", "k": 2}).json()
+        assert deep[0]["record"]["content"].startswith("They were scared")
+        assert {"dense", "keyword", "session", "fused"} <= set(deep[0]["explain"])
+        custom = {"channels": {"dense": 1, "keyword": 1}, "fusion": "rrf", "rrf_k": 5}
+        body = {**q, "recipe": custom, "k": 2}
+        hits = http.post("/v1/memories/search", json=body).json()
+        assert set(hits[0]["explain"]) <= {"dense", "keyword", "fused"}
+        fast = http.post("/v1/memories/search", json={**q, "recipe": "fast", "k": 2}).json()
+        assert set(fast[0]["explain"]) == {"dense"}
+        r = http.post("/v1/memories/search", json={**q, "recipe": "dense=1+telepathy=1"})
+        assert r.status_code == 422 and "unknown channel telepathy" in r.json()["error"]["message"]
+        assert r.json()["error"]["details"] == {"field": "recipe"}
+    with MemoryClient(served.url, served.keys["acme"]) as client:
+        hits = client.recall(q["query"], user_id="recipe-user", k=2, recipe="deep")
+        assert [h.record.id for h in hits] == [h["record"]["id"] for h in deep]
+        assert [set(h.explain) for h in hits] == [set(h["explain"]) for h in deep]

@@ -33,8 +33,11 @@ def test_recall_finds_the_right_memory_among_distractors(mem: Memory) -> None:
     hits = mem.recall("What breed is Alice's pet?", user_id="alice", k=3)
     assert hits[0].record.id == target.id
     assert hits[0].explain["dense"]["rank"] == 1
-    assert hits[0].score == pytest.approx(hits[0].explain["dense"]["score"])
+    assert hits[0].score == pytest.approx(hits[0].explain["fused"]["score"])
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    fast = mem.recall("What breed is Alice's pet?", user_id="alice", k=3, recipe="fast")
+    assert fast[0].record.id == target.id and set(fast[0].explain) == {"dense"}
+    assert fast[0].score == pytest.approx(fast[0].explain["dense"]["score"])  # the cosine
 
 
 def test_recall_returns_at_most_k_and_all_when_fewer(mem: Memory) -> None:

@@ -1,0 +1,16 @@
+"""Recall channels. Generators find candidates in the whole cube (dense, keyword, entity,
+temporal); boosters re-score the fused list (speaker, session, recency). One signature each."""
+
+from retrieval.channels.dense import dense
+from retrieval.channels.entity import entity
+from retrieval.channels.keyword import keyword
+from retrieval.channels.recency import recency
+from retrieval.channels.session import session
+from retrieval.channels.speaker import speaker
+from retrieval.channels.temporal import temporal
+
+GENERATORS = {"dense": dense, "keyword": keyword, "entity": entity, "temporal": temporal}
+BOOSTERS = {"session": session, "speaker": speaker, "recency": recency}
+CHANNELS = (*GENERATORS, *BOOSTERS)
+
+__all__ = ["BOOSTERS", "CHANNELS", "GENERATORS"]

@@ -1,0 +1,302 @@
+"""Recall channels, fusion, recipes, filters, `at` and explain, on small constructed cubes with
+the real embedding model and real SQLite."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import bm25s
+import numpy as np
+import pytest
+
+from memsvc import InvalidInput, Memory
+from retrieval import PRESETS, Recipe, RecipeError, parse_recipe
+from retrieval.entities import extract_entities, query_names
+from retrieval.fusion import rrf, weighted_sum
+from retrieval.timeexpr import asks_when, find_times
+from store.text_index import CubeTextIndex, TextDoc, keyword_terms
+
+FILLER = [
+    "The printer on the third floor is out of toner.",
+    "We watched a documentary about deep sea creatures.",
+    "The recipe calls for two cups of flour.",
+    "Football practice is cancelled because of the rain.",
+    "The laptop battery lasts about six hours.",
+    "My neighbour repainted the fence green.",
+    "The train to the airport leaves every twenty minutes.",
+    "She bought a new umbrella at the market.",
+]
+
+
+def _channels(hit) -> set[str]:  # type: ignore[no-untyped-def]
+    return set(hit.explain) - {"fused"}
+
+
+def _contents(hits) -> list[str]:  # type: ignore[no-untyped-def]
+    return [h.record.content for h in hits]
+
+
+# ---- channels on constructed cases ---------------------------------------------------------
+
+
+def test_paraphrase_only_dense_finds(mem: Memory) -> None:
+    mem.add([*FILLER, "The kitten climbed up onto the roof of the shed."], user_id="u")
+    q = "Where did the cat go?"
+    assert mem.recall(q, user_id="u", k=3, recipe="keyword=1") == []  # no shared word
+    hits = mem.recall(q, user_id="u", k=3)
+    assert hits[0].record.content.startswith("The kitten")
+    assert _channels(hits[0]) == {"dense"}
+
+
+def test_rare_name_found_by_keyword_and_entity(mem: Memory) -> None:
+    target = "Zorblax Quenteroth ordered the usual at the counter."
+    mem.add([*FILLER, "Someone ordered the usual at the counter.", target], user_id="u")
+    q = "What did Zorblax order?"
+    kw = mem.recall(q, user_id="u", k=3, recipe="keyword=1")
+    assert _contents(kw) == [target, "Someone ordered the usual at the counter."]  # rare first
+    ent = mem.recall(q, user_id="u", k=3, recipe="entity=1")
+    assert _contents(ent)[0] == target
+    deep = mem.recall(q, user_id="u", k=3, recipe="deep")
+    assert deep[0].record.content == target
+    assert {"dense", "keyword", "entity"} <= _channels(deep[0])
+
+
+def test_dated_event_found_by_temporal(mem: Memory) -> None:
+    for month in (3, 5, 7):
+        mem.add(
+            "We spent the afternoon at the science museum.",
+            user_id="u",
+            timestamp=datetime(2023, month, 12, 15, tzinfo=UTC),
+        )
+    mem.add(FILLER, user_id="u", timestamp=datetime(2023, 5, 20, tzinfo=UTC))
+    q = "Where did we go in May 2023?"
+    temporal = mem.recall(q, user_id="u", k=20, recipe="temporal=1")
+    months = {h.record.event_time.month for h in temporal}
+    assert months == {5}  # only May records, the museum visit first
+    assert temporal[0].record.content.startswith("We spent")
+    hits = mem.recall(q, user_id="u", k=3)
+    assert hits[0].record.event_time == datetime(2023, 5, 12, 15, tzinfo=UTC)
+    assert "temporal" in hits[0].explain
+    # dense alone cannot tell the three identical visits apart
+    dense = mem.recall(q, user_id="u", k=3, recipe="fast")
+    assert len({h.score for h in dense if h.record.content.startswith("We spent")}) == 1
+
+
+def test_relative_time_is_read_from_at(mem: Memory) -> None:
+    mem.add("I ran a half marathon.", user_id="u", timestamp="2023-06-06T10:00:00Z")
+    mem.add("I ran a half marathon.", user_id="u", timestamp="2023-06-20T10:00:00Z")
+    at = datetime(2023, 6, 14, tzinfo=UTC)  # a Wednesday: last week is 5-11 June
+    hits = mem.recall("What did I do last week?", user_id="u", k=5, recipe="temporal=1", at=at)
+    assert [h.record.event_time.day for h in hits] == [6]  # the 20th is not valid yet either
+
+
+def test_when_question_prefers_records_that_name_a_time(mem: Memory) -> None:
+    msgs = [
+        {"name": "Caroline", "content": "The support group has been great for me."},
+        {"name": "Caroline", "content": "I went to the support group yesterday."},
+        {"name": "Melanie", "content": "The support group sounds lovely."},
+    ]
+    mem.add(messages=msgs, user_id="u", session_id="s", timestamp="2023-05-08T13:56:00Z")
+    q = "When did Caroline go to the support group?"
+    assert asks_when(q)
+    temporal = mem.recall(q, user_id="u", k=5, recipe="temporal=1")
+    assert _contents(temporal) == ["I went to the support group yesterday."]
+    hits = mem.recall(q, user_id="u", k=3)
+    assert hits[0].record.content == "I went to the support group yesterday."
+
+
+def test_two_hop_question_needs_entity_expansion(mem: Memory) -> None:
+    mem.add(
+        [*FILLER, "Alice has a younger sister called Beth.", "Beth has a flat in Oslo now."],
+        user_id="u",
+    )
+    q = "Where does Alice's sister live?"
+    ent = mem.recall(q, user_id="u", k=5, recipe="entity=1")
+    assert _contents(ent)[:2] == [
+        "Alice has a younger sister called Beth.",  # one hop: mentions Alice
+        "Beth has a flat in Oslo now.",  # two hops: Alice -> Beth -> this record
+    ]
+    kw = mem.recall(q, user_id="u", k=5, recipe="keyword=1")
+    assert "Beth has a flat in Oslo now." not in _contents(kw)  # no query word in it
+    deep = mem.recall(q, user_id="u", k=3, recipe="deep")
+    assert "Beth has a flat in Oslo now." in _contents(deep)
+    oslo = next(h for h in deep if h.record.content.startswith("Beth"))
+    assert "entity" in oslo.explain
+
+
+def test_session_booster_follows_a_question_to_its_answer(mem: Memory) -> None:
+    mem.add(FILLER, user_id="u")
+    msgs = [
+        {"name": "Caroline", "content": "The kids look so cute! How did they handle the accident?"},
+        {"name": "Melanie", "content": "They were scared but we reassured them. Tough kids."},
+    ]
+    mem.add(messages=msgs, user_id="u", session_id="s1", timestamp="2023-10-20T10:00:00Z")
+    hits = mem.recall("How did Melanie's children handle the accident?", user_id="u", k=2)
+    assert hits[0].record.content.startswith("They were scared")
+    assert "session" in hits[0].explain and "speaker" in hits[0].explain
+    dense = mem.recall("How did Melanie's children handle the accident?", user_id="u", k=2,
+                       recipe="fast")  # fmt: skip
+    assert dense[0].record.content.startswith("The kids")  # the question itself wins alone
+
+
+# ---- filters, `at`, explain -----------------------------------------------------------------
+
+
+def test_filters_apply_to_every_channel_before_ranking(mem: Memory) -> None:
+    mem.add("Zorblax ordered tea.", user_id="u", session_id="a")
+    for i in range(30):
+        mem.add(f"Zorblax ordered coffee number {i}.", user_id="u", session_id="b")
+    for recipe in ("balanced", "deep", "keyword=1", "temporal=1+dense=1"):
+        hits = mem.recall(
+            "What did Zorblax order?", user_id="u", k=5, filters={"session_id": "a"}, recipe=recipe
+        )
+        assert _contents(hits) == ["Zorblax ordered tea."], recipe
+
+
+def test_at_returns_what_was_valid_then_in_every_preset(mem: Memory) -> None:
+    old = mem.add("I live in Paris.", user_id="u", timestamp="2020-01-01T00:00:00Z")[0]
+    new = mem.add("I live in Berlin.", user_id="u", timestamp="2023-01-01T00:00:00Z")[0]
+    mem.update(old.id, valid_to="2023-01-01T00:00:00Z")
+    for recipe in PRESETS:
+        now = mem.recall("Where do I live?", user_id="u", k=5, recipe=recipe)
+        assert _contents(now) == ["I live in Berlin."], recipe
+        then = mem.recall("Where do I live?", user_id="u", k=5, recipe=recipe, at="2021-06-01")
+        assert [h.record.id for h in then] == [old.id], recipe
+    assert new.id
+
+
+def test_explain_carries_rank_and_score_per_channel(mem: Memory) -> None:
+    mem.add([*FILLER, "Biscuit the golden retriever loves the beach."], user_id="u")
+    hits = mem.recall("Which dog loves the beach?", user_id="u", k=4, recipe="deep")
+    top = hits[0]
+    assert top.record.content.startswith("Biscuit")
+    for name, info in top.explain.items():
+        assert set(info) == {"rank", "score"}, name
+        assert isinstance(info["rank"], int) and info["rank"] >= 1
+    assert top.explain["fused"]["rank"] == 1 and top.score == top.explain["fused"]["score"]
+    assert top.explain["dense"]["score"] == pytest.approx(float(top.explain["dense"]["score"]))
+    assert [h.explain["fused"]["rank"] for h in hits] == [1, 2, 3, 4]
+
+
+def test_deleted_and_updated_records_stay_consistent_in_the_side_index(mem: Memory) -> None:
+    a, b = mem.add(["Zorblax ordered tea.", "Quentin ordered coffee."], user_id="u")
+    assert _contents(mem.recall("Zorblax", user_id="u", recipe="keyword=1")) == [a.content]
+    mem.delete(a.id)
+    assert mem.recall("Zorblax", user_id="u", recipe="keyword=1") == []
+    mem.update(b.id, text="Zorblax took over the coffee order.")
+    assert [h.record.id for h in mem.recall("Zorblax", user_id="u", recipe="keyword=1")] == [b.id]
+    assert mem.recall("Quentin", user_id="u", recipe="keyword=1") == []
+    assert "zorblax" in mem.get(b.id).entities
+
+
+def test_bad_recipes_are_clear_errors(mem: Memory) -> None:
+    mem.add("hello", user_id="u")
+    for bad, words in (
+        ("turbo", "unknown recipe"),
+        ("dense=1+psychic=2", "unknown channel"),
+        ("session=1", "needs one of"),
+        ({"channels": {"dense": -1}}, "weight"),
+        ({"preset": "nope"}, "unknown preset"),
+        ("dense=1|rrf0", "rrf_k"),
+    ):
+        with pytest.raises(InvalidInput, match=words) as err:
+            mem.recall("hi", user_id="u", recipe=bad)  # type: ignore[arg-type]
+        assert err.value.details == {"field": "recipe"}
+
+
+# ---- recipes, fusion, analysis (no model) ---------------------------------------------------
+
+
+def test_recipe_forms() -> None:
+    assert parse_recipe(None) is PRESETS["balanced"]
+    assert parse_recipe("fast").dense_only
+    r = parse_recipe("dense=1+keyword=0.5+session=0.3|rrf30|n80|k7")
+    assert r.channels == {"dense": 1.0, "keyword": 0.5, "session": 0.3}
+    assert (r.fusion, r.rrf_k, r.candidates, r.k) == ("rrf", 30, 80, 7)
+    assert r.generators() == ["dense", "keyword"] and r.boosters() == ["session"]
+    d = parse_recipe({"preset": "deep", "candidates": 200})
+    assert d.channels == PRESETS["deep"].channels and d.candidates == 200
+    assert parse_recipe(d.to_dict()) == d
+    assert parse_recipe("keyword=1|weighted").fusion == "weighted"
+    with pytest.raises(RecipeError):
+        Recipe(channels={"dense": 1.0}, fusion="max")
+
+
+def test_fusion_orders() -> None:
+    rankings = {"a": [(1, 0.9), (2, 0.8), (3, 0.1)], "b": [(3, 9.0), (2, 5.0)]}
+    fused = rrf(rankings, {"a": 1.0, "b": 1.0}, k=10)
+    assert sorted(fused, key=lambda p: -fused[p]) == [3, 2, 1]  # in both lists beats one top
+    assert fused[2] == pytest.approx(1 / 12 + 1 / 12) and fused[3] == pytest.approx(1 / 13 + 1 / 11)
+    heavy_a = rrf(rankings, {"a": 20.0, "b": 1.0}, k=10)
+    assert max(heavy_a, key=lambda p: heavy_a[p]) == 1
+    ws = weighted_sum(rankings, {"a": 1.0, "b": 1.0})
+    assert ws[1] == pytest.approx(1.0) and ws[3] == pytest.approx(1.0)  # min-max per channel
+    assert ws[2] == pytest.approx(0.7 / 0.8 + 0.0)
+
+
+def test_bm25_matches_bm25s_on_the_same_tokens() -> None:
+    docs = [
+        "Caroline went to the LGBTQ support group yesterday.",
+        "Melanie painted a sunset over the lake.",
+        "The support group meets every week at the centre.",
+        "Painting sunsets is Melanie's favourite hobby; she paints weekly.",
+        "Nothing here matches.",
+    ]
+    idx = CubeTextIndex()
+    idx.upsert([TextDoc(pk=10 + i, text=t) for i, t in enumerate(docs)])
+    q = "Which sunsets has Melanie painted?"
+    ours = dict(idx.bm25(q, 10))
+    ref = bm25s.BM25(k1=1.2, b=0.75)  # method "lucene": the same idf and tf normalisation
+    ref.index([keyword_terms(t) for t in docs], show_progress=False)
+    want = ref.get_scores(keyword_terms(q))
+    for i, score in enumerate(want):
+        assert ours.get(10 + i, 0.0) == pytest.approx(float(score), rel=1e-5)
+    idx.remove([11, 13])
+    assert 11 not in dict(idx.bm25(q, 10)) and idx.count == 3
+    idx.remove([10, 12])  # more than half dead: compacted, still answers
+    assert [p for p, _ in idx.bm25("nothing", 5)] == [14]
+    assert np.array_equal(idx.anchored(), np.empty(0, np.int64))
+
+
+def test_time_expressions() -> None:
+    ref = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)  # a Monday
+
+    def spans(text: str) -> list[tuple[str, str]]:
+        return [
+            (s.start.date().isoformat(), s.end.date().isoformat()) for s in find_times(text, ref)
+        ]
+
+    assert spans("I went yesterday") == [("2023-05-07", "2023-05-08")]
+    assert spans("last week was busy") == [("2023-05-01", "2023-05-08")]
+    assert spans("on 8 May, 2023 and May 9, 2023") == [
+        ("2023-05-08", "2023-05-09"),
+        ("2023-05-09", "2023-05-10"),
+    ]
+    assert spans("in May 2022") == [("2022-05-01", "2022-06-01")]
+    assert spans("3 days ago") == [("2023-05-05", "2023-05-06")]
+    assert spans("last Friday") == [("2023-05-05", "2023-05-06")]
+    assert spans("in 2021") == [("2021-01-01", "2022-01-01")]
+    assert spans("in June") == [("2022-06-01", "2022-07-01")]  # the latest June not ahead
+    assert spans("2023-02-30 is no date") == []
+    assert spans("nothing timely here") == []
+    assert asks_when("How long ago did she move?") and not asks_when("What did she move?")
+
+
+def test_entities_without_a_model() -> None:
+    ents = extract_entities(
+        "Thanks Caroline! We visited Rome with Jon and met people from Stanford University.",
+        speaker="Melanie",
+    )
+    got = {(e.normalized, e.type) for e in ents}
+    assert got == {
+        ("melanie", "person"),
+        ("caroline", "name"),
+        ("rome", "place"),
+        ("jon", "name"),
+        ("stanford university", "org"),
+    }
+    known = {"caroline", "stanford university"}
+    assert query_names("what did CAROLINE study at stanford university?", known.__contains__) == [
+        "caroline",
+        "stanford university",
+    ]
