@@ -42,6 +42,6 @@ class QueryContext:
         if len(pks) <= EXACT_SUBSET_LIMIT:
             found, scores = self.index.search(self.qvec, n, allowed=pks)
             return [(int(p), float(s)) for p, s in zip(found, scores, strict=True)]
-        keep = set(pks.tolist())
-        inside = [(p, s) for p, s in self.pool.items() if p in keep]
+        keys = np.fromiter(self.pool, np.int64, len(self.pool))
+        inside = [(int(p), self.pool[int(p)]) for p in keys[np.isin(keys, pks)]]
         return sorted(inside, key=lambda x: (-x[1], x[0]))[:n]

@@ -82,9 +82,11 @@ class CubeTextIndex:
         self._pk: array = array("q")
         self._alive = bytearray()
         self._len: array = array("f")
-        self._t0: array = array("d")  # the time the record is about (POSIX seconds; NaN: none)
+        self._t0: array = array("d")  # the record's event day (POSIX seconds; NaN: none)
         self._t1: array = array("d")
-        self._anchored = bytearray()  # 1: the record's own words name that time
+        self._a0: array = array("d")  # the time its own words name ("yesterday"); NaN: none
+        self._a1: array = array("d")
+        self._anchored = bytearray()  # 1: the record's own words name a time
         self._terms: list[dict[str, int]] = []
         self._slot_of: dict[int, int] = {}
         self._post: dict[str, _Posting] = {}
@@ -105,6 +107,8 @@ class CubeTextIndex:
                 "len": np.frombuffer(self._len, dtype=np.float32).copy(),
                 "t0": np.frombuffer(self._t0, dtype=np.float64).copy(),
                 "t1": np.frombuffer(self._t1, dtype=np.float64).copy(),
+                "a0": np.frombuffer(self._a0, dtype=np.float64).copy(),
+                "a1": np.frombuffer(self._a1, dtype=np.float64).copy(),
                 "anchored": np.frombuffer(self._anchored, dtype=np.bool_).copy(),
             }
         return self._snap
@@ -132,15 +136,17 @@ class CubeTextIndex:
         slot = len(self._pk)
         self._pk.append(d.pk)
         self._alive.append(1)
-        if d.anchor is not None:
-            t0, t1 = d.anchor[0].timestamp(), d.anchor[1].timestamp()
-        elif d.event_time is not None:
-            t0 = d.event_time.timestamp()
+        if d.event_time is not None:
+            day = d.event_time.replace(hour=0, minute=0, second=0, microsecond=0)
+            t0 = day.timestamp()
             t1 = t0 + 86400.0
         else:
             t0 = t1 = math.nan
+        a0, a1 = (d.anchor[0].timestamp(), d.anchor[1].timestamp()) if d.anchor else (t0, t1)
         self._t0.append(t0)
         self._t1.append(t1)
+        self._a0.append(a0)
+        self._a1.append(a1)
         self._anchored.append(1 if d.anchor is not None else 0)
         n = float(sum(counts.values()))
         self._len.append(n)
@@ -250,7 +256,8 @@ class CubeTextIndex:
                 slots, tfs = p.cache
                 idf = math.log(1.0 + (live - p.df + 0.5) / (p.df + 0.5))
                 norm = self.K1 * (1.0 - self.B + self.B * arr["len"][slots] / avgdl)
-                np.add.at(scores, slots, idf * tfs / (tfs + norm))  # Lucene's form: no (k1 + 1)
+                # Lucene's form (no k1 + 1); a term lists each slot once, so += is exact
+                scores[slots] += idf * tfs / (tfs + norm)
                 hit = True
             if not hit:
                 return []
@@ -297,11 +304,15 @@ class CubeTextIndex:
             return members[i] if i < len(members) else None
 
     def in_time(self, start: float, end: float, *, anchored_only: bool = False) -> np.ndarray:
-        """Pks of live records whose time interval overlaps [start, end) (POSIX seconds)."""
+        """Pks of live records whose event day or the time their words name overlaps
+        [start, end) (POSIX seconds): "last month I got hurt", said on 20 October, is about
+        September and was said in October; a question about either finds it."""
         with self.lock:
             arr = self._arrays()
         with np.errstate(invalid="ignore"):
-            mask = arr["alive"] & (arr["t0"] < end) & (arr["t1"] > start)
+            said = (arr["t0"] < end) & (arr["t1"] > start)
+            about = (arr["a0"] < end) & (arr["a1"] > start)
+            mask = arr["alive"] & (said | about)
         if anchored_only:
             mask &= arr["anchored"]
         return arr["pk"][mask]
