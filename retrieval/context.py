@@ -28,6 +28,7 @@ class QueryContext:
     text: CubeTextIndex | None
     allowed: np.ndarray | None  # explicit filters, applied before ranking; None: all
     n: int  # candidates each channel returns
+    scan: int | None = None  # codes the dense scan rescores (None: the index's oversample)
     pool: dict[int, float] = field(default_factory=dict)  # dense scores seen so far
 
     def restrict(self, pks: np.ndarray) -> np.ndarray:

@@ -78,7 +78,10 @@ def recall(
     else:
         n = max(recipe.candidates, 3 * k)
     while True:
-        ctx = QueryContext(query, query_vec, at, index, text, allowed, n)
+        # Fusion needs the head of the dense list exact, not all n: the scan rescores what
+        # `fast` would for k results (k x oversample), at least 2n.
+        scan = None if recipe.dense_only else max(2 * n, k * indexes.oversample)
+        ctx = QueryContext(query, query_vec, at, index, text, allowed, n, scan=scan)
         ranked = _rank(ctx, recipe)
         out = _survivors(s, cube, rq, ranked, k)
         exhausted = n >= index.count or all(len(r) < n for r in ranked[1].values())

@@ -138,13 +138,16 @@ class CodeTable:
         top = top[np.argsort(-scores[top], kind="stable")]
         return self.pks[rows[top]], scores[top]
 
-    def search(self, query: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        """(pks, exact scores) of the best k, best first."""
+    def search(
+        self, query: np.ndarray, k: int, *, candidates: int | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """(pks, exact scores) of the best k, best first; `candidates` overrides how many
+        codes are rescored (default k x oversample)."""
         k = min(k, self.n)
         if k <= 0 or self._encoder is None:
             return np.empty(0, np.int64), np.empty(0, np.float32)
         q = np.asarray(query, np.float32).reshape(1, self.dim)
-        c = min(self.n, k * self.oversample)
+        c = min(self.n, max(k, candidates if candidates is not None else k * self.oversample))
         if c >= self.n:  # small table: everything is a candidate
             rows = np.arange(self.n)[None, :]
         elif isinstance(self._encoder, RotatedSignEncoder):

@@ -153,9 +153,15 @@ class CubeIndex:
             self._ids.difference_update(held)
 
     def search(
-        self, query: np.ndarray, k: int, *, allowed: np.ndarray | None = None
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        candidates: int | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (pks, scores) by inner product; `allowed` restricts the candidates."""
+        """Top-k (pks, scores) by inner product; `allowed` restricts the candidates;
+        `candidates` caps a two-stage scan's rescored set (the exact index ignores it)."""
         q = np.ascontiguousarray(query, dtype=np.float32).reshape(1, self.dim)
         with self.lock:
             k = min(k, self.count if allowed is None else min(self.count, len(allowed)))
@@ -164,7 +170,7 @@ class CubeIndex:
             faiss.omp_set_num_threads(_search_threads)
             if self._table is not None:
                 if allowed is None:
-                    return self._table.search(q, k)
+                    return self._table.search(q, k, candidates=candidates)
                 return self._table.search_among(q, k, allowed)
             assert self._index is not None
             params = None

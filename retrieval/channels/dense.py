@@ -6,7 +6,7 @@ from retrieval.context import QueryContext, Ranked
 
 
 def dense(ctx: QueryContext) -> Ranked:
-    pks, scores = ctx.index.search(ctx.qvec, ctx.n, allowed=ctx.allowed)
+    pks, scores = ctx.index.search(ctx.qvec, ctx.n, allowed=ctx.allowed, candidates=ctx.scan)
     out = [(int(p), float(s)) for p, s in zip(pks, scores, strict=True)]
     ctx.pool.update(out)
     return out
