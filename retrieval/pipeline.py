@@ -76,7 +76,7 @@ def recall(
     if recipe.dense_only:  # index.count + margin: the list rarely needs widening
         n = k if allowed is not None else min(index.count, k + 5)
     else:
-        n = max(recipe.candidates, 3 * k)
+        n = max(recipe.candidates, k + 10)
     while True:
         # Fusion needs the head of the dense list exact, not all n: the scan rescores what
         # `fast` would for k results (k x oversample), at least 2n.
