@@ -76,6 +76,7 @@ class IndexManager:
         # by `text_for` with `analyzer` (a record row -> TextDoc, supplied by the layer above).
         self.analyzer = analyzer
         self._texts: dict[int, CubeTextIndex] = {}
+        self._building: dict[int, threading.Lock] = {}
 
     def path_for(self, cube: CubeRow) -> Path:
         return self.directory / f"{cube.id}.faiss"
@@ -125,12 +126,11 @@ class IndexManager:
             text = self._texts.get(cube.pk)
             if index is not None and seqs is not None:
                 first, last, n = seqs
-                fits = text is None or (rows is not None and self.analyzer is not None)
-                if index.seq == first - 1 and last - first + 1 == n == len(pks) and fits:
+                if index.seq == first - 1 and last - first + 1 == n == len(pks):
                     index.upsert(pks, vectors)
                     index.seq = last
-                    if text is not None and rows is not None and self.analyzer is not None:
-                        text.upsert([self.analyzer(r) for r in rows])
+                    if text is not None and text.seq == first - 1 and rows is not None:
+                        text.upsert([self._analyze(r) for r in rows])
                         text.seq = last
                     self._maybe_save(cube, index)
                     return
@@ -173,29 +173,48 @@ class IndexManager:
         index.remove(np.asarray(changed, dtype=np.int64))
         index.upsert(pks, vecs)
         text = self._texts.get(cube.pk)
-        if text is not None and self.analyzer is not None and text.seq == index.seq:
-            text.remove(changed)
-            text.upsert([self.analyzer(r) for r in repo.active_text_rows(s, cube.pk, changed)])
-            text.seq = new_seq
-        elif text is not None:  # out of step (cannot happen unless changed by hand): rebuild
-            self._texts.pop(cube.pk, None)
+        if text is not None and text.seq == index.seq:  # else it catches up in `text_for`
+            self._apply_text(text, s, cube.pk, changed, new_seq)
         index.seq = new_seq
         self._maybe_save(cube, index)
 
     def text_for(self, cube: CubeRow, session: Session) -> CubeTextIndex:
-        """The cube's side index at the same change as its vector index (call `get` first,
-        with the same session): built from the records on first use, then kept in step."""
-        if self.analyzer is None:
-            raise RuntimeError("this IndexManager has no analyzer for a side index")
+        """The cube's side index, caught up through `session`'s snapshot. The first call
+        builds it from the records outside the manager's lock (seconds at 100k records), so
+        recalls on other cubes do not wait; concurrent first calls on one cube build once."""
         with self._lock:
             text = self._texts.get(cube.pk)
+            build_lock = self._building.setdefault(cube.pk, threading.Lock())
+        if text is None:
+            with build_lock:
+                with self._lock:
+                    text = self._texts.get(cube.pk)
+                if text is None:
+                    seq = repo.max_change_seq(session, cube.pk)  # the snapshot read below
+                    text = CubeTextIndex(seq=seq)
+                    rows = repo.active_text_rows(session, cube.pk)
+                    text.upsert([self._analyze(r) for r in rows])
+                    with self._lock:
+                        text = self._texts.setdefault(cube.pk, text)
+        with self._lock:
             index = self._indexes.get(cube.pk)
-            seq = index.seq if index is not None else repo.max_change_seq(session, cube.pk)
-            if text is None or text.seq != seq:
-                text = CubeTextIndex(seq=seq)
-                text.upsert([self.analyzer(r) for r in repo.active_text_rows(session, cube.pk)])
-                self._texts[cube.pk] = text
+            if index is None or text.seq != index.seq:  # in step: no query at all
+                new_seq, changed = repo.changes_since(session, cube.pk, text.seq)
+                if changed:
+                    self._apply_text(text, session, cube.pk, changed, new_seq)
             return text
+
+    def _analyze(self, row: Any) -> TextDoc:
+        if self.analyzer is None:
+            raise RuntimeError("this IndexManager has no analyzer for a side index")
+        return self.analyzer(row)
+
+    def _apply_text(
+        self, text: CubeTextIndex, s: Session, cube_pk: int, changed: list[int], new_seq: int
+    ) -> None:
+        text.remove(changed)
+        text.upsert([self._analyze(r) for r in repo.active_text_rows(s, cube_pk, changed)])
+        text.seq = new_seq
 
     # ---- persistence ----------------------------------------------------------------------------
 

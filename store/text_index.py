@@ -17,7 +17,7 @@ import re
 import threading
 from array import array
 from bisect import bisect_right
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
 
@@ -129,10 +129,11 @@ class CubeTextIndex:
         with self.lock:
             self._remove([p for p in pks if p in self.docs])
 
-    def _add(self, d: TextDoc) -> None:
-        counts: dict[str, int] = {}
-        for t in keyword_terms(d.text):
-            counts[t] = counts.get(t, 0) + 1
+    def _add(self, d: TextDoc, counts: dict[str, int] | None = None) -> None:
+        if counts is None:
+            counts = {}
+            for t in keyword_terms(d.text):
+                counts[t] = counts.get(t, 0) + 1
         slot = len(self._pk)
         self._pk.append(d.pk)
         self._alive.append(1)
@@ -161,7 +162,7 @@ class CubeTextIndex:
             p.tfs.append(float(c))
             p.df += 1
             p.cache = None
-        self.docs[d.pk] = d
+        self.docs[d.pk] = replace(d, text="")  # the postings hold the words; keep no copy
         for name in self._names(d):
             self._entity.setdefault(name, set()).add(d.pk)
             words = name.split()
@@ -217,10 +218,10 @@ class CubeTextIndex:
                 self._compact()
 
     def _compact(self) -> None:
-        docs = sorted(self.docs.values(), key=lambda d: d.pk)
+        live = sorted((d.pk, d, self._terms[self._slot_of[d.pk]]) for d in self.docs.values())
         self._reset()
-        for d in docs:
-            self._add(d)
+        for _, d, counts in live:
+            self._add(d, counts)
 
     @staticmethod
     def _names(d: TextDoc) -> set[str]:

@@ -300,3 +300,18 @@ def test_entities_without_a_model() -> None:
         "caroline",
         "stanford university",
     ]
+
+
+def test_side_index_follows_writes_from_another_engine(open_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "shared"
+    writer = open_memory(home, index_sync_seconds=0)
+    reader = open_memory(home, index_sync_seconds=0)
+    a = writer.add("Zorblax ordered tea.", user_id="u")[0]
+    assert _contents(reader.recall("Zorblax", user_id="u", recipe="keyword=1")) == [a.content]
+    b = writer.add("Quentin ordered coffee.", user_id="u")[0]  # the reader's side index exists
+    assert _contents(reader.recall("Quentin", user_id="u", recipe="keyword=1")) == [b.content]
+    writer.update(a.id, text="Zorblax switched to lemonade.")
+    writer.delete(b.id)
+    assert reader.recall("Quentin", user_id="u", recipe="keyword=1") == []
+    got = reader.recall("lemonade", user_id="u", recipe="keyword=1")
+    assert [h.record.id for h in got] == [a.id]
