@@ -27,7 +27,17 @@ from pydantic import TypeAdapter
 
 from memsvc import errors
 from memsvc.errors import InvalidInput, MemsvcError
-from memsvc.models import Cube, Filters, Hit, MemoryRecord, Message, Page, RecordVersion
+from memsvc.models import (
+    Cube,
+    Filters,
+    GraphPage,
+    Hit,
+    MemoryRecord,
+    Message,
+    Neighbor,
+    Page,
+    RecordVersion,
+)
 from memsvc.validation import check_text, to_utc
 from retrieval.recipe import Recipe
 
@@ -38,6 +48,7 @@ StatusArg = Literal["active", "archived", "deleted", "all"]
 _RECORDS = TypeAdapter(list[MemoryRecord])
 _HITS = TypeAdapter(list[Hit])
 _VERSIONS = TypeAdapter(list[RecordVersion])
+_NEIGHBORS = TypeAdapter(list[Neighbor])
 _CUBES = TypeAdapter(list[Cube])
 _ERRORS: dict[str, type[MemsvcError]] = {
     cls.code: cls
@@ -208,6 +219,30 @@ class _BaseClient:
 
     def _delete(self, id: str, hard: bool) -> _Call:
         return _Call("DELETE", f"/v1/memories/{_seg(id)}", params={"hard": "true"} if hard else {})
+
+    def _graph(self, cube: str, *, types: Any, limit: int, cursor: str | None) -> _Call:
+        params = _drop_none(
+            {"types": types if types is None or isinstance(types, str) else ",".join(types),
+             "limit": limit, "cursor": cursor}
+        )  # fmt: skip
+        return _Call(
+            "GET",
+            f"/v1/cubes/{_seg(cube)}/graph",
+            params=params,
+            parse=lambda r: GraphPage.model_validate(r.json()),
+        )
+
+    def _neighbors(self, id: str, *, types: Any, depth: int) -> _Call:
+        params = _drop_none(
+            {"types": types if types is None or isinstance(types, str) else ",".join(types),
+             "depth": depth}
+        )  # fmt: skip
+        return _Call(
+            "GET",
+            f"/v1/memories/{_seg(id)}/neighbors",
+            params=params,
+            parse=lambda r: _NEIGHBORS.validate_python(r.json()),
+        )
 
     def _history(self, id: str) -> _Call:
         return _Call(
@@ -390,6 +425,21 @@ class MemoryClient(_BaseClient):
 
     def history(self, id: str) -> list[RecordVersion]:
         return self._send(self._history(id))
+
+    def graph(
+        self,
+        cube: str,
+        *,
+        types: Sequence[str] | str | None = None,
+        limit: int = 200,
+        cursor: str | None = None,
+    ) -> GraphPage:
+        return self._send(self._graph(cube, types=types, limit=limit, cursor=cursor))
+
+    def neighbors(
+        self, id: str, *, types: Sequence[str] | str | None = None, depth: int = 1
+    ) -> list[Neighbor]:
+        return self._send(self._neighbors(id, types=types, depth=depth))
 
     def list(
         self,
@@ -616,6 +666,21 @@ class AsyncMemoryClient(_BaseClient):
 
     async def history(self, id: str) -> list[RecordVersion]:
         return await self._send(self._history(id))
+
+    async def graph(
+        self,
+        cube: str,
+        *,
+        types: Sequence[str] | str | None = None,
+        limit: int = 200,
+        cursor: str | None = None,
+    ) -> GraphPage:
+        return await self._send(self._graph(cube, types=types, limit=limit, cursor=cursor))
+
+    async def neighbors(
+        self, id: str, *, types: Sequence[str] | str | None = None, depth: int = 1
+    ) -> list[Neighbor]:
+        return await self._send(self._neighbors(id, types=types, depth=depth))
 
     async def list(
         self,

@@ -29,7 +29,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 import numpy as np
 
 import retrieval
-from memsvc import portable, transfer
+from memsvc import browse, portable, transfer
 from memsvc._convert import cube_model, record_model, version_model
 from memsvc.config import Settings, get_settings
 from memsvc.embedder import Embedder, SentenceTransformerEmbedder, encode_queries
@@ -43,7 +43,18 @@ from memsvc.errors import (
     StorageError,
 )
 from memsvc.keys import KeyManager
-from memsvc.models import Cube, Filters, Hit, IndexInfo, MemoryRecord, Message, Page, RecordVersion
+from memsvc.models import (
+    Cube,
+    Filters,
+    GraphPage,
+    Hit,
+    IndexInfo,
+    MemoryRecord,
+    Message,
+    Neighbor,
+    Page,
+    RecordVersion,
+)
 from memsvc.validation import (
     brief,
     check_cube_name,
@@ -756,6 +767,34 @@ class Memory:
                 Hit(record=record_model(c.row, cube_row), score=c.score, explain=c.explain)
                 for c in found
             ]
+
+    @_translated
+    def graph(
+        self,
+        cube: str,
+        *,
+        types: Sequence[str] | str | None = None,
+        limit: int = 200,
+        cursor: str | None = None,
+    ) -> GraphPage:
+        """A page of the cube's graph: edges (of `types`, oldest first) and the nodes they
+        touch; pass `next_cursor` back for the next page."""
+        kinds = browse.check_types(types)
+        limit = check_k(limit, max_k=self._engine.settings.max_k)
+        with self._engine.db.read() as s:
+            row = self._find_cube(s, cube)
+            return browse.graph_page(s, row.pk, types=kinds, limit=limit, cursor=cursor)
+
+    @_translated
+    def neighbors(
+        self, id: str, *, types: Sequence[str] | str | None = None, depth: int = 1
+    ) -> list[Neighbor]:
+        """Records and entities within `depth` (1-3) hops of a record, nearest first."""
+        kinds = browse.check_types(types)
+        depth = browse.check_depth(depth)
+        with self._engine.db.read() as s:
+            row = self._get_row(s, id)
+            return browse.neighbors(s, row.cube_pk, row.pk, types=kinds, depth=depth)
 
     @_translated
     def list(

@@ -164,3 +164,38 @@ class Filters(BaseModel):
     until: datetime | None = Field(default=None, description="Event time at or before.")
     metadata: dict[str, Any] = Field(default_factory=dict, description="Equality per key.")
     statuses: list[Status] = Field(default_factory=lambda: ["active"])
+
+
+EdgeType = Literal["part_of", "mentions", "follows", "related", "supersedes"]
+EDGE_TYPES: tuple[str, ...] = ("part_of", "mentions", "follows", "related", "supersedes")
+
+
+class GraphNode(_Frozen):
+    """A record (`record:<id>`) or an entity (`entity:<n>`) of a cube's graph."""
+
+    id: str
+    kind: Literal["record", "entity", "topic"]
+    label: str  # the record's text (first 200 characters) or the entity's name
+    type: str  # the record's kind or the entity's type
+
+
+class GraphEdge(_Frozen):
+    type: str
+    source: str
+    target: str
+    weight: float = 1.0
+
+
+class GraphPage(_Frozen):
+    """Edges (oldest first) and the nodes they touch; pass `next_cursor` back for more."""
+
+    nodes: list[GraphNode]
+    edges: list[GraphEdge]
+    next_cursor: str | None = None
+
+
+class Neighbor(_Frozen):
+    node: GraphNode
+    edge: str  # the type of the edge that reached it
+    direction: Literal["out", "in"]  # out: the edge starts at the nearer node
+    hops: int

@@ -1,4 +1,4 @@
-"""/v1/cubes: create, list, get, delete, share, and the portable file in and out."""
+"""/v1/cubes: create, list, get, delete, share, browse the graph, and the portable file."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import TenantMemory
 from api.schemas import CubeCreate, ShareRequest
-from memsvc.models import Cube
+from memsvc.models import Cube, GraphPage
 
 router = APIRouter(prefix="/v1/cubes", tags=["cubes"])
 
@@ -45,6 +45,18 @@ async def import_cube(request: Request, memory: TenantMemory, cube: str | None =
 @router.get("/{cube}", response_model=Cube)
 def get_cube(cube: str, memory: TenantMemory) -> Cube:
     return memory.get_cube(cube)
+
+
+@router.get("/{cube}/graph", response_model=GraphPage)
+def cube_graph(
+    cube: str,
+    memory: TenantMemory,
+    types: str | None = None,
+    limit: int = 200,
+    cursor: str | None = None,
+) -> GraphPage:
+    """Edges (comma-separated `types` to filter) and the nodes they touch, paginated."""
+    return memory.graph(cube, types=types, limit=limit, cursor=cursor)
 
 
 @router.delete("/{cube}", status_code=status.HTTP_204_NO_CONTENT)

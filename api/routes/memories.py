@@ -12,7 +12,7 @@ from pydantic import TypeAdapter
 from api.deps import TenantMemory
 from api.schemas import AddRequest, SearchRequest, UpdateRequest
 from memsvc.errors import InvalidInput
-from memsvc.models import Filters, Hit, MemoryRecord, Page, RecordVersion
+from memsvc.models import Filters, Hit, MemoryRecord, Neighbor, Page, RecordVersion
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 _HITS = TypeAdapter(list[Hit])
@@ -95,3 +95,11 @@ def delete_memory(record_id: str, memory: TenantMemory, hard: bool = False) -> R
 @router.get("/{record_id}/history", response_model=list[RecordVersion])
 def memory_history(record_id: str, memory: TenantMemory) -> list[RecordVersion]:
     return memory.history(record_id)
+
+
+@router.get("/{record_id}/neighbors", response_model=list[Neighbor])
+def memory_neighbors(
+    record_id: str, memory: TenantMemory, types: str | None = None, depth: int = 1
+) -> list[Neighbor]:
+    """Records and entities within `depth` hops (comma-separated edge `types` to filter)."""
+    return memory.neighbors(record_id, types=types, depth=depth)
