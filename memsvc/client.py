@@ -85,6 +85,11 @@ class _Call:
     parse: Callable[[httpx.Response], Any] = lambda r: None
 
 
+def _csv(values: Sequence[str] | str | None) -> str | None:
+    """A list query parameter as the API takes it: comma-separated."""
+    return values if values is None or isinstance(values, str) else ",".join(values)
+
+
 def _iso(value: Any, name: str) -> str | None:
     when = to_utc(value, field=name)
     return when.isoformat() if when is not None else None
@@ -221,10 +226,7 @@ class _BaseClient:
         return _Call("DELETE", f"/v1/memories/{_seg(id)}", params={"hard": "true"} if hard else {})
 
     def _graph(self, cube: str, *, types: Any, limit: int, cursor: str | None) -> _Call:
-        params = _drop_none(
-            {"types": types if types is None or isinstance(types, str) else ",".join(types),
-             "limit": limit, "cursor": cursor}
-        )  # fmt: skip
+        params = _drop_none({"types": _csv(types), "limit": limit, "cursor": cursor})
         return _Call(
             "GET",
             f"/v1/cubes/{_seg(cube)}/graph",
@@ -233,10 +235,7 @@ class _BaseClient:
         )
 
     def _neighbors(self, id: str, *, types: Any, depth: int) -> _Call:
-        params = _drop_none(
-            {"types": types if types is None or isinstance(types, str) else ",".join(types),
-             "depth": depth}
-        )  # fmt: skip
+        params = _drop_none({"types": _csv(types), "depth": depth})
         return _Call(
             "GET",
             f"/v1/memories/{_seg(id)}/neighbors",
