@@ -39,6 +39,7 @@ class CodeTable:
             (0, self._code_width()), np.uint8 if mode == "binary+rescore" else np.int8
         )
         self.row: dict[int, int] = {}
+        self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted pks, their rows)
         self._encoder: RotatedSignEncoder | Int8Quantizer | None = None
         self._fitted_at = 0
 
@@ -47,6 +48,7 @@ class CodeTable:
     def rebuild(self, pks: np.ndarray, vecs: np.ndarray) -> None:
         self.n = 0
         self.row = {}
+        self._sorted = None
         self._reserve(len(pks))
         self._append(np.asarray(pks, np.int64), np.asarray(vecs, np.float32))
         self._refit()
@@ -63,6 +65,7 @@ class CodeTable:
             r = self.row.pop(pk, None)
             if r is None:
                 continue
+            self._sorted = None
             last = self.n - 1
             if r != last:  # move the last row into the hole
                 moved = int(self.pks[last])
@@ -98,6 +101,7 @@ class CodeTable:
         for i, pk in enumerate(pks, start=self.n):
             self.row[int(pk)] = i
         self.n = end
+        self._sorted = None
 
     def _refit(self) -> None:
         data = self.vecs[: self.n]
@@ -123,13 +127,25 @@ class CodeTable:
         """(pks, float vectors) held, in row order (views: copy before changing the table)."""
         return self.pks[: self.n], self.vecs[: self.n]
 
+    def _rows_of(self, pks: np.ndarray) -> np.ndarray:
+        """Rows of the held pks among `pks`: dict lookups for a few, a binary search over
+        the sorted pks for many (the sort is kept until the table changes)."""
+        if len(pks) < 256 or self.n == 0:
+            return np.fromiter(
+                (r for r in (self.row.get(int(p)) for p in pks) if r is not None), np.int64
+            )
+        if self._sorted is None:
+            order = np.argsort(self.pks[: self.n], kind="stable")
+            self._sorted = (self.pks[: self.n][order], order)
+        keys, order = self._sorted
+        pos = np.minimum(np.searchsorted(keys, pks), len(keys) - 1)
+        return order[pos[keys[pos] == pks]]
+
     def search_among(
         self, query: np.ndarray, k: int, allowed: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """Exact top-k among the `allowed` pks (filtered recall)."""
-        rows = np.fromiter(
-            (r for r in (self.row.get(int(p)) for p in allowed) if r is not None), np.int64
-        )
+        rows = self._rows_of(np.asarray(allowed, np.int64))
         k = min(k, len(rows))
         if k <= 0:
             return np.empty(0, np.int64), np.empty(0, np.float32)
