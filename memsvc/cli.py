@@ -311,16 +311,20 @@ def recall(
     k: Annotated[int, typer.Option("-k", help="How many hits.")] = 10,
     cube: CubeOpt = None,
     at: Annotated[str | None, typer.Option(help="Reference time (ISO 8601).")] = None,
+    recipe: Annotated[
+        str | None,
+        typer.Option(help="fast, balanced, deep, or channels like 'dense=1+keyword=1|rrf20'."),
+    ] = None,
     data_dir: DataDir = None,
     database_url: DbUrl = None,
     as_json: JsonOut = False,
 ) -> None:
-    """Find the memories most relevant to a query.
+    """Find the memories most relevant to a query (--json shows each channel's rank).
 
-    Example: memsvc recall "where does alice live" --user alice -k 5
+    Example: memsvc recall "where does alice live" --user alice -k 5 --recipe deep
     """
     with _memory(data_dir, database_url) as mem:
-        hits = mem.recall(query, user_id=user, k=k, cube=cube, at=at)
+        hits = mem.recall(query, user_id=user, k=k, cube=cube, at=at, recipe=recipe)
         if as_json:
             _print_json([h.model_dump(mode="json") for h in hits])
         elif not hits:

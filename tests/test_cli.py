@@ -44,6 +44,10 @@ def test_add_recall_get_delete(home: Path, open_memory) -> None:
     hits = json.loads(run("recall", "where does alice live", "--user", "alice", "--json"))
     assert hits[0]["record"]["id"] == rid and "dense" in hits[0]["explain"]
     assert "Berlin" in run("recall", "where does alice live", "-u", "alice")
+    fast = json.loads(
+        run("recall", "where does alice live", "-u", "alice", "--recipe", "fast", "--json")
+    )
+    assert fast[0]["record"]["id"] == rid and set(fast[0]["explain"]) == {"dense"}
     assert json.loads(run("get", rid))["metadata"] == {"src": "cli"}
     run("delete", rid)
     assert json.loads(run("get", rid, "--history"))[-1]["change"] == "delete"
@@ -86,6 +90,8 @@ def test_errors_are_one_line_and_exit_nonzero(home: Path) -> None:
     result = runner.invoke(app, ["add", "--user", "u"])
     assert result.exit_code == 2
     assert runner.invoke(app, ["recall", "x", "-u", "u", "-k", "0"]).exit_code == 1
+    bad = runner.invoke(app, ["recall", "x", "-u", "u", "--recipe", "dense=1+psychic=1"])
+    assert bad.exit_code == 1 and "unknown channel psychic" in bad.output
 
 
 def test_every_command_has_help_with_an_example() -> None:
