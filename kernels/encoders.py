@@ -75,6 +75,12 @@ def _per_dim_scale(x: np.ndarray, percentile: float, levels: int) -> np.ndarray:
     return np.maximum(top, 1e-12).astype(np.float32) / levels
 
 
+def _symmetric_codes(x: np.ndarray, scale: np.ndarray, level: int) -> np.ndarray:
+    """Round x / scale to the nearest integer in [-level, level] (int8)."""
+    x = np.atleast_2d(np.asarray(x, dtype=np.float32))
+    return np.clip(np.rint(x / scale), -level, level).astype(np.int8)
+
+
 @dataclass
 class Int8Quantizer:
     """Symmetric int8 per dimension: x_d ~ scale_d * code_d, code in [-127, 127].
@@ -91,8 +97,7 @@ class Int8Quantizer:
         return cls(_per_dim_scale(x, percentile, 127))
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        x = np.atleast_2d(np.asarray(x, dtype=np.float32))
-        return np.clip(np.rint(x / self.scale), -127, 127).astype(np.int8)
+        return _symmetric_codes(x, self.scale, 127)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         return codes.astype(np.float32) * self.scale
@@ -117,8 +122,7 @@ class Int4Quantizer:
 
     def codes(self, x: np.ndarray) -> np.ndarray:
         """Unpacked int8 codes in [-7, 7]."""
-        x = np.atleast_2d(np.asarray(x, dtype=np.float32))
-        return np.clip(np.rint(x / self.scale), -7, 7).astype(np.int8)
+        return _symmetric_codes(x, self.scale, 7)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         c = self.codes(x)
