@@ -16,6 +16,7 @@ from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics
 from api.routes import cubes, health, memories
 from memsvc import Memory, Settings, __version__, get_settings
+from memsvc.maintenance import Scheduler
 
 __all__ = ["create_app", "create_app_from_env"]
 
@@ -50,9 +51,15 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
         # threads than that only contend for the GIL and the cores.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         threading.Thread(target=_warm_up, args=(mem, ready), daemon=True).start()
+        scheduler = None
+        if settings.maintain_seconds > 0:  # organize, supersede, forget in the background
+            scheduler = Scheduler(mem.maintain_all, settings.maintain_seconds).start()
+        app.state.scheduler = scheduler
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             if owned:
                 mem.close()
 

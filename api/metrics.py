@@ -39,13 +39,36 @@ class _CubeCollector(Collector):
         vectors = GaugeMetricFamily(
             "memsvc_cube_index_vectors", "Vectors in each loaded cube index.", labels=["cube"]
         )
+        runs = GaugeMetricFamily(
+            "memsvc_maintenance_runs", "Maintenance runs finished per cube.", labels=["cube"]
+        )
+        last = GaugeMetricFamily(
+            "memsvc_maintenance_last_changes",
+            "What the cube's latest maintenance run changed, by pass.",
+            labels=["cube", "change"],
+        )
+        when = GaugeMetricFamily(
+            "memsvc_maintenance_last_run_timestamp_seconds",
+            "When the cube's latest maintenance run finished.",
+            labels=["cube"],
+        )
         for stat in self.memory.cube_stats():
+            cube = stat["cube_id"]
             for status, n in stat["records"].items():
-                records.add_metric([stat["cube_id"], status], n)
+                records.add_metric([cube, status], n)
             if stat["index_vectors"] is not None:
-                vectors.add_metric([stat["cube_id"]], stat["index_vectors"])
+                vectors.add_metric([cube], stat["index_vectors"])
+            m = stat["maintenance"]
+            runs.add_metric([cube], m["runs"])
+            if m["last"] is not None:
+                when.add_metric([cube], m["last"]["finished_at"].timestamp())
+                for change, n in m["last"]["counts"].items():
+                    last.add_metric([cube, change], n)
         yield records
         yield vectors
+        yield runs
+        yield last
+        yield when
 
 
 class Metrics:

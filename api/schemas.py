@@ -28,6 +28,7 @@ class AddRequest(_Body):
     kind: str | None = None
     tags: list[str] | None = None
     importance: float | None = None
+    pinned: bool = Field(default=False, description="Pinned records never fade.")
 
 
 class SearchRequest(_Body):
@@ -54,6 +55,7 @@ class UpdateRequest(_Body):
     event_time: datetime | None = None
     valid_from: datetime | None = None
     valid_to: datetime | None = None
+    pinned: bool | None = None
 
 
 class CubeCreate(_Body):

@@ -7,6 +7,7 @@ mem.recall("where does alice live", user_id="alice")
 """
 
 from memsvc.client import AsyncMemoryClient, MemoryClient
+from memsvc.clock import Clock, ManualClock, SystemClock
 from memsvc.config import Settings, get_settings
 from memsvc.embedder import Embedder, SentenceTransformerEmbedder
 from memsvc.errors import (
@@ -31,6 +32,7 @@ from memsvc.models import (
     GraphPage,
     Hit,
     IndexInfo,
+    MaintenanceRun,
     MemoryRecord,
     Message,
     Neighbor,
@@ -44,6 +46,7 @@ __all__ = [
     "ApiKey",
     "AsyncMemoryClient",
     "AuthError",
+    "Clock",
     "Conflict",
     "Cube",
     "CubeNotFound",
@@ -55,6 +58,8 @@ __all__ = [
     "Hit",
     "IndexInfo",
     "InvalidInput",
+    "MaintenanceRun",
+    "ManualClock",
     "Memory",
     "MemoryClient",
     "MemoryRecord",
@@ -70,6 +75,7 @@ __all__ = [
     "SentenceTransformerEmbedder",
     "Settings",
     "StorageError",
+    "SystemClock",
     "get_settings",
 ]
 

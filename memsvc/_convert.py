@@ -37,6 +37,7 @@ def record_model(row: RecordRow, cube: CubeRow | None = None) -> MemoryRecord:
         entities=list(row.entities or []),
         embedding_precision=row.embedding_precision,
         metadata=row.meta or {},
+        pinned=bool(getattr(row, "pinned", False)),
     )
 
 
@@ -55,6 +56,7 @@ def version_model(record_id: str, row: VersionRow) -> RecordVersion:
         valid_to=row.valid_to,
         metadata=row.meta or {},
         changed_at=row.changed_at,
+        cause_id=row.cause_id,
     )
 
 

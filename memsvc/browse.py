@@ -13,7 +13,7 @@ from sqlalchemy.orm import Session
 from memsvc.errors import InvalidInput
 from memsvc.models import EDGE_TYPES, GraphEdge, GraphNode, GraphPage, Neighbor
 from memsvc.validation import decode_cursor, encode_cursor
-from store.orm import EdgeRow, EntityRow, RecordRow
+from store.orm import EdgeRow, EntityRow, RecordRow, TopicRow
 
 __all__ = ["check_depth", "check_types", "graph_page", "neighbors"]
 
@@ -62,6 +62,14 @@ def _nodes(s: Session, keys: set[tuple[str, int]]) -> dict[tuple[str, int], Grap
         )
         for pk, name, typ in s.execute(q):
             out[("entity", pk)] = GraphNode(id=f"entity:{pk}", kind="entity", label=name, type=typ)
+    topics = [pk for kind, pk in keys if kind == "topic"]
+    for i in range(0, len(topics), 500):
+        q = select(TopicRow.pk, TopicRow.label, TopicRow.level).where(
+            TopicRow.pk.in_(topics[i : i + 500])
+        )
+        for pk, label, level in s.execute(q):
+            typ = "topic" if level == 0 else "subtopic"
+            out[("topic", pk)] = GraphNode(id=f"topic:{pk}", kind="topic", label=label, type=typ)
     return out
 
 

@@ -100,6 +100,13 @@ def _records_table(records: list[Any], *, scores: list[float] | None = None) -> 
     return table
 
 
+def _maintenance_cell(run: Any) -> str:
+    if run is None:
+        return "never"
+    changed = sum(v for k, v in run.counts.items() if k != "index_vectors")
+    return f"{run.finished_at:%Y-%m-%d %H:%M} ({changed} changes)"
+
+
 def _is_loopback(host: str) -> bool:
     if host == "localhost":
         return True
@@ -392,6 +399,84 @@ def delete(
         out.print(f"{'purged' if hard else 'deleted'} {record_id}")
 
 
+@app.command()
+def restore(
+    record_id: Annotated[str, typer.Argument(help="Record id.")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Bring back an archived (faded or merged) or deleted record.
+
+    Example: memsvc restore 5f1c...
+    """
+    with _memory(data_dir, database_url) as mem:
+        rec = mem.restore(record_id)
+        out.print(f"restored {rec.id} ({rec.status})")
+
+
+@app.command()
+def maintain(
+    cube: Annotated[
+        str | None, typer.Argument(help="Cube name or id (default: every cube).")
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Run maintenance now: supersession, topic tree and links, duplicate merge, forgetting.
+
+    Example: memsvc maintain user:alice
+    """
+    with _memory(data_dir, database_url) as mem:
+        runs = mem.maintain(cube)
+        if as_json:
+            _print_json([r.model_dump(mode="json") for r in runs])
+            return
+        table = Table()
+        for col in ("cube", "changes"):
+            table.add_column(col)
+        for r in runs:
+            changes = ", ".join(
+                f"{k} {v}" for k, v in r.counts.items() if v and k != "index_vectors"
+            )
+            table.add_row(r.cube, changes or "nothing to do")
+        out.print(table)
+
+
+@app.command()
+def graph(
+    cube: Annotated[str, typer.Argument(help="Cube name or id.")],
+    out_file: Annotated[Path, typer.Option("--out", help="The HTML file to write.")] = Path(
+        "graph.html"
+    ),
+    types: Annotated[
+        str | None, typer.Option("--types", help="Edge types, comma-separated (default all).")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", help="At most this many edges.")] = 5000,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Write the cube's topic tree and graph as one self-contained interactive HTML page.
+
+    Example: memsvc graph user:alice --out alice.html
+    """
+    from memsvc.graph_html import render_graph_html
+
+    with _memory(data_dir, database_url) as mem:
+        nodes: dict[str, Any] = {}
+        edges: list[Any] = []
+        cursor = None
+        while len(edges) < limit:
+            page = mem.graph(cube, types=types, limit=min(1000, limit - len(edges)), cursor=cursor)
+            edges += page.edges
+            nodes.update({n.id: n for n in page.nodes})
+            cursor = page.next_cursor
+            if cursor is None:
+                break
+        out_file.write_text(render_graph_html(cube, nodes.values(), edges), encoding="utf-8")
+        out.print(f"wrote {out_file} ({len(nodes)} nodes, {len(edges)} edges)")
+
+
 @app.command("export")
 def export_(
     cube: Annotated[str, typer.Argument(help="Cube name or id.")],
@@ -443,13 +528,20 @@ def info(
     with _memory(data_dir, database_url) as mem:
         cubes = mem.list_cubes()
         indexes = {c.id: mem.index_info(c.id) for c in cubes}
+        runs = {r.cube: r for r in mem.maintenance_runs()}
         url = mem.settings.resolved_database_url()
         data = {
             "data_dir": str(mem.settings.home.resolve()),
             "database": _redact(url),
             "embedding_model": mem.embedder.model_id,
             "cubes": [
-                {**c.model_dump(mode="json"), "index": indexes[c.id].model_dump(mode="json")}
+                {
+                    **c.model_dump(mode="json"),
+                    "index": indexes[c.id].model_dump(mode="json"),
+                    "last_maintenance": runs[c.name].model_dump(mode="json")
+                    if c.name in runs
+                    else None,
+                }
                 for c in cubes
             ],
         }
@@ -459,7 +551,14 @@ def info(
         out.print(f"data dir: {data['data_dir']}\ndatabase: {data['database']}")
         out.print(f"embedding model: {data['embedding_model']}")
         table = Table()
-        for col in ("cube", "records", "vectors", "index seq / db seq", "index file"):
+        for col in (
+            "cube",
+            "records",
+            "vectors",
+            "index seq / db seq",
+            "index file",
+            "last maintenance",
+        ):
             table.add_column(col)
         for c in cubes:
             ix = indexes[c.id]
@@ -469,6 +568,7 @@ def info(
                 str(ix.vectors),
                 f"{ix.seq} / {ix.db_seq}",
                 "present" if ix.file_exists else "missing",
+                _maintenance_cell(runs.get(c.name)),
             )
         out.print(table)
 

@@ -32,6 +32,7 @@ from memsvc.models import (
     Filters,
     GraphPage,
     Hit,
+    MaintenanceRun,
     MemoryRecord,
     Message,
     Neighbor,
@@ -243,6 +244,26 @@ class _BaseClient:
             parse=lambda r: _NEIGHBORS.validate_python(r.json()),
         )
 
+    def _restore(self, id: str) -> _Call:
+        return _Call("POST", f"/v1/memories/{_seg(id)}/restore", parse=self._record)
+
+    def _lineage(self, id: str) -> _Call:
+        return _Call("GET", f"/v1/memories/{_seg(id)}/lineage", parse=self._records)
+
+    def _maintain(self, cube: str) -> _Call:
+        return _Call(
+            "POST",
+            f"/v1/cubes/{_seg(cube)}/maintain",
+            parse=lambda r: MaintenanceRun.model_validate(r.json()),
+        )
+
+    def _last_run(self, cube: str) -> _Call:
+        return _Call(
+            "GET",
+            f"/v1/cubes/{_seg(cube)}/maintenance",
+            parse=lambda r: None if r.json() is None else MaintenanceRun.model_validate(r.json()),
+        )
+
     def _history(self, id: str) -> _Call:
         return _Call(
             "GET",
@@ -355,6 +376,7 @@ class MemoryClient(_BaseClient):
         kind: str | None = None,
         tags: Sequence[str] | None = None,
         importance: float | None = None,
+        pinned: bool = False,
     ) -> list[MemoryRecord]:
         return self._send(
             self._add(
@@ -369,6 +391,7 @@ class MemoryClient(_BaseClient):
                 kind=kind,
                 tags=tags,
                 importance=importance,
+                pinned=pinned,
             )
         )
 
@@ -404,6 +427,7 @@ class MemoryClient(_BaseClient):
         event_time: datetime | str | float | None = None,
         valid_from: datetime | str | float | None = None,
         valid_to: datetime | str | float | None = None,
+        pinned: bool | None = None,
     ) -> MemoryRecord:
         return self._send(
             self._update(
@@ -416,6 +440,7 @@ class MemoryClient(_BaseClient):
                 event_time=event_time,
                 valid_from=valid_from,
                 valid_to=valid_to,
+                pinned=pinned,
             )
         )
 
@@ -424,6 +449,22 @@ class MemoryClient(_BaseClient):
 
     def history(self, id: str) -> list[RecordVersion]:
         return self._send(self._history(id))
+
+    def lineage(self, id: str) -> list[MemoryRecord]:
+        return self._send(self._lineage(id))
+
+    def restore(self, id: str) -> MemoryRecord:
+        return self._send(self._restore(id))
+
+    def maintain(self, cube: str | None = None) -> list[MaintenanceRun]:
+        """Maintenance now on one cube, or on each cube this key's tenant owns."""
+        names = [cube] if cube else [c.name for c in self.list_cubes() if c.access == "owner"]
+        return [self._send(self._maintain(n)) for n in names]
+
+    def maintenance_runs(self, cube: str | None = None) -> list[MaintenanceRun]:
+        names = [cube] if cube else [c.name for c in self.list_cubes() if c.access == "owner"]
+        runs = [self._send(self._last_run(n)) for n in names]
+        return [r for r in runs if r is not None]
 
     def graph(
         self,
@@ -596,6 +637,7 @@ class AsyncMemoryClient(_BaseClient):
         kind: str | None = None,
         tags: Sequence[str] | None = None,
         importance: float | None = None,
+        pinned: bool = False,
     ) -> list[MemoryRecord]:
         return await self._send(
             self._add(
@@ -610,6 +652,7 @@ class AsyncMemoryClient(_BaseClient):
                 kind=kind,
                 tags=tags,
                 importance=importance,
+                pinned=pinned,
             )
         )
 
@@ -645,6 +688,7 @@ class AsyncMemoryClient(_BaseClient):
         event_time: datetime | str | float | None = None,
         valid_from: datetime | str | float | None = None,
         valid_to: datetime | str | float | None = None,
+        pinned: bool | None = None,
     ) -> MemoryRecord:
         return await self._send(
             self._update(
@@ -657,6 +701,7 @@ class AsyncMemoryClient(_BaseClient):
                 event_time=event_time,
                 valid_from=valid_from,
                 valid_to=valid_to,
+                pinned=pinned,
             )
         )
 
@@ -665,6 +710,21 @@ class AsyncMemoryClient(_BaseClient):
 
     async def history(self, id: str) -> list[RecordVersion]:
         return await self._send(self._history(id))
+
+    async def lineage(self, id: str) -> list[MemoryRecord]:
+        return await self._send(self._lineage(id))
+
+    async def restore(self, id: str) -> MemoryRecord:
+        return await self._send(self._restore(id))
+
+    async def maintain(self, cube: str | None = None) -> list[MaintenanceRun]:
+        names = [cube] if cube else [c.name for c in await self.list_cubes() if c.access == "owner"]
+        return [await self._send(self._maintain(n)) for n in names]
+
+    async def maintenance_runs(self, cube: str | None = None) -> list[MaintenanceRun]:
+        names = [cube] if cube else [c.name for c in await self.list_cubes() if c.access == "owner"]
+        runs = [await self._send(self._last_run(n)) for n in names]
+        return [r for r in runs if r is not None]
 
     async def graph(
         self,

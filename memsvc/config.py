@@ -7,8 +7,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from retrieval.retention import ForgetPolicy
 
 __all__ = ["Settings", "get_settings"]
 
@@ -93,6 +95,43 @@ class Settings(BaseSettings):
     )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
+    forget_base_days: float = Field(
+        default=180.0,
+        gt=0,
+        description="Memory strength in days at importance 0.5 (x2 at importance 1, /2 at 0).",
+    )
+    forget_growth: float = Field(
+        default=1.5, ge=0, description="How much a recall grows strength (spacing-weighted)."
+    )
+    forget_int8_below: float = Field(
+        default=0.5, ge=0, le=1, description="Retention under which a vector is stored int8."
+    )
+    forget_binary_below: float = Field(
+        default=0.1, ge=0, le=1, description="Retention under which a vector is stored 1-bit."
+    )
+    forget_archive_below: float = Field(
+        default=0.01, ge=0, le=1, description="Retention under which a record is archived."
+    )
+    reinforce_flush_seconds: float = Field(
+        default=2.0, ge=0, description="How often recall reinforcement is written (0: at once)."
+    )
+    forgetting: bool = Field(
+        default=True, description="Demote and archive records as their retention falls."
+    )
+    maintain_seconds: float = Field(
+        default=300.0,
+        ge=0,
+        description="Interval of background maintenance in `memsvc serve` (0: only on demand).",
+    )
+    related_threshold: float = Field(
+        default=0.8, gt=0, le=1, description="Cosine above which records get `related` edges."
+    )
+    duplicate_threshold: float = Field(
+        default=0.9,
+        gt=0,
+        le=1,
+        description="Cosine above which facts with nearly the same words merge as duplicates.",
+    )
 
     @field_validator("recall_recipe", mode="after")
     @classmethod
@@ -109,6 +148,23 @@ class Settings(BaseSettings):
     @classmethod
     def _expand_home(cls, v: Path) -> Path:
         return v.expanduser()
+
+    @model_validator(mode="after")
+    def _ordered_thresholds(self) -> Settings:
+        try:
+            self.forget_policy()
+        except ValueError as exc:
+            raise ValueError(f"forget_* settings: {exc}") from exc
+        return self
+
+    def forget_policy(self) -> ForgetPolicy:
+        return ForgetPolicy(
+            base_days=self.forget_base_days,
+            growth=self.forget_growth,
+            int8_below=self.forget_int8_below,
+            binary_below=self.forget_binary_below,
+            archive_below=self.forget_archive_below,
+        )
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -31,6 +31,7 @@ import numpy as np
 import retrieval
 from memsvc import browse, portable, transfer
 from memsvc._convert import cube_model, record_model, version_model
+from memsvc.clock import Clock, SystemClock
 from memsvc.config import Settings, get_settings
 from memsvc.embedder import Embedder, SentenceTransformerEmbedder, encode_queries
 from memsvc.errors import (
@@ -42,19 +43,29 @@ from memsvc.errors import (
     RecordNotFound,
     StorageError,
 )
+from memsvc.forgetting import Reinforcer
 from memsvc.keys import KeyManager
+from memsvc.maintenance import (
+    CubeLocks,
+    MaintenanceReport,
+    last_runs,
+    maintain_cube,
+    run_counts,
+)
 from memsvc.models import (
     Cube,
     Filters,
     GraphPage,
     Hit,
     IndexInfo,
+    MaintenanceRun,
     MemoryRecord,
     Message,
     Neighbor,
     Page,
     RecordVersion,
 )
+from memsvc.supersession import chain_pks, key_of, resolve_keys
 from memsvc.validation import (
     brief,
     check_cube_name,
@@ -125,6 +136,17 @@ class _RecallPlan:
     rq: repo.RecordQuery
     cube: str | None
     recipe: Recipe
+    reinforce: bool = True  # recalling a memory strengthens it (memsvc/forgetting.py)
+
+
+def _run_model(rep: MaintenanceReport) -> MaintenanceRun:
+    return MaintenanceRun(
+        cube=rep.cube,
+        trigger=rep.trigger,
+        started_at=rep.started_at,
+        finished_at=rep.finished_at,
+        counts=rep.counts,
+    )
 
 
 def default_cube_name(user_id: str) -> str:
@@ -134,8 +156,10 @@ def default_cube_name(user_id: str) -> str:
 class _Engine:
     """What every tenant view of one data directory shares: database, indexes, embedder."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None) -> None:
+    def __init__(self, settings: Settings, embedder: Embedder | None, clock: Clock) -> None:
         self.settings = settings
+        self.clock = clock
+        self.policy = settings.forget_policy()
         settings.home.mkdir(parents=True, exist_ok=True)
         set_search_threads(settings.search_threads)
         self.db = Database(settings.resolved_database_url())
@@ -159,6 +183,10 @@ class _Engine:
             query_precision=settings.query_precision,
         )
         self.keys = KeyManager(self.db, cache_seconds=settings.auth_cache_seconds)
+        self.reinforcer = Reinforcer(
+            self.db, self.policy, flush_seconds=settings.reinforce_flush_seconds
+        )
+        self.locks = CubeLocks()
         self._tenants: dict[str, int] = {}
         self._cubes: dict[tuple[int, str, bool], tuple[CubeRow, float]] = {}
         self._lock = threading.Lock()
@@ -202,6 +230,7 @@ class _Engine:
                 self._cubes.pop(key, None)
 
     def close(self) -> None:
+        self.reinforcer.flush()
         self.indexes.flush()
         self.db.dispose()
 
@@ -216,6 +245,8 @@ class Memory:
         embedder: an `Embedder`; default the bundled all-MiniLM-L6-v2 (or
             `settings.embedding_model`). Share one across instances to load the model once.
         tenant: whose data this handle sees; the embedded default is "local".
+        clock: where "now" comes from (default the system clock); a `ManualClock` lets a
+            test or an eval age a cube by months, or ingest a conversation at its own dates.
     """
 
     def __init__(
@@ -226,6 +257,7 @@ class Memory:
         settings: Settings | None = None,
         embedder: Embedder | None = None,
         tenant: str = DEFAULT_TENANT,
+        clock: Clock | None = None,
     ) -> None:
         settings = settings or get_settings()
         update: dict[str, Any] = {}
@@ -236,7 +268,7 @@ class Memory:
         if update:
             settings = settings.model_copy(update=update)
         try:
-            self._engine = _Engine(settings, embedder)
+            self._engine = _Engine(settings, embedder, clock or SystemClock())
         except StoreError as exc:
             raise StorageError(str(exc)) from exc
         self._tenant = tenant
@@ -429,12 +461,18 @@ class Memory:
         kind: str | None = None,
         tags: Sequence[str] | None = None,
         importance: float | None = None,
+        pinned: bool = False,
     ) -> list[MemoryRecord]:
         """Store text (one record per string) or chat messages (one episode per message).
 
         `timestamp` is when it happened (the event time; default now); a message's own
-        `timestamp` wins over it. Returns the created records in input order.
+        `timestamp` wins over it. `pinned` records never fade. A record that states a newer
+        value of a fact an older one states ("I moved to Berlin" after "I live in Paris")
+        closes the older one (memsvc/supersession.py). Returns the created records in input
+        order.
         """
+        if not isinstance(pinned, bool):
+            raise InvalidInput("pinned must be true or false", details={"field": "pinned"})
         s = self._engine.settings
         check_ident(user_id, field="user_id", required=True)
         check_ident(agent_id, field="agent_id")
@@ -493,7 +531,7 @@ class Memory:
         vectors = self._engine.embedder.encode(
             [embedding_text(it["content"], it["source"], it["event_time"]) for it in items]
         )
-        now = utcnow()
+        now = self._engine.clock.now()
         fields = []
         mentions = []
         for it, vec in zip(items, vectors, strict=True):
@@ -516,6 +554,8 @@ class Memory:
                     "embedding": vec.tobytes(),
                     "meta": it.get("meta", meta),
                     "entities": list(dict.fromkeys(e[1] for e in mentions[-1])),
+                    "pinned": pinned,
+                    "fact_key": key_of(it["content"], it["source"], user_id),
                 }
             )
         if cube_row is None:  # the user's default cube, made now with this model
@@ -528,6 +568,8 @@ class Memory:
             repo.link_entities(
                 db, cube_row.pk, [(r.pk, m) for r, m in zip(rows, mentions, strict=True) if m]
             )
+            if resolve_keys(db, cube_row, (f["fact_key"] for f in fields), now):
+                seqs = None  # older records changed too: the index catches up from the log
             if messages is not None and len(rows) > 1:
                 db.add_all(
                     EdgeRow(
@@ -563,12 +605,18 @@ class Memory:
         event_time: datetime | str | float | None = None,
         valid_from: datetime | str | float | None = None,
         valid_to: datetime | str | float | None = None,
+        pinned: bool | None = None,
     ) -> MemoryRecord:
         """Change a record; the previous version stays in `history(id)`.
 
-        `metadata` replaces the whole metadata dict; new text is re-embedded.
+        `metadata` replaces the whole metadata dict; new text is re-embedded. `pinned=True`
+        keeps a record from fading (retention stays 1).
         """
         changes: dict[str, Any] = {}
+        if pinned is not None:
+            if not isinstance(pinned, bool):
+                raise InvalidInput("pinned must be true or false", details={"field": "pinned"})
+            changes["pinned"] = pinned
         if text is not None:
             changes["content"] = check_text(
                 text, field="text", max_bytes=self._engine.settings.max_text_bytes
@@ -601,17 +649,18 @@ class Memory:
             vec = self._engine.embedder.encode([text_in])[0]
             ents = extract_entities(changes["content"], speaker=speaker_of(source))
             changes["entities"] = list(dict.fromkeys(e.normalized for e in ents))
+            changes["fact_key"] = key_of(changes["content"], source, old.user_id)
         with self._engine.db.write() as s:
             row = self._get_row(s, id, write=True)
             if row.status == "deleted":
                 raise Conflict(f"record {id} is deleted", details={"id": id})
             if "content" in changes:
                 self._check_model(row.cube)
-            now = utcnow()
+            now = self._engine.clock.now()
             for attr, value in changes.items():
                 setattr(row, attr, value)
             if vec is not None:
-                row.embedding = vec.tobytes()
+                row.embedding, row.embedding_precision = vec.tobytes(), "float32"
             vf, vt = row.valid_from, row.valid_to
             if vf is not None and vt is not None and vt <= vf:
                 raise InvalidInput(
@@ -627,8 +676,10 @@ class Memory:
                 )
             repo.add_change(s, row.cube_pk, [row.pk], "upsert")
             cube_row = row.cube
+            if "content" in changes or "valid_from" in changes or "event_time" in changes:
+                resolve_keys(s, cube_row, [row.fact_key or ""], now)
         self._engine.indexes.get(cube_row)
-        return record_model(row)
+        return self.get(id)
 
     @_translated
     def delete(self, id: str, *, hard: bool = False) -> None:
@@ -641,7 +692,7 @@ class Memory:
             if hard:
                 repo.hard_delete_record(s, row)
             elif row.status != "deleted":
-                now = utcnow()
+                now = self._engine.clock.now()
                 row.status = "deleted"
                 row.version += 1
                 row.updated_at = now
@@ -668,6 +719,43 @@ class Memory:
     def get(self, id: str) -> MemoryRecord:
         with self._engine.db.read() as s:
             return record_model(self._get_row(s, id))
+
+    @_translated
+    def lineage(self, id: str) -> list[MemoryRecord]:
+        """The supersession chain through a record, oldest first: each record was closed
+        (valid_to) by the next ("I live in Paris" -> "I moved to Berlin" -> ...)."""
+        with self._engine.db.read() as s:
+            row = self._get_row(s, id)
+            pks = chain_pks(s, row.cube_pk, row.pk)
+            rows = repo.records_by_pks(s, pks)
+            return [record_model(rows[pk]) for pk in pks if pk in rows]
+
+    @_translated
+    def restore(self, id: str) -> MemoryRecord:
+        """Bring back an archived (faded or merged) or soft-deleted record: active again,
+        retention reset to 1 as if just recalled, its vector re-embedded at full precision."""
+        with self._engine.db.read() as s:
+            row = self._get_row(s, id, write=True)
+            if row.status == "active":
+                return record_model(row)
+            text_in = embedding_text(row.content, row.source, row.event_time)
+        vec = self._engine.embedder.encode([text_in])[0]
+        with self._engine.db.write() as s:
+            row = self._get_row(s, id, write=True)
+            self._check_model(row.cube)
+            if row.status != "active":
+                now = self._engine.clock.now()
+                row.status = "active"
+                row.embedding, row.embedding_precision = vec.tobytes(), "float32"
+                row.last_recalled_at = now
+                row.version += 1
+                row.updated_at = now
+                s.flush()
+                s.add(repo.snapshot_version(row, "restore", now))
+                repo.add_change(s, row.cube_pk, [row.pk], "upsert")
+            cube_row = row.cube
+        self._engine.indexes.get(cube_row)
+        return self.get(id)
 
     @_translated
     def history(self, id: str) -> list[RecordVersion]:
@@ -730,7 +818,7 @@ class Memory:
         check_ident(user_id, field="user_id", required=True)
         k = check_k(k, max_k=st.max_k)
         rq = self._record_query(filters)
-        rq.valid_at = to_utc(at, field="at") or utcnow()
+        rq.valid_at = to_utc(at, field="at") or self._engine.clock.now()
         if cube is not None and (not isinstance(cube, str) or not cube or len(cube) > 300):
             raise InvalidInput("cube must be a cube name or id", details={"field": "cube"})
         try:
@@ -761,12 +849,16 @@ class Memory:
                 rq=plan.rq,
                 recipe=plan.recipe,
                 query=plan.query,
-                at=plan.rq.valid_at or utcnow(),
+                at=plan.rq.valid_at or self._engine.clock.now(),
+                policy=self._engine.policy,
             )
-            return [
+            hits = [
                 Hit(record=record_model(c.row, cube_row), score=c.score, explain=c.explain)
                 for c in found
             ]
+        if found and plan.reinforce:
+            self._engine.reinforcer.note([c.row.pk for c in found], self._engine.clock.now())
+        return hits
 
     @_translated
     def graph(
@@ -795,6 +887,53 @@ class Memory:
         with self._engine.db.read() as s:
             row = self._get_row(s, id)
             return browse.neighbors(s, row.cube_pk, row.pk, types=kinds, depth=depth)
+
+    @_translated
+    def maintain(self, cube: str | None = None) -> list[MaintenanceRun]:
+        """Run maintenance now on one cube (by name or id), or on every cube this tenant
+        owns: supersession, organization (topic tree, follows / related edges, duplicate
+        merge), forgetting (demote, archive) and index catch-up. Idempotent: a second run
+        right after changes nothing."""
+        with self._engine.db.read() as s:
+            if cube is not None:
+                cubes = [self._find_cube(s, cube, write=True)]
+            else:
+                cubes = repo.list_cubes(s, self._tenant_pk)
+        return [_run_model(maintain_cube(self._engine, c, trigger="manual")) for c in cubes]
+
+    @_translated
+    def maintain_all(self) -> list[MaintenanceRun]:
+        """Maintenance of every cube of every tenant (an admin call: the scheduler's job in
+        `memsvc serve`); a cube that fails is logged and the others still run."""
+        with self._engine.db.read() as s:
+            cubes = repo.all_cubes(s)
+        out = []
+        for c in cubes:
+            try:
+                out.append(_run_model(maintain_cube(self._engine, c, trigger="scheduled")))
+            except Exception:  # recorded in its run row; the next tick tries again
+                log.exception("maintenance of cube %s failed", c.id)
+        return out
+
+    @_translated
+    def maintenance_runs(self, cube: str | None = None) -> list[MaintenanceRun]:
+        """The latest finished maintenance run of one cube, or of each of this tenant's
+        cubes (cubes never maintained are left out)."""
+        with self._engine.db.read() as s:
+            rows = [self._find_cube(s, cube)] if cube else repo.list_cubes(s, self._tenant_pk)
+            cubes = {c.pk: c.name for c in rows}
+            runs = last_runs(s, list(cubes))
+            return [
+                MaintenanceRun(
+                    cube=cubes[pk],
+                    trigger=r.trigger,
+                    started_at=r.started_at,
+                    finished_at=r.finished_at,
+                    counts=r.counts or {},
+                    error=r.error,
+                )
+                for pk, r in sorted(runs.items())
+            ]
 
     @_translated
     def list(
@@ -939,6 +1078,8 @@ class Memory:
             cubes = repo.all_cubes(s)
             counts = repo.cube_record_counts(s, [c.pk for c in cubes])
             tenants = {c.pk: c.tenant.name for c in cubes}
+            n_runs = run_counts(s, [c.pk for c in cubes])
+            latest = last_runs(s, [c.pk for c in cubes])
         loaded = self._engine.indexes.loaded_counts()
         return [
             {
@@ -946,6 +1087,15 @@ class Memory:
                 "tenant": tenants[c.pk],
                 "records": counts[c.pk],
                 "index_vectors": loaded.get(c.pk),
+                "maintenance": {
+                    "runs": n_runs.get(c.pk, 0),
+                    "last": None
+                    if c.pk not in latest
+                    else {
+                        "finished_at": latest[c.pk].finished_at,
+                        "counts": latest[c.pk].counts or {},
+                    },
+                },
             }
             for c in cubes
         ]

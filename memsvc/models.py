@@ -16,6 +16,7 @@ __all__ = [
     "Filters",
     "Hit",
     "IndexInfo",
+    "MaintenanceRun",
     "MemoryRecord",
     "Message",
     "Page",
@@ -58,6 +59,7 @@ class MemoryRecord(_Frozen):
     entities: list[str] = Field(default_factory=list)
     embedding_precision: str = "float32"
     metadata: dict[str, Any] = Field(default_factory=dict)
+    pinned: bool = False
 
 
 class Hit(_Frozen):
@@ -73,7 +75,7 @@ class RecordVersion(_Frozen):
 
     record_id: str
     version: int
-    change: Literal["create", "update", "delete", "restore"]
+    change: Literal["create", "update", "delete", "restore", "archive", "supersede", "merge"]
     content: str
     kind: str
     status: Status
@@ -84,6 +86,9 @@ class RecordVersion(_Frozen):
     valid_to: datetime | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
     changed_at: datetime
+    cause_id: str | None = Field(
+        default=None, description="The record that superseded or absorbed this one."
+    )
 
 
 class Page(_Frozen):
@@ -167,16 +172,23 @@ class Filters(BaseModel):
 
 
 EdgeType = Literal["part_of", "mentions", "follows", "related", "supersedes"]
-EDGE_TYPES: tuple[str, ...] = ("part_of", "mentions", "follows", "related", "supersedes")
+EDGE_TYPES: tuple[str, ...] = (
+    "part_of",
+    "mentions",
+    "follows",
+    "related",
+    "supersedes",
+    "duplicate_of",
+)
 
 
 class GraphNode(_Frozen):
-    """A record (`record:<id>`) or an entity (`entity:<n>`) of a cube's graph."""
+    """A record (`record:<id>`), an entity (`entity:<n>`) or a topic (`topic:<n>`)."""
 
     id: str
     kind: Literal["record", "entity", "topic"]
     label: str  # the record's text (first 200 characters) or the entity's name
-    type: str  # the record's kind or the entity's type
+    type: str  # the record's kind, the entity's type, or "topic" / "subtopic"
 
 
 class GraphEdge(_Frozen):
@@ -199,3 +211,14 @@ class Neighbor(_Frozen):
     edge: str  # the type of the edge that reached it
     direction: Literal["out", "in"]  # out: the edge starts at the nearer node
     hops: int
+
+
+class MaintenanceRun(_Frozen):
+    """One maintenance pass over a cube: what it changed, by pass."""
+
+    cube: str
+    trigger: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    counts: dict[str, int] = Field(default_factory=dict)
+    error: str | None = None

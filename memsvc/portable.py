@@ -21,9 +21,8 @@ from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from memsvc.errors import InvalidInput
+from store.precision import decode_stored
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "decode_vector", "encode_vector", "read_lines", "write"]
 
@@ -35,13 +34,16 @@ def encode_vector(vec: bytes | None) -> str | None:
     return None if vec is None else base64.b64encode(vec).decode("ascii")
 
 
-def decode_vector(text: str | None, dim: int) -> bytes | None:
+def decode_vector(text: str | None, dim: int, precision: str = "float32") -> bytes | None:
+    """The stored bytes of an embedding (float32, or int8 / 1-bit for a faded record)."""
     if text is None:
         return None
     raw = base64.b64decode(text)
-    if len(raw) != 4 * dim:
-        raise InvalidInput(f"embedding has {len(raw) // 4} dimensions; the file says {dim}")
-    return np.frombuffer(raw, dtype=np.float32).tobytes()
+    try:
+        decode_stored(raw, precision, dim)
+    except ValueError as exc:
+        raise InvalidInput(f"bad embedding: {exc} (the file says {dim} dimensions)") from None
+    return raw
 
 
 _PLURAL = {"record": "records", "entity": "entities", "edge": "edges"}

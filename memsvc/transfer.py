@@ -89,7 +89,7 @@ def import_items(
                 [embedding_text(r.content, r.source, r.event_time) for r in pending]
             )
             for r, v in zip(pending, vecs, strict=True):
-                r.embedding = v.tobytes()
+                r.embedding, r.embedding_precision = v.tobytes(), "float32"
         s.flush()
         for r in pending:
             record_pks[r.id] = r.pk
@@ -102,7 +102,9 @@ def import_items(
                 rec, row = item["record"], None
                 row = RecordRow(cube_pk=cube.pk, **record_fields(rec))
                 row.embedding = (
-                    portable.decode_vector(item.get("embedding"), file_dim) if same_model else None
+                    portable.decode_vector(item.get("embedding"), file_dim, row.embedding_precision)
+                    if same_model
+                    else None
                 )
                 s.add(row)
                 s.flush()
@@ -174,6 +176,7 @@ def record_fields(rec: dict[str, Any]) -> dict[str, Any]:
         "entities": rec.get("entities") or [],
         "embedding_precision": rec.get("embedding_precision", "float32"),
         "meta": rec.get("metadata") or {},
+        "pinned": bool(rec.get("pinned", False)),
     }
     for t in times:
         out[t] = to_utc(rec.get(t), field=t)
@@ -195,4 +198,5 @@ def version_row(record_pk: int, v: dict[str, Any]) -> VersionRow:
         valid_to=to_utc(v.get("valid_to"), field="valid_to"),
         meta=v.get("metadata") or {},
         changed_at=to_utc(v["changed_at"], field="changed_at"),
+        cause_id=v.get("cause_id"),
     )

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from bm25s.stopwords import STOPWORDS_EN
 
-__all__ = ["Entity", "extract_entities", "normalize", "query_names"]
+__all__ = ["COMMON_WORDS", "Entity", "extract_entities", "normalize", "query_names"]
 
 
 def _wordset(text: str) -> frozenset[str]:
@@ -28,8 +28,10 @@ _ORG_SUFFIX = re.compile(
     r"\b(?:Inc|Corp|Corporation|Company|Co|Ltd|LLC|University|College|School|Institute|Club|"
     r"Foundation|Association|Bank|Group|Agency|Hospital|Center|Centre)\.?$"
 )
-_COMMON = frozenset(STOPWORDS_EN) | _wordset(
-    """i im i'm i've i'd i'll hey hi hello wow oh ah yes yeah yep no nope ok okay sure thanks
+_COMMON = (
+    frozenset(STOPWORDS_EN)
+    | _wordset(
+        """i im i'm i've i'd i'll hey hi hello wow oh ah yes yeah yep no nope ok okay sure thanks
     thank great awesome nice cool love lol haha hmm well so but and also just really totally
     absolutely definitely congrats congratulations sorry please good glad happy amazing that's
     it's what's how's there's let's here's you're we're they're don't can't didn't won't
@@ -38,7 +40,10 @@ _COMMON = frozenset(STOPWORDS_EN) | _wordset(
     this these those my your his her our their we you they he she it what when where who why
     how which would could should can will did does do is was were are am be been have has had
     not never always maybe check look see wanna gonna gotta take make keep let let's go"""
+    )
+    | _wordset("finally recently then now also anyway besides actually honestly")
 )
+COMMON_WORDS = _COMMON  # words that are not names even when capitalised
 
 
 @dataclass(frozen=True)

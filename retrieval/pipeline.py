@@ -21,6 +21,7 @@ from retrieval.channels.recency import recency
 from retrieval.context import QueryContext, Ranked
 from retrieval.fusion import rrf, weighted_sum
 from retrieval.recipe import Recipe
+from retrieval.retention import ForgetPolicy, retention
 from store import repository as repo
 from store.indexes import IndexManager
 from store.orm import CubeRow, RecordRow
@@ -60,6 +61,7 @@ def recall(
     recipe: Recipe,
     query: str = "",
     at: datetime,
+    policy: ForgetPolicy | None = None,
 ) -> list[Candidate]:
     """Ranked candidates, read through `s` so the cube lookup, the index catch-up, filters and
     records share one snapshot."""
@@ -83,6 +85,8 @@ def recall(
         scan = None if recipe.dense_only else max(2 * n, k * indexes.oversample)
         ctx = QueryContext(query, query_vec, at, index, text, allowed, n, scan=scan)
         ranked = _rank(ctx, recipe)
+        if recipe.weight("retention") > 0:
+            ranked = _with_retention(s, ranked, recipe.weight("retention"), k, at, policy)
         out = _survivors(s, cube, rq, ranked, k)
         exhausted = n >= index.count or all(len(r) < n for r in ranked[1].values())
         if len(out) == k or exhausted:
@@ -116,6 +120,33 @@ def _rank(
         return list(next(iter(rankings.values()))), rankings, bonuses
     order = sorted(total.items(), key=lambda x: (-x[1], x[0]))
     return order, rankings, bonuses
+
+
+def _with_retention(
+    s: Session,
+    ranked: tuple[list[tuple[int, float]], dict[str, Ranked], dict[str, dict[int, float]]],
+    weight: float,
+    k: int,
+    at: datetime,
+    policy: ForgetPolicy | None,
+) -> tuple[list[tuple[int, float]], dict[str, Ranked], dict[str, dict[int, float]]]:
+    """Scale the head of the fused list by (1 - w + w * R): a fading memory gives way to an
+    equally relevant fresh one, but relevance still leads (w is small in the presets)."""
+    order, rankings, bonuses = ranked
+    w = min(max(weight, 0.0), 1.0)
+    head = order[: max(3 * k, k + 20)]
+    rows = repo.record_fields_by_pks(s, [pk for pk, _ in head])
+    policy = policy or ForgetPolicy()
+    held: dict[int, float] = {}
+    rescored = []
+    for pk, score in head:
+        row = rows.get(pk)
+        r = retention(row, at, policy) if row is not None else 1.0
+        held[pk] = r
+        f = 1.0 - w + w * r
+        rescored.append((pk, score * f if score >= 0 else score / max(f, 1e-6)))
+    rescored.sort(key=lambda x: (-x[1], x[0]))
+    return rescored + order[len(head) :], rankings, {**bonuses, "retention": held}
 
 
 def _survivors(

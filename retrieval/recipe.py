@@ -71,12 +71,21 @@ class Recipe:
 
 # Weights were measured on LoCoMo dev (evals/README.md has the table); the mechanisms, not the
 # numbers, carry over: dense and keyword agree on most answers, temporal only speaks to time
-# questions, session follows a question to its answer, entity adds 1-2 hop neighbours.
+# questions, session follows a question to its answer, entity adds 1-2 hop neighbours;
+# retention 0.2 scales a hit by 0.8 + 0.2 R, so a faded memory yields only to a fresh one
+# about as relevant.
 PRESETS: dict[str, Recipe] = {
     "fast": Recipe("fast", {"dense": 1.0}),
     "balanced": Recipe(
         "balanced",
-        {"dense": 1.0, "keyword": 1.0, "temporal": 1.0, "session": 0.7, "speaker": 0.5},
+        {
+            "dense": 1.0,
+            "keyword": 1.0,
+            "temporal": 1.0,
+            "session": 0.7,
+            "speaker": 0.5,
+            "retention": 0.2,
+        },
         fusion="weighted",
     ),
     "deep": Recipe(
@@ -88,6 +97,7 @@ PRESETS: dict[str, Recipe] = {
             "entity": 0.3,
             "session": 0.7,
             "speaker": 0.5,
+            "retention": 0.2,
         },
         fusion="weighted",
         candidates=100,

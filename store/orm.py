@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import (
     JSON,
+    Boolean,
     DateTime,
     Float,
     ForeignKey,
@@ -30,8 +31,10 @@ __all__ = [
     "CubeShareRow",
     "EdgeRow",
     "EntityRow",
+    "MaintenanceRunRow",
     "RecordRow",
     "TenantRow",
+    "TopicRow",
     "VersionRow",
     "utcnow",
 ]
@@ -108,6 +111,7 @@ class RecordRow(Base):
         Index("ix_memory_records_cube_status", "cube_pk", "status"),
         Index("ix_memory_records_cube_user", "cube_pk", "user_id"),
         Index("ix_memory_records_cube_session", "cube_pk", "session_id"),
+        Index("ix_memory_records_cube_fact", "cube_pk", "fact_key"),
         {"sqlite_autoincrement": True},
     )
 
@@ -137,6 +141,10 @@ class RecordRow(Base):
     embedding_precision: Mapped[str] = mapped_column(String(16), default="float32")
     embedding: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
+    pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    # "subject|attribute" of a stated fact ("user:ana|residence"); records sharing it can
+    # supersede one another (memsvc/supersession.py).
+    fact_key: Mapped[str | None] = mapped_column(String(300))
 
     cube: Mapped[CubeRow] = relationship(lazy="joined", innerjoin=True)
 
@@ -163,6 +171,39 @@ class VersionRow(Base):
     valid_to: Mapped[datetime | None] = mapped_column(UTCDateTime)
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
     changed_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    cause_id: Mapped[str | None] = mapped_column(String(36))  # the record that caused it
+
+
+class TopicRow(Base):
+    """A node of a cube's topic tree (level 0: topic, 1: subtopic); records hang below
+    subtopics by `part_of` edges."""
+
+    __tablename__ = "topics"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cube_pk: Mapped[int] = mapped_column(ForeignKey("cubes.pk", ondelete="CASCADE"), index=True)
+    parent_pk: Mapped[int | None] = mapped_column(Integer)
+    level: Mapped[int] = mapped_column(Integer)
+    label: Mapped[str] = mapped_column(String(300))
+    size: Mapped[int] = mapped_column(Integer, default=0)
+    built_n: Mapped[int] = mapped_column(Integer, default=0)  # records when the tree was built
+    centroid: Mapped[bytes | None] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class MaintenanceRunRow(Base):
+    """One maintenance pass over one cube and what it changed."""
+
+    __tablename__ = "maintenance_runs"
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cube_pk: Mapped[int] = mapped_column(ForeignKey("cubes.pk", ondelete="CASCADE"), index=True)
+    trigger: Mapped[str] = mapped_column(String(16))
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    counts: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class EntityRow(Base):

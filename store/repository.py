@@ -28,6 +28,7 @@ from store.orm import (
     VersionRow,
     utcnow,
 )
+from store.precision import decode_stored
 
 __all__ = [
     "RecordQuery",
@@ -556,7 +557,7 @@ def active_vectors(
     s: Session, cube_pk: int, pks: Sequence[int] | None = None, *, dim: int
 ) -> tuple[np.ndarray, np.ndarray]:
     """(pks, vectors) of the active records with an embedding, optionally among `pks`."""
-    q = select(RecordRow.pk, RecordRow.embedding).where(
+    q = select(RecordRow.pk, RecordRow.embedding, RecordRow.embedding_precision).where(
         RecordRow.cube_pk == cube_pk,
         RecordRow.status == "active",
         RecordRow.embedding.is_not(None),
@@ -567,7 +568,10 @@ def active_vectors(
     if not rows:
         return np.empty(0, np.int64), np.empty((0, dim), np.float32)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-    vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(len(rows), dim)
+    if all(r[2] == "float32" for r in rows):
+        vecs = np.frombuffer(b"".join(r[1] for r in rows), dtype=np.float32).reshape(-1, dim)
+    else:  # some faded records keep int8 or 1-bit vectors
+        vecs = np.stack([decode_stored(r[1], r[2], dim) for r in rows])
     return ids, vecs
 
 

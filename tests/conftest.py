@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from memsvc import Memory, SentenceTransformerEmbedder, Settings
+from memsvc import Clock, Memory, SentenceTransformerEmbedder, Settings
 
 
 @pytest.fixture(scope="session")
@@ -32,9 +32,9 @@ def open_memory(
     """Open a Memory on a data dir (default the test's tmp dir); all are closed at the end."""
     opened: list[Memory] = []
 
-    def _open(path: Path | None = None, **settings: object) -> Memory:
+    def _open(path: Path | None = None, clock: Clock | None = None, **settings: object) -> Memory:
         home = path or tmp_path / "data"
-        mem = Memory(settings=Settings(home=home, **settings), embedder=embedder)
+        mem = Memory(settings=Settings(home=home, **settings), embedder=embedder, clock=clock)
         opened.append(mem)
         return mem
 

@@ -29,7 +29,7 @@ FILLER = [
 
 
 def _channels(hit) -> set[str]:  # type: ignore[no-untyped-def]
-    return set(hit.explain) - {"fused"}
+    return set(hit.explain) - {"fused", "retention"}  # retention rescores, finds nothing
 
 
 def _contents(hits) -> list[str]:  # type: ignore[no-untyped-def]

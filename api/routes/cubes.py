@@ -13,7 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import TenantMemory
 from api.schemas import CubeCreate, ShareRequest
-from memsvc.models import Cube, GraphPage
+from memsvc.models import Cube, GraphPage, MaintenanceRun
 
 router = APIRouter(prefix="/v1/cubes", tags=["cubes"])
 
@@ -57,6 +57,20 @@ def cube_graph(
 ) -> GraphPage:
     """Edges (comma-separated `types` to filter) and the nodes they touch, paginated."""
     return memory.graph(cube, types=types, limit=limit, cursor=cursor)
+
+
+@router.post("/{cube}/maintain", response_model=MaintenanceRun)
+def maintain_cube(cube: str, memory: TenantMemory) -> MaintenanceRun:
+    """Run maintenance on the cube now (supersession, organization, forgetting, index
+    catch-up) and return what it changed; idempotent."""
+    return memory.maintain(cube)[0]
+
+
+@router.get("/{cube}/maintenance", response_model=MaintenanceRun | None)
+def cube_maintenance(cube: str, memory: TenantMemory) -> MaintenanceRun | None:
+    """The cube's latest finished maintenance run (null when none has run)."""
+    runs = memory.maintenance_runs(cube)
+    return runs[0] if runs else None
 
 
 @router.delete("/{cube}", status_code=status.HTTP_204_NO_CONTENT)

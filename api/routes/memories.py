@@ -97,6 +97,18 @@ def memory_history(record_id: str, memory: TenantMemory) -> list[RecordVersion]:
     return memory.history(record_id)
 
 
+@router.post("/{record_id}/restore", response_model=MemoryRecord)
+def restore_memory(record_id: str, memory: TenantMemory) -> MemoryRecord:
+    """Bring back an archived or soft-deleted record (retention reset, full-precision vector)."""
+    return memory.restore(record_id)
+
+
+@router.get("/{record_id}/lineage", response_model=list[MemoryRecord])
+def memory_lineage(record_id: str, memory: TenantMemory) -> list[MemoryRecord]:
+    """The supersession chain through the record, oldest first."""
+    return memory.lineage(record_id)
+
+
 @router.get("/{record_id}/neighbors", response_model=list[Neighbor])
 def memory_neighbors(
     record_id: str, memory: TenantMemory, types: str | None = None, depth: int = 1

@@ -1,5 +1,7 @@
 """Recall channels. Generators find candidates in the whole cube (dense, keyword, entity,
-temporal); boosters re-score the fused list (speaker, session, recency). One signature each."""
+temporal); boosters re-score the fused list (speaker, session, recency). One signature each.
+`retention` is the lifecycle's rescoring (retrieval/retention.py), applied by the pipeline to
+the head of the fused list, where the records' own fields are read."""
 
 from retrieval.channels.dense import dense
 from retrieval.channels.entity import entity
@@ -11,6 +13,7 @@ from retrieval.channels.temporal import temporal
 
 GENERATORS = {"dense": dense, "keyword": keyword, "entity": entity, "temporal": temporal}
 BOOSTERS = {"session": session, "speaker": speaker, "recency": recency}
-CHANNELS = (*GENERATORS, *BOOSTERS)
+RESCORERS = ("retention",)
+CHANNELS = (*GENERATORS, *BOOSTERS, *RESCORERS)
 
-__all__ = ["BOOSTERS", "CHANNELS", "GENERATORS"]
+__all__ = ["BOOSTERS", "CHANNELS", "GENERATORS", "RESCORERS"]

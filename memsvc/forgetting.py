@@ -1,0 +1,132 @@
+"""Forgetting: recalls reinforce memories; maintenance demotes and archives faded ones.
+
+The formula lives in retrieval/retention.py. Here are its two effects on the database:
+  - `Reinforcer` collects the records each recall returned and writes their new strength,
+    recall count and last_recalled_at in one transaction every `flush_seconds` (0: at once),
+    so a burst of recalls costs one write, not one per hit. What is still buffered when a
+    process dies is lost; that is a few seconds of reinforcement, never a user's write.
+  - `forget_pass` moves each active, unpinned record of a cube to the state its retention
+    calls for: stored vector float32 -> int8 -> 1-bit, then archived. A record whose retention
+    rose again (it was recalled) is re-embedded at full precision. Nothing is deleted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+
+import numpy as np
+from sqlalchemy import select
+
+from retrieval.analyze import embedding_text
+from retrieval.retention import ForgetPolicy, reinforced, retention, target_state
+from store import repository as repo
+from store.database import Database
+from store.orm import CubeRow, RecordRow
+from store.precision import PRECISIONS, decode_stored, encode_stored
+
+__all__ = ["Reinforcer", "forget_pass"]
+
+_RANK = {p: i for i, p in enumerate(PRECISIONS)}  # float32 0, int8 1, binary 2
+
+
+class Reinforcer:
+    def __init__(self, db: Database, policy: ForgetPolicy, *, flush_seconds: float = 2.0) -> None:
+        self.db = db
+        self.policy = policy
+        self.flush_seconds = flush_seconds
+        self._pending: dict[int, tuple[int, datetime]] = {}  # pk -> (recalls, last time)
+        self._lock = threading.Lock()
+        self._flushed = time.monotonic()
+
+    def note(self, pks: Sequence[int], at: datetime) -> None:
+        with self._lock:
+            for pk in pks:
+                n, _ = self._pending.get(pk, (0, at))
+                self._pending[pk] = (n + 1, at)
+            due = time.monotonic() - self._flushed >= self.flush_seconds
+        if due:
+            self.flush()
+
+    def flush(self) -> int:
+        """Write what is buffered; returns how many records were reinforced."""
+        with self._lock:
+            pending, self._pending = self._pending, {}
+            self._flushed = time.monotonic()
+        if not pending:
+            return 0
+        with self.db.write() as s:
+            rows = s.scalars(select(RecordRow).where(RecordRow.pk.in_(list(pending))))
+            for row in rows:
+                n, at = pending[row.pk]
+                r = retention(row, at, self.policy)
+                row.strength = reinforced(row.strength, r, self.policy)
+                row.recall_count += n
+                row.last_recalled_at = at
+        return len(pending)
+
+
+def forget_pass(
+    db: Database,
+    cube: CubeRow,
+    now: datetime,
+    policy: ForgetPolicy,
+    encode: Callable[[list[str]], np.ndarray],
+    *,
+    batch: int = 1000,
+) -> dict[str, int]:
+    """Counts of records demoted to int8 / binary, promoted back to float32, and archived."""
+    counts = {"demoted_int8": 0, "demoted_binary": 0, "promoted": 0, "archived": 0}
+    after = 0
+    while True:
+        with db.write() as s:
+            rows = list(
+                s.scalars(
+                    select(RecordRow)
+                    .where(
+                        RecordRow.cube_pk == cube.pk,
+                        RecordRow.status == "active",
+                        RecordRow.pinned.is_(False),
+                        RecordRow.pk > after,
+                    )
+                    .order_by(RecordRow.pk)
+                    .limit(batch)
+                )
+            )
+            if not rows:
+                return counts
+            after = rows[-1].pk
+            changed: list[int] = []
+            promote: list[tuple[RecordRow, str]] = []
+            for row in rows:
+                state = target_state(retention(row, now, policy), policy)
+                if state == "archive":
+                    row.status = "archived"
+                    row.version += 1
+                    row.updated_at = now
+                    s.flush()
+                    s.add(repo.snapshot_version(row, "archive", now))
+                    counts["archived"] += 1
+                    changed.append(row.pk)
+                elif row.embedding_precision not in _RANK:
+                    continue  # a precision this version does not know: leave it alone
+                elif _RANK[state] > _RANK[row.embedding_precision] and row.embedding is not None:
+                    vec = decode_stored(row.embedding, row.embedding_precision, cube.embedding_dim)
+                    row.embedding = encode_stored(vec, state)
+                    row.embedding_precision = state
+                    counts[f"demoted_{state}"] += 1
+                    changed.append(row.pk)
+                elif _RANK[state] < _RANK[row.embedding_precision]:
+                    promote.append((row, state))
+            if promote:  # the lost precision cannot be decoded back: embed the text again
+                vecs = encode(
+                    [embedding_text(r.content, r.source, r.event_time) for r, _ in promote]
+                )
+                for (r, state), v in zip(promote, vecs, strict=True):
+                    r.embedding, r.embedding_precision = encode_stored(v, state), state
+                    changed.append(r.pk)
+                counts["promoted"] += len(promote)
+            if changed:
+                repo.add_change(s, cube.pk, changed, "upsert")

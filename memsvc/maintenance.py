@@ -1,0 +1,158 @@
+"""Maintenance of one cube: the passes that keep memory organized and current.
+
+Order matters and each pass is idempotent (a second run right after the first changes
+nothing): reinforcement is written first so retention is read fresh; supersession closes
+old facts before organization links what stays; forgetting demotes and archives last; the
+index then catches up with everything in one go. Each pass commits its own transactions,
+so concurrent writes interleave with a run instead of waiting for all of it, and a pass
+reads only committed state. The run and its counts are recorded in `maintenance_runs`.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import func, select
+
+from memsvc.forgetting import forget_pass
+from memsvc.organize import organize_pass
+from memsvc.supersession import supersede_pass
+from store.orm import CubeRow, MaintenanceRunRow
+
+__all__ = [
+    "CubeLocks",
+    "MaintenanceReport",
+    "Scheduler",
+    "last_runs",
+    "maintain_cube",
+    "run_counts",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class MaintenanceReport:
+    cube: str
+    trigger: str
+    started_at: datetime
+    finished_at: datetime
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def changed(self) -> int:
+        return sum(v for k, v in self.counts.items() if k != "reinforced")
+
+
+def maintain_cube(engine: Any, cube: CubeRow, *, trigger: str = "manual") -> MaintenanceReport:
+    """`engine`: the `Memory` engine (database, indexes, embedder, clock, settings)."""
+    st = engine.settings
+    started = engine.clock.now()
+    with engine.db.write() as s:
+        run = MaintenanceRunRow(cube_pk=cube.pk, trigger=trigger, started_at=started, counts={})
+        s.add(run)
+        s.flush()
+        run_pk = run.pk
+    counts: dict[str, int] = {"reinforced": engine.reinforcer.flush()}
+    error = None
+    try:
+        with engine.locks.for_cube(cube.pk):
+            now = engine.clock.now()
+            counts.update(supersede_pass(engine.db, cube, now))
+            counts.update(
+                organize_pass(
+                    engine.db,
+                    cube,
+                    now,
+                    related_threshold=st.related_threshold,
+                    duplicate_threshold=st.duplicate_threshold,
+                )
+            )
+            if st.forgetting:
+                counts.update(
+                    forget_pass(engine.db, cube, now, engine.policy, engine.embedder.encode)
+                )
+            index = engine.indexes.get(cube)  # catch up with every change above
+            counts["index_vectors"] = index.count
+    except Exception as exc:
+        error = f"{type(exc).__name__}: {exc}"
+        raise
+    finally:
+        finished = engine.clock.now()
+        with engine.db.write() as s:
+            row = s.get(MaintenanceRunRow, run_pk)
+            if row is not None:
+                row.finished_at = finished
+                row.counts = {k: int(v) for k, v in counts.items()}
+                row.error = error
+    return MaintenanceReport(cube.name, trigger, started, finished, counts)
+
+
+def last_runs(s: Any, cube_pks: list[int]) -> dict[int, MaintenanceRunRow]:
+    """The newest finished run of each cube."""
+    newest = (
+        select(MaintenanceRunRow.cube_pk, func.max(MaintenanceRunRow.pk).label("pk"))
+        .where(MaintenanceRunRow.cube_pk.in_(cube_pks), MaintenanceRunRow.finished_at.is_not(None))
+        .group_by(MaintenanceRunRow.cube_pk)
+        .subquery()
+    )
+    rows = s.scalars(select(MaintenanceRunRow).join(newest, MaintenanceRunRow.pk == newest.c.pk))
+    return {r.cube_pk: r for r in rows}
+
+
+def run_counts(s: Any, cube_pks: list[int]) -> dict[int, int]:
+    """Finished runs per cube."""
+    q = (
+        select(MaintenanceRunRow.cube_pk, func.count())
+        .where(MaintenanceRunRow.cube_pk.in_(cube_pks), MaintenanceRunRow.finished_at.is_not(None))
+        .group_by(MaintenanceRunRow.cube_pk)
+    )
+    return {pk: int(n) for pk, n in s.execute(q)}
+
+
+class CubeLocks:
+    """One maintenance at a time per cube in this process (the scheduler and an on-demand
+    call may meet); passes are idempotent, so two processes at once only repeat work."""
+
+    def __init__(self) -> None:
+        self._locks: dict[int, threading.Lock] = {}
+        self._guard = threading.Lock()
+
+    def for_cube(self, cube_pk: int) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(cube_pk, threading.Lock())
+
+
+class Scheduler:
+    """Runs `job()` every `interval` seconds on a daemon thread until `stop()`."""
+
+    def __init__(self, job: Callable[[], object], interval: float) -> None:
+        self.job = job
+        self.interval = interval
+        self.runs = 0
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="memsvc-maintenance", daemon=True)
+
+    def start(self) -> Scheduler:
+        self._thread.start()
+        return self
+
+    def stop(self, timeout: float = 30.0) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(timeout)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.job()
+                self.runs += 1
+            except Exception:  # the next tick tries again; the run row records the error
+                self.failures += 1
+                log.exception("scheduled maintenance failed")

@@ -1,0 +1,345 @@
+"""Organization of a cube, without a model: a topic tree, session order, near-neighbour links
+and duplicate merge.
+
+A record is "organized" once it hangs in the topic tree (a `part_of` edge to a subtopic);
+each pass handles the active records that do not yet, so it is incremental and a second
+pass finds nothing to do. For those records it:
+  - adds `follows` edges between consecutive turns of their sessions (event time, then
+    insertion order), including turns added by separate calls;
+  - merges duplicates: a fact (any kind but `episode`: two identical utterances are two
+    events) whose cosine to an older active fact of the same kind is >= `duplicate_threshold`
+    and whose words are nearly the same (Jaccard >= 0.8) is archived with a `duplicate_of`
+    edge and a "merge" version; the survivor's `source.merged` keeps the duplicate's
+    provenance and it takes the higher importance and the summed recall count;
+  - adds `related` edges to the (at most 3) nearest other records with cosine >=
+    `related_threshold`;
+  - places it in the tree: under the nearest subtopic centroid, or, when the cube has
+    doubled since the tree was built (or has none), rebuilds the tree: k-means topics, then
+    k-means subtopics inside each, each named by its most distinctive words (c-TF-IDF).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import re
+from collections import Counter
+from datetime import datetime
+
+import numpy as np
+from bm25s.stopwords import STOPWORDS_EN
+from sklearn.cluster import KMeans
+from sqlalchemy import delete, select
+from sqlalchemy.orm import Session
+
+from store import repository as repo
+from store.database import Database
+from store.orm import CubeRow, EdgeRow, RecordRow, TopicRow
+from store.precision import encode_stored
+
+__all__ = ["organize_pass", "topic_label"]
+
+MAX_RELATED = 3
+MAX_TOPICS = 50  # topics ~ sqrt(n / 2), at most this many; subtopics likewise within each
+MAX_SUBTOPICS = 30
+_WORD = re.compile(r"[a-z][a-z'-]{2,}")
+STOP = frozenset(STOPWORDS_EN) | frozenset(
+    [
+        "i'm",
+        "it's",
+        "that's",
+        "don't",
+        "can't",
+        "i've",
+        "i'll",
+        "you're",
+        "really",
+        "just",
+        "also",
+        "like",
+        "get",
+        "got",
+        "one",
+        "much",
+    ]
+)
+
+
+def _words(text: str) -> set[str]:
+    return {w for w in _WORD.findall(text.lower()) if w not in STOP}
+
+
+def topic_label(texts: list[str], df: Counter[str], n_docs: int, top: int = 3) -> str:
+    """The words most frequent in these texts relative to the whole cube (c-TF-IDF)."""
+    tf: Counter[str] = Counter()
+    for t in texts:
+        tf.update(_words(t))
+    scored = sorted(tf, key=lambda w: (-tf[w] * math.log(1 + n_docs / (1 + df.get(w, 0))), w))
+    return ", ".join(scored[:top]) or "misc"
+
+
+def organize_pass(
+    db: Database,
+    cube: CubeRow,
+    now: datetime,
+    *,
+    related_threshold: float,
+    duplicate_threshold: float,
+) -> dict[str, int]:
+    counts = {"follows": 0, "merged": 0, "related": 0, "placed": 0, "topics_rebuilt": 0}
+    with db.write() as s:
+        pks, vecs = repo.active_vectors(s, cube.pk, dim=cube.embedding_dim)
+        if len(pks) == 0:
+            return counts
+        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
+        vecs = vecs / np.maximum(norms, 1e-12)
+        placed = set(
+            s.scalars(
+                select(EdgeRow.src_pk).where(
+                    EdgeRow.cube_pk == cube.pk,
+                    EdgeRow.type == "part_of",
+                    EdgeRow.src_kind == "record",
+                )
+            )
+        )
+        todo_mask = np.fromiter((int(p) not in placed for p in pks), bool, len(pks))
+        todo = pks[todo_mask]
+        if len(todo) == 0:
+            return counts
+        rows: dict[int, RecordRow] = {}
+        for i in range(0, len(todo), 5000):
+            part = [int(p) for p in todo[i : i + 5000]]
+            rows.update(repo.records_by_pks(s, part, with_cube=False))
+        counts["follows"] = _link_sessions(s, cube, rows.values(), now)
+        row_of = {int(p): i for i, p in enumerate(pks)}
+        merged = _merge_duplicates(s, cube, rows, pks, vecs, row_of, duplicate_threshold, now)
+        counts["merged"] = len(merged)
+        alive = np.fromiter((int(p) not in merged for p in pks), bool, len(pks))
+        pks, vecs = pks[alive], vecs[alive]
+        row_of = {int(p): i for i, p in enumerate(pks)}
+        todo = np.array([p for p in todo if int(p) not in merged], np.int64)
+        counts["related"] = _link_related(s, cube, todo, pks, vecs, row_of, related_threshold, now)
+        built = s.scalar(
+            select(TopicRow.built_n).where(TopicRow.cube_pk == cube.pk, TopicRow.level == 0)
+        )
+        if built is None or len(pks) >= 2 * built:
+            _rebuild_tree(s, cube, pks, vecs, now)
+            counts["topics_rebuilt"] = 1
+            counts["placed"] = len(pks)
+        else:
+            counts["placed"] = _place(s, cube, todo, vecs[[row_of[int(p)] for p in todo]], now)
+    return counts
+
+
+def _link_sessions(s: Session, cube: CubeRow, rows, now: datetime) -> int:
+    sessions = {r.session_id for r in rows if r.session_id}
+    added = 0
+    for sid in sorted(sessions):
+        turns = s.execute(
+            select(RecordRow.pk, RecordRow.event_time, RecordRow.created_at).where(
+                RecordRow.cube_pk == cube.pk,
+                RecordRow.session_id == sid,
+                RecordRow.status == "active",
+            )
+        ).all()
+        turns.sort(key=lambda t: (t[1] or t[2], t[0]))
+        order = [t[0] for t in turns]
+        have = set(
+            s.execute(
+                select(EdgeRow.src_pk, EdgeRow.dst_pk).where(
+                    EdgeRow.cube_pk == cube.pk,
+                    EdgeRow.type == "follows",
+                    EdgeRow.src_pk.in_(order),
+                )
+            ).all()
+        )
+        for a, b in itertools.pairwise(order):
+            if (a, b) not in have:
+                s.add(_edge(cube, "follows", a, b, now))
+                added += 1
+    return added
+
+
+def _jaccard(a: str, b: str) -> float:
+    wa, wb = set(re.findall(r"\w+", a.lower())), set(re.findall(r"\w+", b.lower()))
+    return len(wa & wb) / max(1, len(wa | wb))
+
+
+def _merge_duplicates(s, cube, rows, pks, vecs, row_of, threshold, now) -> set[int]:
+    merged: set[int] = set()
+    facts = [pk for pk, r in rows.items() if r.kind != "episode"]
+    if not facts:
+        return merged
+    sims = vecs[[row_of[pk] for pk in facts]] @ vecs.T
+    for i, pk in enumerate(facts):
+        row = rows[pk]
+        for j in np.argsort(-sims[i])[:5]:
+            other = int(pks[j])
+            if other >= pk or other in merged or sims[i, j] < threshold:
+                continue  # only an older record survives a merge
+            keep = s.get(RecordRow, other)
+            if keep is None or keep.kind != row.kind or keep.status != "active":
+                continue
+            if _jaccard(keep.content, row.content) < 0.8:
+                continue
+            keep.source = {
+                **(keep.source or {}),
+                "merged": [
+                    *((keep.source or {}).get("merged") or []),
+                    {
+                        "id": row.id,
+                        "source": row.source or {},
+                        "session_id": row.session_id,
+                        "event_time": row.event_time.isoformat() if row.event_time else None,
+                        "created_at": row.created_at.isoformat(),
+                    },
+                ],
+            }
+            keep.importance = max(keep.importance, row.importance)
+            keep.recall_count += row.recall_count
+            row.status = "archived"
+            row.version += 1
+            row.updated_at = now
+            s.flush()
+            version = repo.snapshot_version(row, "merge", now)
+            version.cause_id = keep.id
+            s.add(version)
+            s.add(_edge(cube, "duplicate_of", row.pk, keep.pk, now))
+            repo.add_change(s, cube.pk, [row.pk], "upsert")
+            merged.add(pk)
+            break
+    return merged
+
+
+def _link_related(s, cube, todo, pks, vecs, row_of, threshold, now) -> int:
+    if len(todo) == 0:
+        return 0
+    have = set(
+        s.execute(
+            select(EdgeRow.src_pk, EdgeRow.dst_pk).where(
+                EdgeRow.cube_pk == cube.pk, EdgeRow.type == "related"
+            )
+        ).all()
+    )
+    added = 0
+    for start in range(0, len(todo), 256):
+        chunk = todo[start : start + 256]
+        sims = vecs[[row_of[int(p)] for p in chunk]] @ vecs.T
+        for i, pk in enumerate(int(p) for p in chunk):
+            sims[i, row_of[pk]] = -1.0
+            best = np.argsort(-sims[i])[:MAX_RELATED]
+            for j in best:
+                if sims[i, j] < threshold:
+                    break
+                other = int(pks[j])
+                if (pk, other) in have or (other, pk) in have:
+                    continue
+                s.add(_edge(cube, "related", pk, other, now, weight=float(sims[i, j])))
+                have.add((pk, other))
+                added += 1
+    return added
+
+
+def _edge(cube: CubeRow, typ: str, src: int, dst: int, now: datetime, **kw) -> EdgeRow:
+    src_kind = "topic" if typ == "part_of" and kw.pop("src_topic", False) else "record"
+    dst_kind = "topic" if typ == "part_of" else "record"
+    return EdgeRow(
+        cube_pk=cube.pk,
+        type=typ,
+        src_kind=src_kind,
+        src_pk=src,
+        dst_kind=dst_kind,
+        dst_pk=dst,
+        weight=kw.get("weight", 1.0),
+        created_at=now,
+    )
+
+
+def _kmeans(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    k = max(1, min(k, len(x)))
+    if k == 1:
+        return np.zeros(len(x), np.int64), x.mean(axis=0, keepdims=True)
+    km = KMeans(n_clusters=k, n_init=4 if len(x) < 5000 else 1, random_state=0, max_iter=100)
+    km.fit(x)
+    return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
+
+
+def _rebuild_tree(s: Session, cube: CubeRow, pks, vecs, now: datetime) -> None:
+    s.execute(delete(EdgeRow).where(EdgeRow.cube_pk == cube.pk, EdgeRow.type == "part_of"))
+    s.execute(delete(TopicRow).where(TopicRow.cube_pk == cube.pk))
+    texts = _texts(s, pks)
+    df: Counter[str] = Counter()
+    for t in texts.values():
+        df.update(_words(t))
+    n = len(pks)
+    top_labels, top_centroids = _kmeans(vecs, min(MAX_TOPICS, round(math.sqrt(n / 2)) or 1))
+    for t in range(len(top_centroids)):
+        members = np.flatnonzero(top_labels == t)
+        if len(members) == 0:
+            continue
+        topic = TopicRow(
+            cube_pk=cube.pk,
+            parent_pk=None,
+            level=0,
+            label=topic_label([texts[int(pks[m])] for m in members], df, n),
+            size=len(members),
+            built_n=n,
+            centroid=encode_stored(top_centroids[t], "float32"),
+            created_at=now,
+            updated_at=now,
+        )
+        s.add(topic)
+        s.flush()
+        k_sub = min(MAX_SUBTOPICS, round(math.sqrt(len(members) / 2)) or 1)
+        sub_labels, sub_centroids = _kmeans(vecs[members], k_sub)
+        for u in range(len(sub_centroids)):
+            inner = members[sub_labels == u]
+            if len(inner) == 0:
+                continue
+            sub = TopicRow(
+                cube_pk=cube.pk,
+                parent_pk=topic.pk,
+                level=1,
+                label=topic_label([texts[int(pks[m])] for m in inner], df, n),
+                size=len(inner),
+                built_n=n,
+                centroid=encode_stored(sub_centroids[u], "float32"),
+                created_at=now,
+                updated_at=now,
+            )
+            s.add(sub)
+            s.flush()
+            s.add(_edge(cube, "part_of", sub.pk, topic.pk, now, src_topic=True))
+            s.add_all(_edge(cube, "part_of", int(pks[m]), sub.pk, now) for m in inner)
+
+
+def _texts(s: Session, pks) -> dict[int, str]:
+    out: dict[int, str] = {}
+    for i in range(0, len(pks), 20_000):
+        part = [int(p) for p in pks[i : i + 20_000]]
+        q = select(RecordRow.pk, RecordRow.content).where(RecordRow.pk.in_(part))
+        out.update({pk: text for pk, text in s.execute(q)})
+    return out
+
+
+def _place(s: Session, cube: CubeRow, todo, todo_vecs, now: datetime) -> int:
+    subs = list(s.scalars(select(TopicRow).where(TopicRow.cube_pk == cube.pk, TopicRow.level == 1)))
+    if not subs or len(todo) == 0:
+        return 0
+    cents = np.stack([np.frombuffer(t.centroid, np.float32) for t in subs])
+    cents = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
+    best = np.argmax(todo_vecs @ cents.T, axis=1)
+    parents = {t.pk: t.parent_pk for t in subs}
+    grow: Counter[int] = Counter()
+    for pk, b in zip(todo, best, strict=True):
+        sub = subs[int(b)]
+        s.add(_edge(cube, "part_of", int(pk), sub.pk, now))
+        grow[sub.pk] += 1
+    for t in subs:
+        if grow[t.pk]:
+            t.size += grow[t.pk]
+            t.updated_at = now
+    for top in s.scalars(select(TopicRow).where(TopicRow.pk.in_({parents[p] for p in grow}))):
+        top.size += sum(n for p, n in grow.items() if parents[p] == top.pk)
+        top.updated_at = now
+    return len(todo)
