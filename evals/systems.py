@@ -4,6 +4,10 @@
 added as chat messages with the session date as event time, `recall` for queries; `Memory` on
 a temporary data directory, or `MemoryClient` against `--server`. `bm25` (bm25s over the same
 documents) and `dense` (exact cosine with the same embedder, fp32) are the plain baselines.
+`memsvc+forgetting` lives through the corpus: a ManualClock is set to each session's date
+before it is added, maintenance (supersession, organization, demotion, archiving) runs after
+each session, and the questions are asked the day after the last one, so memories have aged
+as they would have in use.
 """
 
 from __future__ import annotations
@@ -14,12 +18,12 @@ import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Protocol
 
 import numpy as np
 
-from memsvc import Memory, MemoryClient
+from memsvc import ManualClock, Memory, MemoryClient
 from memsvc.embedder import Embedder
 
 __all__ = [
@@ -32,7 +36,7 @@ __all__ = [
     "make_system",
 ]
 
-SYSTEMS = ("memsvc", "bm25", "dense")
+SYSTEMS = ("memsvc", "memsvc+forgetting", "bm25", "dense")
 
 
 @dataclass(frozen=True)
@@ -70,20 +74,26 @@ class MemsvcSystem:
         server: str | None = None,
         api_key: str | None = None,
         recipe: str | None = None,
+        forgetting: bool = False,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.mem: Memory | MemoryClient
+        self.clock: ManualClock | None = None
+        if forgetting and server:
+            raise ValueError("memsvc+forgetting runs in-process (it drives the clock)")
         if server:
             key = api_key or os.environ.get("MEMSVC_API_KEY")
             self.mem = MemoryClient(server, key, timeout=600)
         else:
             self._tmp = tempfile.TemporaryDirectory(prefix="memsvc-eval-")
-            self.mem = Memory(self._tmp.name, embedder=embedder)
+            if forgetting:  # lived time: each session is added, then maintained, at its date
+                self.clock = ManualClock(datetime(1970, 1, 1, tzinfo=UTC))
+            self.mem = Memory(self._tmp.name, embedder=embedder, clock=self.clock)
         self.cube: str | None = None
         self.add_latencies: list[float] = []
         self.recipe = recipe
-        if recipe is not None:
-            self.name = f"memsvc:{recipe}"
+        base = "memsvc+forgetting" if forgetting else "memsvc"
+        self.name = f"{base}:{recipe}" if recipe is not None else base
 
     def load(self, docs: Sequence[Doc]) -> None:
         self._drop()
@@ -92,7 +102,13 @@ class MemsvcSystem:
         sessions: dict[str | None, list[Doc]] = {}
         for d in docs:
             sessions.setdefault(d.session, []).append(d)
-        for session, group in sessions.items():
+
+        def start(group: list[Doc]) -> datetime:
+            return min((d.time for d in group if d.time), default=datetime(1970, 1, 1, tzinfo=UTC))
+
+        for session, group in sorted(sessions.items(), key=lambda kv: start(kv[1])):
+            if self.clock is not None:
+                self.clock.set(max(self.clock.now(), start(group)))
             for i in range(0, len(group), 1000):
                 part = group[i : i + 1000]
                 messages = [
@@ -108,6 +124,11 @@ class MemsvcSystem:
                 t = time.perf_counter()
                 self.mem.add(messages=messages, user_id="eval", session_id=session, cube=self.cube)
                 self.add_latencies.append(time.perf_counter() - t)
+            if self.clock is not None:
+                self.mem.maintain(self.cube)
+        if self.clock is not None:  # the questions come the day after the last session
+            self.clock.advance(days=1)
+            self.mem.maintain(self.cube)
 
     def search(self, query: str, k: int) -> list[tuple[str, float]]:
         assert self.cube is not None, "load a corpus first"
@@ -195,7 +216,7 @@ class DenseSystem:
 def check_system(name: str) -> None:
     """`name` is a system, or "memsvc:<recipe>" (a preset or compact recipe string)."""
     base, _, recipe = name.partition(":")
-    if base not in SYSTEMS or (recipe and base != "memsvc"):
+    if base not in SYSTEMS or (recipe and not base.startswith("memsvc")):
         raise ValueError(
             f"unknown system {name!r}; choose from {', '.join(SYSTEMS)} "
             "or memsvc:<recipe> (e.g. memsvc:fast, memsvc:dense=1+keyword=1)"
@@ -214,8 +235,14 @@ def make_system(
 ) -> RetrievalSystem:
     check_system(name)
     base, _, recipe = name.partition(":")
-    if base == "memsvc":
-        return MemsvcSystem(embedder, server=server, api_key=api_key, recipe=recipe or None)
+    if base.startswith("memsvc"):
+        return MemsvcSystem(
+            embedder,
+            server=server,
+            api_key=api_key,
+            recipe=recipe or None,
+            forgetting=base == "memsvc+forgetting",
+        )
     if name == "bm25":
         return BM25System()
     if name == "dense":

@@ -587,8 +587,9 @@ EvalSystems = Annotated[
     list[str] | None,
     typer.Option(
         "--system",
-        help="memsvc, bm25, dense, or memsvc:<recipe> such as memsvc:fast or "
-        "memsvc:dense=1+keyword=1 (repeat or comma-separate; default memsvc, bm25, dense).",
+        help="memsvc, memsvc+forgetting (ingest at the sessions' dates, maintain after each), "
+        "bm25, dense, or memsvc:<recipe> such as memsvc:fast or memsvc:dense=1+keyword=1 "
+        "(repeat or comma-separate; default memsvc, bm25, dense).",
     ),
 ]
 EvalK = Annotated[str, typer.Option("--k", help="Cut-offs, comma-separated.")]

@@ -36,7 +36,7 @@ from store.precision import decode_stored
 
 __all__ = ["MIN_SIMILARITY", "chain_pks", "key_of", "resolve_keys", "supersede_pass"]
 
-MIN_SIMILARITY = 0.3
+MIN_SIMILARITY = 0.2
 
 
 def key_of(content: str, source: dict | None, user_id: str | None) -> str:

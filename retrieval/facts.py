@@ -73,7 +73,7 @@ _HEDGED = re.compile(
     re.I,
 )
 _VALUE_END = re.compile(
-    r"\s+(?:and|but|because|since|so|with|for|last|this|next|yesterday|today|now|two|a\s+few|"
+    r"\s+(?:and|but|because|since|so|with|for|last|this|these|next|yesterday|today|now|two|a\s+few|"
     r"after|before|when|while|which|who|where|as|on|at)\b.*$",
     re.I,
 )

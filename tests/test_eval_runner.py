@@ -108,6 +108,23 @@ def test_memsvc_over_http_gives_the_same_ranking(
         assert a["retrieved"][:10] == b["retrieved"][:10]
 
 
+@needs_locomo
+def test_forgetting_system_lives_through_the_sessions(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """`memsvc+forgetting` ingests at the sessions' dates and maintains after each: records
+    age (some vectors are demoted), and recall still ranks like `memsvc` on the head."""
+    common = dict(data=LOCOMO, conversations=["conv-26"], max_questions=8, progress=False)
+    out = run_locomo(
+        EvalConfig(out=tmp_path / "f", systems=["memsvc", "memsvc+forgetting"], **common),
+        embedder,
+    )
+    assert set(out["aggregates"]) == {"memsvc", "memsvc+forgetting"}
+    on = out["aggregates"]["memsvc+forgetting"]["recall@10"]["overall"]
+    off = out["aggregates"]["memsvc"]["recall@10"]["overall"]
+    assert on >= off - 0.15  # 8 questions: a coarse guard; the dev-set figure is in the README
+
+
 def test_longmemeval_fixture_both_granularities_and_cache(
     embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
