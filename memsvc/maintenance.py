@@ -71,6 +71,7 @@ def maintain_cube(engine: Any, cube: CubeRow, *, trigger: str = "manual") -> Mai
                     now,
                     related_threshold=st.related_threshold,
                     duplicate_threshold=st.duplicate_threshold,
+                    namer=engine.topic_namer,
                 )
             )
             if st.forgetting:

@@ -65,6 +65,7 @@ from memsvc.models import (
     Page,
     RecordVersion,
 )
+from memsvc.organize import TopicNamer
 from memsvc.supersession import chain_pks, key_of, resolve_keys
 from memsvc.validation import (
     brief,
@@ -156,9 +157,16 @@ def default_cube_name(user_id: str) -> str:
 class _Engine:
     """What every tenant view of one data directory shares: database, indexes, embedder."""
 
-    def __init__(self, settings: Settings, embedder: Embedder | None, clock: Clock) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        embedder: Embedder | None,
+        clock: Clock,
+        topic_namer: TopicNamer | None = None,
+    ) -> None:
         self.settings = settings
         self.clock = clock
+        self.topic_namer = topic_namer
         self.policy = settings.forget_policy()
         settings.home.mkdir(parents=True, exist_ok=True)
         set_search_threads(settings.search_threads)
@@ -247,6 +255,8 @@ class Memory:
         tenant: whose data this handle sees; the embedded default is "local".
         clock: where "now" comes from (default the system clock); a `ManualClock` lets a
             test or an eval age a cube by months, or ingest a conversation at its own dates.
+        topic_namer: names the topics of the topic tree (e.g. with an LLM): called with a
+            sample of a topic's texts, returns a name or None for the keyword name.
     """
 
     def __init__(
@@ -258,6 +268,7 @@ class Memory:
         embedder: Embedder | None = None,
         tenant: str = DEFAULT_TENANT,
         clock: Clock | None = None,
+        topic_namer: TopicNamer | None = None,
     ) -> None:
         settings = settings or get_settings()
         update: dict[str, Any] = {}
@@ -268,7 +279,7 @@ class Memory:
         if update:
             settings = settings.model_copy(update=update)
         try:
-            self._engine = _Engine(settings, embedder, clock or SystemClock())
+            self._engine = _Engine(settings, embedder, clock or SystemClock(), topic_namer)
         except StoreError as exc:
             raise StorageError(str(exc)) from exc
         self._tenant = tenant

@@ -24,7 +24,9 @@ import itertools
 import math
 import re
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import datetime
+from typing import Protocol
 
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
@@ -37,7 +39,7 @@ from store.database import Database
 from store.orm import CubeRow, EdgeRow, RecordRow, TopicRow
 from store.precision import encode_stored
 
-__all__ = ["organize_pass", "topic_label"]
+__all__ = ["TopicNamer", "organize_pass", "topic_label"]
 
 MAX_RELATED = 3
 MAX_TOPICS = 50  # topics ~ sqrt(n / 2), at most this many; subtopics likewise within each
@@ -78,6 +80,21 @@ def topic_label(texts: list[str], df: Counter[str], n_docs: int, top: int = 3) -
     return ", ".join(scored[:top]) or "misc"
 
 
+class TopicNamer(Protocol):
+    """The hook for naming topics some other way (an LLM, a taxonomy): given a sample of a
+    topic's texts, its name, or None to keep the keyword name."""
+
+    def __call__(self, texts: list[str]) -> str | None: ...
+
+
+@dataclass
+class _TopicPlan:
+    label: str
+    centroid: np.ndarray
+    members: list[int]  # record pks (subtopics) or indexes into `children` (topics)
+    children: list[_TopicPlan] = field(default_factory=list)
+
+
 def organize_pass(
     db: Database,
     cube: CubeRow,
@@ -85,14 +102,15 @@ def organize_pass(
     *,
     related_threshold: float,
     duplicate_threshold: float,
+    namer: TopicNamer | None = None,
 ) -> dict[str, int]:
+    """Reads in one transaction, clusters outside any (k-means on 100k vectors takes
+    seconds and must not hold the write lock), then writes in one transaction."""
     counts = {"follows": 0, "merged": 0, "related": 0, "placed": 0, "topics_rebuilt": 0}
-    with db.write() as s:
+    with db.read() as s:
         pks, vecs = repo.active_vectors(s, cube.pk, dim=cube.embedding_dim)
         if len(pks) == 0:
             return counts
-        norms = np.linalg.norm(vecs, axis=1, keepdims=True)
-        vecs = vecs / np.maximum(norms, 1e-12)
         placed = set(
             s.scalars(
                 select(EdgeRow.src_pk).where(
@@ -102,14 +120,22 @@ def organize_pass(
                 )
             )
         )
-        todo_mask = np.fromiter((int(p) not in placed for p in pks), bool, len(pks))
-        todo = pks[todo_mask]
+        todo = pks[np.fromiter((int(p) not in placed for p in pks), bool, len(pks))]
         if len(todo) == 0:
             return counts
+        built = s.scalar(
+            select(TopicRow.built_n).where(TopicRow.cube_pk == cube.pk, TopicRow.level == 0)
+        )
+        rebuild = built is None or len(pks) >= 2 * built
+        texts = _texts(s, pks) if rebuild else {}
+    vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
+    plan = _plan_tree(pks, vecs, texts, namer) if rebuild else None
+    with db.write() as s:
         rows: dict[int, RecordRow] = {}
         for i in range(0, len(todo), 5000):
             part = [int(p) for p in todo[i : i + 5000]]
             rows.update(repo.records_by_pks(s, part, with_cube=False))
+        rows = {pk: r for pk, r in rows.items() if r.status == "active"}
         counts["follows"] = _link_sessions(s, cube, rows.values(), now)
         row_of = {int(p): i for i, p in enumerate(pks)}
         merged = _merge_duplicates(s, cube, rows, pks, vecs, row_of, duplicate_threshold, now)
@@ -117,15 +143,11 @@ def organize_pass(
         alive = np.fromiter((int(p) not in merged for p in pks), bool, len(pks))
         pks, vecs = pks[alive], vecs[alive]
         row_of = {int(p): i for i, p in enumerate(pks)}
-        todo = np.array([p for p in todo if int(p) not in merged], np.int64)
+        todo = np.array([p for p in todo if int(p) in rows and int(p) not in merged], np.int64)
         counts["related"] = _link_related(s, cube, todo, pks, vecs, row_of, related_threshold, now)
-        built = s.scalar(
-            select(TopicRow.built_n).where(TopicRow.cube_pk == cube.pk, TopicRow.level == 0)
-        )
-        if built is None or len(pks) >= 2 * built:
-            _rebuild_tree(s, cube, pks, vecs, now)
+        if plan is not None:
+            counts["placed"] = _write_tree(s, cube, plan, merged, len(pks), now)
             counts["topics_rebuilt"] = 1
-            counts["placed"] = len(pks)
         else:
             counts["placed"] = _place(s, cube, todo, vecs[[row_of[int(p)] for p in todo]], now)
     return counts
@@ -264,53 +286,70 @@ def _kmeans(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
 
 
-def _rebuild_tree(s: Session, cube: CubeRow, pks, vecs, now: datetime) -> None:
-    s.execute(delete(EdgeRow).where(EdgeRow.cube_pk == cube.pk, EdgeRow.type == "part_of"))
-    s.execute(delete(TopicRow).where(TopicRow.cube_pk == cube.pk))
-    texts = _texts(s, pks)
+def _plan_tree(pks, vecs, texts: dict[int, str], namer: TopicNamer | None) -> list[_TopicPlan]:
     df: Counter[str] = Counter()
     for t in texts.values():
         df.update(_words(t))
     n = len(pks)
+
+    def name(members: np.ndarray) -> str:
+        sample = [texts[int(pks[m])] for m in members]
+        custom = namer(sample[:50]) if namer is not None else None
+        return (custom or "").strip()[:300] or topic_label(sample, df, n)
+
     top_labels, top_centroids = _kmeans(vecs, min(MAX_TOPICS, round(math.sqrt(n / 2)) or 1))
+    out = []
     for t in range(len(top_centroids)):
         members = np.flatnonzero(top_labels == t)
         if len(members) == 0:
             continue
-        topic = TopicRow(
-            cube_pk=cube.pk,
-            parent_pk=None,
-            level=0,
-            label=topic_label([texts[int(pks[m])] for m in members], df, n),
-            size=len(members),
-            built_n=n,
-            centroid=encode_stored(top_centroids[t], "float32"),
-            created_at=now,
-            updated_at=now,
-        )
-        s.add(topic)
-        s.flush()
+        topic = _TopicPlan(name(members), top_centroids[t], [])
         k_sub = min(MAX_SUBTOPICS, round(math.sqrt(len(members) / 2)) or 1)
         sub_labels, sub_centroids = _kmeans(vecs[members], k_sub)
         for u in range(len(sub_centroids)):
             inner = members[sub_labels == u]
-            if len(inner) == 0:
-                continue
-            sub = TopicRow(
-                cube_pk=cube.pk,
-                parent_pk=topic.pk,
-                level=1,
-                label=topic_label([texts[int(pks[m])] for m in inner], df, n),
-                size=len(inner),
-                built_n=n,
-                centroid=encode_stored(sub_centroids[u], "float32"),
-                created_at=now,
-                updated_at=now,
-            )
-            s.add(sub)
+            if len(inner):
+                plan = _TopicPlan(name(inner), sub_centroids[u], [int(pks[m]) for m in inner])
+                topic.children.append(plan)
+        out.append(topic)
+    return out
+
+
+def _write_tree(
+    s: Session, cube: CubeRow, plan: list[_TopicPlan], skip: set[int], n: int, now: datetime
+) -> int:
+    """Replace the cube's tree with `plan` (records in `skip` were merged meanwhile)."""
+    s.execute(delete(EdgeRow).where(EdgeRow.cube_pk == cube.pk, EdgeRow.type == "part_of"))
+    s.execute(delete(TopicRow).where(TopicRow.cube_pk == cube.pk))
+    placed = 0
+    for topic in plan:
+        members = [pk for sub in topic.children for pk in sub.members if pk not in skip]
+        row = _topic_row(cube, None, 0, topic, len(members), n, now)
+        s.add(row)
+        s.flush()
+        for sub in topic.children:
+            inner = [pk for pk in sub.members if pk not in skip]
+            child = _topic_row(cube, row.pk, 1, sub, len(inner), n, now)
+            s.add(child)
             s.flush()
-            s.add(_edge(cube, "part_of", sub.pk, topic.pk, now, src_topic=True))
-            s.add_all(_edge(cube, "part_of", int(pks[m]), sub.pk, now) for m in inner)
+            s.add(_edge(cube, "part_of", child.pk, row.pk, now, src_topic=True))
+            s.add_all(_edge(cube, "part_of", pk, child.pk, now) for pk in inner)
+            placed += len(inner)
+    return placed
+
+
+def _topic_row(cube, parent, level, plan: _TopicPlan, size: int, n: int, now) -> TopicRow:  # type: ignore[no-untyped-def]
+    return TopicRow(
+        cube_pk=cube.pk,
+        parent_pk=parent,
+        level=level,
+        label=plan.label,
+        size=size,
+        built_n=n,
+        centroid=encode_stored(plan.centroid, "float32"),
+        created_at=now,
+        updated_at=now,
+    )
 
 
 def _texts(s: Session, pks) -> dict[int, str]:

@@ -5,6 +5,7 @@ maintenance, through the real SDK, model and database."""
 from __future__ import annotations
 
 import math
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime
 
@@ -290,3 +291,59 @@ def test_maintenance_twice_changes_nothing_the_second_time(
     assert len(dup) == 1 and dup[0].content == "Remember to renew the passport!"
     survivor = next(r for r in aged.list(user_id="u").items if r.content.startswith("Remember"))
     assert survivor.source["merged"][0]["id"] == dup[0].id
+
+
+def test_topic_namer_hook_names_topics(
+    open_memory: Callable[..., Memory], clock: ManualClock, tmp_path
+) -> None:
+    seen: list[int] = []
+
+    def namer(texts: list[str]) -> str | None:  # what an LLM namer would be handed
+        seen.append(len(texts))
+        return "running" if any("marathon" in t for t in texts) else None
+
+    from memsvc import Settings
+
+    mem = Memory(
+        settings=Settings(home=tmp_path / "named"),
+        embedder=open_memory().embedder,
+        clock=clock,
+        topic_namer=namer,
+    )
+    try:
+        mem.add(GROUPS["running"] + GROUPS["code"], user_id="u", kind="note")
+        mem.maintain("user:u")
+        labels = {n.label for n in mem.graph("user:u", types="part_of").nodes if n.kind == "topic"}
+        assert "running" in labels and len(labels) > 1 and seen
+    finally:
+        mem.close()
+
+
+def test_maintenance_is_safe_beside_concurrent_writes(aged: Memory) -> None:
+    errors: list[BaseException] = []
+    added: list[str] = []
+
+    def writer() -> None:
+        try:
+            for i in range(20):
+                recs = aged.add([f"Note {i}: {t}" for t in GROUPS["code"][:3]], user_id="u")
+                added.extend(r.id for r in recs)
+        except BaseException as exc:  # surfaced below
+            errors.append(exc)
+
+    aged.add(GROUPS["cooking"], user_id="u")
+    t = threading.Thread(target=writer)
+    t.start()
+    for _ in range(3):
+        aged.maintain("user:u")
+    t.join()
+    assert not errors
+    aged.maintain("user:u")  # places whatever arrived during the last run
+    assert aged.maintain("user:u")[0].counts["placed"] == 0
+    tree = aged.graph("user:u", types="part_of", limit=1000)
+    placed = {
+        e.source.removeprefix("record:") for e in tree.edges if e.source.startswith("record:")
+    }
+    active = {r.id for r in aged.list(user_id="u", limit=1000).items}
+    assert set(added) <= {r.id for r in aged.list(user_id="u", status="all", limit=1000).items}
+    assert placed == active
