@@ -104,12 +104,8 @@ def forget_pass(
                 state = target_state(retention(row, now, policy), policy)
                 if state == "archive":
                     row.status = "archived"
-                    row.version += 1
-                    row.updated_at = now
-                    s.flush()
-                    s.add(repo.snapshot_version(row, "archive", now))
+                    repo.new_version(s, row, "archive", now)
                     counts["archived"] += 1
-                    changed.append(row.pk)
                 elif row.embedding_precision not in _RANK:
                     continue  # a precision this version does not know: leave it alone
                 elif _RANK[state] > _RANK[row.embedding_precision] and row.embedding is not None:

@@ -34,7 +34,7 @@ const COLORS = {topic:'#d62728', subtopic:'#ff7f0e', record:'#1f77b4', entity:'#
 const ECOL = {part_of:'#bbb', mentions:'#9c9', follows:'#9bd', related:'#c9c',
   supersedes:'#e55', duplicate_of:'#555'};
 const cv = document.getElementById('c'), ctx = cv.getContext('2d');
-let W, H, scale = 1, ox = 0, oy = 0;
+let W, H, scale = 1, ox = 0, oy = 0, drag = null, pan = null;
 function resize(){ W = cv.width = innerWidth; H = cv.height = innerHeight; }
 resize(); addEventListener('resize', resize);
 const idx = {}; D.nodes.forEach((n, i) => { idx[n.id] = i;
@@ -78,7 +78,7 @@ function loop(){ step(); draw(); requestAnimationFrame(loop); } loop();
 function at(ev){ const x = (ev.clientX - W/2 - ox) / scale, y = (ev.clientY - H/2 - oy) / scale;
   let best = null, bd = 1e9; D.nodes.forEach(n => { const d = (n.x-x)**2 + (n.y-y)**2;
     if (d < bd && d < (n.r + 4)**2) { bd = d; best = n; } }); return best; }
-let drag = null, pan = null; const tip = document.getElementById('tip');
+const tip = document.getElementById('tip');
 cv.onmousedown = ev => { drag = at(ev); if (!drag) pan = [ev.clientX - ox, ev.clientY - oy]; };
 onmouseup = () => { drag = null; pan = null; };
 cv.onmousemove = ev => {

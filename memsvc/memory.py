@@ -66,7 +66,7 @@ from memsvc.models import (
     RecordVersion,
 )
 from memsvc.organize import TopicNamer
-from memsvc.supersession import chain_pks, key_of, resolve_keys
+from memsvc.supersession import chain_pks, key_of, resolve_records
 from memsvc.validation import (
     brief,
     check_cube_name,
@@ -88,7 +88,7 @@ from store import repository as repo
 from store.database import Database
 from store.errors import StoreConflict, StoreError
 from store.indexes import IndexManager
-from store.orm import CubeRow, EdgeRow, RecordRow, utcnow
+from store.orm import CubeRow, RecordRow, utcnow
 from store.two_stage import MODES
 from store.vector_index import IndexFileError, set_search_threads
 
@@ -579,19 +579,16 @@ class Memory:
             repo.link_entities(
                 db, cube_row.pk, [(r.pk, m) for r, m in zip(rows, mentions, strict=True) if m]
             )
-            if resolve_keys(db, cube_row, (f["fact_key"] for f in fields), now):
+            if resolve_records(
+                db,
+                cube_row,
+                [r.pk for r, f in zip(rows, fields, strict=True) if f["fact_key"]],
+                now,
+            ):
                 seqs = None  # older records changed too: the index catches up from the log
             if messages is not None and len(rows) > 1:
                 db.add_all(
-                    EdgeRow(
-                        cube_pk=cube_row.pk,
-                        type="follows",
-                        src_kind="record",
-                        src_pk=a.pk,
-                        dst_kind="record",
-                        dst_pk=b.pk,
-                        created_at=now,
-                    )
+                    repo.graph_edge(cube_row.pk, "follows", a.pk, b.pk, now)
                     for a, b in itertools.pairwise(rows)
                 )
         self._engine.indexes.apply_write(
@@ -677,18 +674,14 @@ class Memory:
                 raise InvalidInput(
                     "valid_to must be after valid_from", details={"field": "valid_to"}
                 )
-            row.version += 1
-            row.updated_at = now
-            s.flush()
-            s.add(repo.snapshot_version(row, "update", now))
+            repo.new_version(s, row, "update", now)
             if "content" in changes:
                 repo.link_entities(
                     s, row.cube_pk, [(row.pk, [(e.name, e.normalized, e.type) for e in ents])]
                 )
-            repo.add_change(s, row.cube_pk, [row.pk], "upsert")
             cube_row = row.cube
             if "content" in changes or "valid_from" in changes or "event_time" in changes:
-                resolve_keys(s, cube_row, [row.fact_key or ""], now)
+                resolve_records(s, cube_row, [row.pk], now)
         self._engine.indexes.get(cube_row)
         return self.get(id)
 
@@ -705,11 +698,7 @@ class Memory:
             elif row.status != "deleted":
                 now = self._engine.clock.now()
                 row.status = "deleted"
-                row.version += 1
-                row.updated_at = now
-                s.flush()
-                s.add(repo.snapshot_version(row, "delete", now))
-                repo.add_change(s, row.cube_pk, [row.pk], "delete")
+                repo.new_version(s, row, "delete", now, op="delete")
         self._engine.indexes.get(cube_row)
 
     # ---- reads ----------------------------------------------------------------------------------
@@ -759,11 +748,7 @@ class Memory:
                 row.status = "active"
                 row.embedding, row.embedding_precision = vec.tobytes(), "float32"
                 row.last_recalled_at = now
-                row.version += 1
-                row.updated_at = now
-                s.flush()
-                s.add(repo.snapshot_version(row, "restore", now))
-                repo.add_change(s, row.cube_pk, [row.pk], "upsert")
+                repo.new_version(s, row, "restore", now)
             cube_row = row.cube
         self._engine.indexes.get(cube_row)
         return self.get(id)

@@ -31,6 +31,7 @@ from typing import Protocol
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 from sklearn.cluster import KMeans
+from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
@@ -45,25 +46,29 @@ MAX_RELATED = 3
 MAX_TOPICS = 50  # topics ~ sqrt(n / 2), at most this many; subtopics likewise within each
 MAX_SUBTOPICS = 30
 _WORD = re.compile(r"[a-z][a-z'-]{2,}")
-STOP = frozenset(STOPWORDS_EN) | frozenset(
-    [
-        "i'm",
-        "it's",
-        "that's",
-        "don't",
-        "can't",
-        "i've",
-        "i'll",
-        "you're",
-        "really",
-        "just",
-        "also",
-        "like",
-        "get",
-        "got",
-        "one",
-        "much",
-    ]
+STOP = (
+    frozenset(STOPWORDS_EN)
+    | frozenset(ENGLISH_STOP_WORDS)
+    | frozenset(
+        [
+            "i'm",
+            "it's",
+            "that's",
+            "don't",
+            "can't",
+            "i've",
+            "i'll",
+            "you're",
+            "really",
+            "just",
+            "also",
+            "like",
+            "get",
+            "got",
+            "one",
+            "much",
+        ]
+    )
 )
 
 
@@ -220,14 +225,8 @@ def _merge_duplicates(s, cube, rows, pks, vecs, row_of, threshold, now) -> set[i
             keep.importance = max(keep.importance, row.importance)
             keep.recall_count += row.recall_count
             row.status = "archived"
-            row.version += 1
-            row.updated_at = now
-            s.flush()
-            version = repo.snapshot_version(row, "merge", now)
-            version.cause_id = keep.id
-            s.add(version)
+            repo.new_version(s, row, "merge", now, cause_id=keep.id)
             s.add(_edge(cube, "duplicate_of", row.pk, keep.pk, now))
-            repo.add_change(s, cube.pk, [row.pk], "upsert")
             merged.add(pk)
             break
     return merged
@@ -262,18 +261,26 @@ def _link_related(s, cube, todo, pks, vecs, row_of, threshold, now) -> int:
     return added
 
 
-def _edge(cube: CubeRow, typ: str, src: int, dst: int, now: datetime, **kw) -> EdgeRow:
-    src_kind = "topic" if typ == "part_of" and kw.pop("src_topic", False) else "record"
-    dst_kind = "topic" if typ == "part_of" else "record"
-    return EdgeRow(
-        cube_pk=cube.pk,
-        type=typ,
-        src_kind=src_kind,
-        src_pk=src,
-        dst_kind=dst_kind,
-        dst_pk=dst,
-        weight=kw.get("weight", 1.0),
-        created_at=now,
+def _edge(
+    cube: CubeRow,
+    typ: str,
+    src: int,
+    dst: int,
+    now: datetime,
+    *,
+    src_topic: bool = False,
+    weight: float = 1.0,
+) -> EdgeRow:
+    """`part_of` points at a topic, from a record or (`src_topic`) a subtopic."""
+    return repo.graph_edge(
+        cube.pk,
+        typ,
+        src,
+        dst,
+        now,
+        src_kind="topic" if src_topic else "record",
+        dst_kind="topic" if typ == "part_of" else "record",
+        weight=weight,
     )
 
 

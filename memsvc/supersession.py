@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import func, select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session, undefer
 
 from retrieval.analyze import speaker_of
@@ -34,9 +34,10 @@ from store.database import Database
 from store.orm import CubeRow, EdgeRow, RecordRow
 from store.precision import decode_stored
 
-__all__ = ["MIN_SIMILARITY", "chain_pks", "key_of", "resolve_keys", "supersede_pass"]
+__all__ = ["MIN_SIMILARITY", "chain_pks", "key_of", "resolve_records", "supersede_pass"]
 
 MIN_SIMILARITY = 0.2
+WINDOW = 50  # statements of one fact read on each side of a new one
 
 
 def key_of(content: str, source: dict | None, user_id: str | None) -> str:
@@ -58,40 +59,66 @@ def _unit(row: RecordRow, dim: int) -> np.ndarray | None:
     return v / n if n > 0 else None
 
 
-def resolve_keys(s: Session, cube: CubeRow, keys: Iterable[str], now: datetime) -> int:
-    """Close superseded records among those sharing each key; returns how many were closed."""
-    closed = 0
-    for key in sorted({k for k in keys if k}):
-        rows = list(
-            s.scalars(
-                select(RecordRow)
-                .options(undefer(RecordRow.embedding))
-                .where(
-                    RecordRow.cube_pk == cube.pk,
-                    RecordRow.fact_key == key,
-                    RecordRow.status == "active",
-                )
-            )
+def _start(row: RecordRow) -> datetime:
+    return row.valid_from or row.created_at
+
+
+def _same_key(cube: CubeRow, row: RecordRow):  # type: ignore[no-untyped-def]
+    return (
+        select(RecordRow)
+        .options(undefer(RecordRow.embedding))
+        .where(
+            RecordRow.cube_pk == cube.pk,
+            RecordRow.fact_key == row.fact_key,
+            RecordRow.status == "active",
+            RecordRow.pk != row.pk,
         )
-        if len(rows) < 2:
+    )
+
+
+def _differs(a: RecordRow, b: RecordRow, dim: int) -> bool:
+    """Different values of the fact, and similar enough texts."""
+    va, vb = _value(a), _value(b)
+    if va is None or vb is None or same_value(va, vb):
+        return False
+    ua, ub = _unit(a, dim), _unit(b, dim)
+    return ua is None or ub is None or float(ua @ ub) >= MIN_SIMILARITY
+
+
+def resolve_records(s: Session, cube: CubeRow, pks: Iterable[int], now: datetime) -> int:
+    """Supersession for records just written (or keyed): each closes the still-open older
+    statements of its fact with another value, and is itself closed by the first later one
+    with another value (a backfilled statement). Only the `WINDOW` nearest statements on
+    each side are read, so a fact restated thousands of times costs the same as one."""
+    closed = 0
+    for pk in sorted(set(pks)):
+        row = s.get(RecordRow, pk)
+        if row is None or not row.fact_key or row.status != "active":
             continue
-        rows.sort(key=lambda r: (r.valid_from or r.created_at, r.pk))
-        values = [_value(r) for r in rows]
-        units = [_unit(r, cube.embedding_dim) for r in rows]
-        for i, old in enumerate(rows):
-            if values[i] is None:
-                continue
-            start = old.valid_from or old.created_at
-            for j in range(i + 1, len(rows)):
-                new = rows[j]
-                new_start = new.valid_from or new.created_at
-                if values[j] is None or new_start <= start or same_value(values[i], values[j]):
-                    continue
-                ui, uj = units[i], units[j]
-                if ui is not None and uj is not None and float(ui @ uj) < MIN_SIMILARITY:
-                    continue
-                if old.valid_to is None or old.valid_to > new_start:
-                    _close(s, cube, old, new, new_start, now)
+        start = _start(row)
+        older = s.scalars(
+            _same_key(cube, row)
+            .where(
+                RecordRow.valid_from < start,
+                or_(RecordRow.valid_to.is_(None), RecordRow.valid_to > start),
+            )
+            .order_by(RecordRow.valid_from.desc(), RecordRow.pk.desc())
+            .limit(WINDOW)
+        ).all()
+        for old in older:
+            if _differs(old, row, cube.embedding_dim):
+                _close(s, cube, old, row, start, now)
+                closed += 1
+        newer = s.scalars(
+            _same_key(cube, row)
+            .where(RecordRow.valid_from > start)
+            .order_by(RecordRow.valid_from, RecordRow.pk)
+            .limit(WINDOW)
+        ).all()
+        for new in newer:
+            if _differs(row, new, cube.embedding_dim):
+                if row.valid_to is None or row.valid_to > _start(new):
+                    _close(s, cube, row, new, _start(new), now)
                     closed += 1
                 break
     return closed
@@ -101,12 +128,7 @@ def _close(
     s: Session, cube: CubeRow, old: RecordRow, new: RecordRow, until: datetime, now: datetime
 ) -> None:
     old.valid_to = until
-    old.version += 1
-    old.updated_at = now
-    s.flush()
-    version = repo.snapshot_version(old, "supersede", now)
-    version.cause_id = new.id
-    s.add(version)
+    repo.new_version(s, old, "supersede", now, cause_id=new.id)
     exists = s.scalar(
         select(EdgeRow.pk).where(
             EdgeRow.cube_pk == cube.pk,
@@ -116,23 +138,12 @@ def _close(
         )
     )
     if exists is None:
-        s.add(
-            EdgeRow(
-                cube_pk=cube.pk,
-                type="supersedes",
-                src_kind="record",
-                src_pk=new.pk,
-                dst_kind="record",
-                dst_pk=old.pk,
-                created_at=now,
-            )
-        )
-    repo.add_change(s, cube.pk, [old.pk], "upsert")
+        s.add(repo.graph_edge(cube.pk, "supersedes", new.pk, old.pk, now))
 
 
 def supersede_pass(db: Database, cube: CubeRow, now: datetime) -> dict[str, int]:
-    """Key the records that have no key yet, then resolve every key held twice or more."""
-    keyed = 0
+    """Key the records that have no key yet (imported, or written before keys existed) and
+    resolve them; records written since are resolved by `add`/`update` themselves."""
     with db.write() as s:
         todo = s.execute(
             select(RecordRow.pk, RecordRow.content, RecordRow.source, RecordRow.user_id).where(
@@ -145,21 +156,9 @@ def supersede_pass(db: Database, cube: CubeRow, now: datetime) -> dict[str, int]
                 .where(RecordRow.pk == pk)
                 .values(fact_key=key_of(content, source, user_id))
             )
-            keyed += 1
-    with db.write() as s:
-        keys = s.scalars(
-            select(RecordRow.fact_key)
-            .where(
-                RecordRow.cube_pk == cube.pk,
-                RecordRow.status == "active",
-                RecordRow.fact_key.is_not(None),
-                RecordRow.fact_key != "",
-            )
-            .group_by(RecordRow.fact_key)
-            .having(func.count() > 1)
-        ).all()
-        closed = resolve_keys(s, cube, keys, now)
-    return {"fact_keyed": keyed, "superseded": closed}
+        s.flush()
+        closed = resolve_records(s, cube, [r[0] for r in todo], now)
+    return {"fact_keyed": len(todo), "superseded": closed}
 
 
 def chain_pks(s: Session, cube_pk: int, record_pk: int) -> list[int]:

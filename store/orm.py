@@ -111,7 +111,7 @@ class RecordRow(Base):
         Index("ix_memory_records_cube_status", "cube_pk", "status"),
         Index("ix_memory_records_cube_user", "cube_pk", "user_id"),
         Index("ix_memory_records_cube_session", "cube_pk", "session_id"),
-        Index("ix_memory_records_cube_fact", "cube_pk", "fact_key"),
+        Index("ix_memory_records_cube_fact", "cube_pk", "fact_key", "valid_from"),
         {"sqlite_autoincrement": True},
     )
 

@@ -47,6 +47,7 @@ __all__ = [
     "find_cube",
     "find_tenant",
     "get_record",
+    "graph_edge",
     "hard_delete_record",
     "insert_records",
     "iter_cube_records",
@@ -54,6 +55,7 @@ __all__ = [
     "list_cubes",
     "matching_pks",
     "max_change_seq",
+    "new_version",
     "query_records",
     "records_by_pks",
     "resolve_cube",
@@ -260,6 +262,50 @@ def snapshot_version(row: RecordRow, change: str, at: datetime) -> VersionRow:
         change=change,
         changed_at=at,
         **{f: getattr(row, f) for f in VERSIONED_FIELDS},
+    )
+
+
+def new_version(
+    s: Session,
+    row: RecordRow,
+    change: str,
+    at: datetime,
+    *,
+    cause_id: str | None = None,
+    op: str | None = "upsert",
+) -> None:
+    """After changing `row`: bump its version, snapshot it (naming the record that caused the
+    change, if any) and log the change for the indexes (`op=None`: no index sees it)."""
+    row.version += 1
+    row.updated_at = at
+    s.flush()
+    version = snapshot_version(row, change, at)
+    version.cause_id = cause_id
+    s.add(version)
+    if op is not None:
+        add_change(s, row.cube_pk, [row.pk], op)
+
+
+def graph_edge(
+    cube_pk: int,
+    type: str,
+    src_pk: int,
+    dst_pk: int,
+    at: datetime,
+    *,
+    src_kind: str = "record",
+    dst_kind: str = "record",
+    weight: float = 1.0,
+) -> EdgeRow:
+    return EdgeRow(
+        cube_pk=cube_pk,
+        type=type,
+        src_kind=src_kind,
+        src_pk=src_pk,
+        dst_kind=dst_kind,
+        dst_pk=dst_pk,
+        weight=weight,
+        created_at=at,
     )
 
 

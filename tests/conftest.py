@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -92,6 +93,26 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
         time.sleep(0.2)
 
 
+@contextmanager
+def serving(env: dict[str, str], *args: str) -> Iterator[str]:
+    """A real `memsvc serve` on a free loopback port (extra CLI `args`); yields its URL once
+    ready and stops it on exit."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port), *args],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, proc)
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
 @pytest.fixture(scope="session")
 def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     home = tmp_path_factory.mktemp("served")
@@ -100,15 +121,5 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
         tenant: json.loads(run_cli("keys", "create", "--tenant", tenant, "--json", env=env))["key"]
         for tenant in ("acme", "globex")
     }
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port)],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    wait_ready(url, proc)
-    yield Served(url=url, home=home, env=env, keys=keys)
-    proc.terminate()
-    proc.wait(timeout=30)
+    with serving(env) as url:
+        yield Served(url=url, home=home, env=env, keys=keys)

@@ -72,54 +72,40 @@ def test_several_workers_share_one_data_directory(tmp_path) -> None:
     """Writes acknowledged by one worker are found by recall on whichever worker answers,
     within the index sync bound."""
     import json
-    import subprocess
-    import sys
 
-    from tests.conftest import free_port, run_cli, wait_ready
+    from tests.conftest import run_cli, serving
 
     env = {**__import__("os").environ, "MEMSVC_HOME": str(tmp_path / "w")}
     key = json.loads(run_cli("keys", "create", "--tenant", "w", "--json", env=env))["key"]
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port), "--workers", "2"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
-        with httpx.Client(
-            base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}
-        ) as http:
-            for i in range(12):  # new connections spread over the workers
-                text = f"worker test fact number {i} about kiwis"
+    with (
+        serving(env, "--workers", "2") as url,
+        httpx.Client(base_url=url, timeout=30, headers={"Authorization": f"Bearer {key}"}) as http,
+    ):
+        for i in range(12):  # new connections spread over the workers
+            text = f"worker test fact number {i} about kiwis"
+            r = http.post(
+                "/v1/memories",
+                json={"text": text, "user_id": "w"},
+                headers={"Connection": "close"},
+            )
+            assert r.status_code == 201
+            # The other worker sees it within MEMSVC_INDEX_SYNC_SECONDS (0.1 s default).
+            acked = time.monotonic()
+            while True:
                 r = http.post(
-                    "/v1/memories",
-                    json={"text": text, "user_id": "w"},
+                    "/v1/memories/search",
+                    json={"query": text, "user_id": "w", "k": 1},
                     headers={"Connection": "close"},
                 )
-                assert r.status_code == 201
-                # The other worker sees it within MEMSVC_INDEX_SYNC_SECONDS (0.1 s default).
-                acked = time.monotonic()
-                while True:
-                    r = http.post(
-                        "/v1/memories/search",
-                        json={"query": text, "user_id": "w", "k": 1},
-                        headers={"Connection": "close"},
-                    )
-                    hits = r.json()
-                    if hits and hits[0]["record"]["content"] == text:
-                        break
-                    assert time.monotonic() - acked < 0.6, "write not visible within 0.6 s"
-                    time.sleep(0.02)
-            assert (
-                len(http.get("/v1/memories", params={"user_id": "w", "limit": 100}).json()["items"])
-                == 12
-            )
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+                hits = r.json()
+                if hits and hits[0]["record"]["content"] == text:
+                    break
+                assert time.monotonic() - acked < 0.6, "write not visible within 0.6 s"
+                time.sleep(0.02)
+        assert (
+            len(http.get("/v1/memories", params={"user_id": "w", "limit": 100}).json()["items"])
+            == 12
+        )
 
 
 def test_recipes_and_explain_over_http_and_the_remote_client(served: Served) -> None:

@@ -6,8 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -19,7 +17,7 @@ from typer.testing import CliRunner
 from memsvc import AsyncMemoryClient, MemoryClient, RecordNotFound
 from memsvc.cli import app
 from memsvc.maintenance import Scheduler
-from tests.conftest import Served, free_port, wait_ready
+from tests.conftest import Served, serving
 
 runner = CliRunner()
 
@@ -86,31 +84,18 @@ def test_serve_runs_maintenance_in_the_background(tmp_path: Path) -> None:
         "MEMSVC_MAINTAIN_SECONDS": "1",
         "MEMSVC_AUTH": "false",
     }
-    port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port), "--no-auth"],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
-        with MemoryClient(url) as client:
-            client.add(["Tea with lemon.", "Coffee, black.", "Cocoa at night."], user_id="bg")
-            deadline = time.monotonic() + 60
-            runs = []
-            while time.monotonic() < deadline:
-                runs = client.maintenance_runs("user:bg")
-                if runs and runs[0].counts.get("placed") == 0:
-                    break  # an earlier scheduled run placed them; this one found nothing
-                time.sleep(0.5)
-            assert runs and runs[0].trigger == "scheduled"
-            tree = client.graph("user:bg", types="part_of")
-            assert sum(e.source.startswith("record:") for e in tree.edges) == 3
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    with serving(env, "--no-auth") as url, MemoryClient(url) as client:
+        client.add(["Tea with lemon.", "Coffee, black.", "Cocoa at night."], user_id="bg")
+        deadline = time.monotonic() + 60
+        runs = []
+        while time.monotonic() < deadline:
+            runs = client.maintenance_runs("user:bg")
+            if runs and runs[0].counts.get("placed") == 0:
+                break  # an earlier scheduled run placed them; this one found nothing
+            time.sleep(0.5)
+        assert runs and runs[0].trigger == "scheduled"
+        tree = client.graph("user:bg", types="part_of")
+        assert sum(e.source.startswith("record:") for e in tree.edges) == 3
 
 
 def test_cli_maintain_graph_info_restore(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -25,7 +25,7 @@ def upgrade() -> None:
             sa.Column("pinned", sa.Boolean(), nullable=False, server_default=sa.false())
         )
         batch.add_column(sa.Column("fact_key", sa.String(length=300), nullable=True))
-        batch.create_index("ix_memory_records_cube_fact", ["cube_pk", "fact_key"])
+        batch.create_index("ix_memory_records_cube_fact", ["cube_pk", "fact_key", "valid_from"])
     with op.batch_alter_table("record_versions") as batch:
         batch.add_column(sa.Column("cause_id", sa.String(length=36), nullable=True))
     op.create_table(
