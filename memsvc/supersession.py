@@ -24,8 +24,8 @@ from collections.abc import Iterable
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import or_, select, update
-from sqlalchemy.orm import Session, undefer
+from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
 from retrieval.analyze import speaker_of
 from retrieval.facts import find_fact, same_value
@@ -63,16 +63,12 @@ def _start(row: RecordRow) -> datetime:
     return row.valid_from or row.created_at
 
 
-def _same_key(cube: CubeRow, row: RecordRow):  # type: ignore[no-untyped-def]
-    return (
-        select(RecordRow)
-        .options(undefer(RecordRow.embedding))
-        .where(
-            RecordRow.cube_pk == cube.pk,
-            RecordRow.fact_key == row.fact_key,
-            RecordRow.status == "active",
-            RecordRow.pk != row.pk,
-        )
+def _same_key(cube: CubeRow, row: RecordRow, *cols):  # type: ignore[no-untyped-def]
+    return select(*(cols or (RecordRow,))).where(
+        RecordRow.cube_pk == cube.pk,
+        RecordRow.fact_key == row.fact_key,
+        RecordRow.status == "active",
+        RecordRow.pk != row.pk,
     )
 
 
@@ -91,24 +87,51 @@ def resolve_records(s: Session, cube: CubeRow, pks: Iterable[int], now: datetime
     with another value (a backfilled statement). Only the `WINDOW` nearest statements on
     each side are read, so a fact restated thousands of times costs the same as one."""
     closed = 0
-    for pk in sorted(set(pks)):
-        row = s.get(RecordRow, pk)
-        if row is None or not row.fact_key or row.status != "active":
+    wanted = sorted(set(pks))
+    rows = [
+        r
+        for i in range(0, len(wanted), 500)
+        for r in s.scalars(select(RecordRow).where(RecordRow.pk.in_(wanted[i : i + 500])))
+        if r.fact_key and r.status == "active"
+    ]
+    if not rows:
+        return 0
+    # per key: how many statements and the latest start, so a fact stated once costs no
+    # further query and the later side is read only when something is later (a backfill)
+    stats = {
+        key: (int(n), latest)
+        for key, n, latest in s.execute(
+            select(RecordRow.fact_key, func.count(), func.max(RecordRow.valid_from))
+            .where(
+                RecordRow.cube_pk == cube.pk,
+                RecordRow.fact_key.in_({r.fact_key for r in rows}),
+                RecordRow.status == "active",
+            )
+            .group_by(RecordRow.fact_key)
+        )
+    }
+    for row in sorted(rows, key=lambda r: r.pk):
+        n, latest = stats.get(row.fact_key, (1, None))
+        if n < 2:
             continue
         start = _start(row)
-        older = s.scalars(
-            _same_key(cube, row)
-            .where(
-                RecordRow.valid_from < start,
-                or_(RecordRow.valid_to.is_(None), RecordRow.valid_to > start),
-            )
+        # the nearest older statements, open or not (filtering on valid_to in SQL would walk
+        # every closed statement of the fact); an embedding is read only for a candidate
+        window = s.execute(
+            _same_key(cube, row, RecordRow.pk, RecordRow.valid_to)
+            .where(RecordRow.valid_from < start)
             .order_by(RecordRow.valid_from.desc(), RecordRow.pk.desc())
             .limit(WINDOW)
         ).all()
-        for old in older:
-            if _differs(old, row, cube.embedding_dim):
+        for old_pk, old_to in window:
+            if old_to is not None and old_to <= start:
+                continue  # closed before this statement: most of the window, never loaded
+            old = s.get(RecordRow, old_pk)
+            if old is not None and _differs(old, row, cube.embedding_dim):
                 _close(s, cube, old, row, start, now)
                 closed += 1
+        if latest is None or latest <= start:
+            continue
         newer = s.scalars(
             _same_key(cube, row)
             .where(RecordRow.valid_from > start)
