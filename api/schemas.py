@@ -70,3 +70,33 @@ class CubeCreate(_Body):
 
 class ShareRequest(_Body):
     tenant: str = Field(description="The tenant that gets read-only access.")
+
+
+class GenerateRequest(_Body):
+    prompt: str
+    user_id: str
+    cube: str | None = None
+    k: int = Field(default=5, description="Memories recalled into the prompt (0: none).")
+    use_cache: bool = Field(default=True, description="Use KV caches of the activation tier.")
+    adapter: str | None = Field(default=None, description="A parametric record's id.")
+    max_tokens: int = 64
+    filters: Filters | None = None
+    recipe: str | dict[str, Any] | None = None
+
+
+class PromoteRequest(_Body):
+    record_ids: list[str] = Field(description="Plaintext records, in prompt order.")
+    tier: Literal["activation", "parametric"] = "activation"
+
+
+class ConsolidateRequest(_Body):
+    record_ids: list[str] | None = Field(
+        default=None, description="Records to train on (default: every active one)."
+    )
+    steps: int | None = None
+    rank: int | None = None
+    learning_rate: float | None = None
+
+
+class Demoted(BaseModel):
+    removed: list[str]

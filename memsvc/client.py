@@ -30,6 +30,7 @@ from memsvc.errors import InvalidInput, MemsvcError
 from memsvc.models import (
     Cube,
     Filters,
+    Generation,
     GraphPage,
     Hit,
     MaintenanceRun,
@@ -63,6 +64,7 @@ _ERRORS: dict[str, type[MemsvcError]] = {
         errors.AuthError,
         errors.PermissionDenied,
         errors.StorageError,
+        errors.ModelUnavailable,
     )
 }
 _BY_STATUS: dict[int, type[MemsvcError]] = {
@@ -84,6 +86,7 @@ class _Call:
     params: dict[str, Any] = field(default_factory=dict)
     body: Any = None
     parse: Callable[[httpx.Response], Any] = lambda r: None
+    slow: bool = False  # minutes of work (training): no client-side timeout
 
 
 def _csv(values: Sequence[str] | str | None) -> str | None:
@@ -203,11 +206,11 @@ class _BaseClient:
                 "since": _iso(f.since, "since"),
                 "until": _iso(f.until, "until"),
                 "metadata": json.dumps(f.metadata) if f.metadata else None,
+                "tiers": list(f.tiers) or None,
             }
-            if f.user_id is not None or f.tiers:
+            if f.user_id is not None:
                 raise InvalidInput(
-                    "list filters by user_id and tiers are not supported over "
-                    "HTTP; pass user_id= instead",
+                    "list filters by user_id are not supported over HTTP; pass user_id= instead",
                     details={"field": "filters"},
                 )
         return _Call(
@@ -242,6 +245,51 @@ class _BaseClient:
             f"/v1/memories/{_seg(id)}/neighbors",
             params=params,
             parse=lambda r: _NEIGHBORS.validate_python(r.json()),
+        )
+
+    def _generate(self, prompt: str, **kw: Any) -> _Call:
+        filters, recipe = kw.get("filters"), kw.get("recipe")
+        if isinstance(filters, Filters):
+            kw["filters"] = filters.model_dump(mode="json", exclude_defaults=True)
+        if isinstance(recipe, Recipe):
+            kw["recipe"] = recipe.to_dict()
+        body = _drop_none({"prompt": _text(prompt, "prompt"), **kw}) | {"k": kw["k"]}
+        return _Call(
+            "POST",
+            "/v1/generate",
+            body=body,
+            parse=lambda r: Generation.model_validate(r.json()),
+            slow=True,
+        )
+
+    def _promote(self, id: str | Sequence[str], tier: str) -> _Call:
+        ids = [id] if isinstance(id, str) else list(id)
+        return _Call(
+            "POST",
+            "/v1/memories/promote",
+            body={"record_ids": ids, "tier": tier},
+            parse=self._record,
+            slow=True,
+        )
+
+    def _demote(self, id: str) -> _Call:
+        return _Call(
+            "POST", f"/v1/memories/{_seg(id)}/demote", parse=lambda r: list(r.json()["removed"])
+        )
+
+    def _consolidate(self, cube: str | None, user_id: str | None, **kw: Any) -> _Call:
+        if cube is None:
+            if user_id is None:
+                raise InvalidInput("give user_id or cube", details={"field": "user_id"})
+            cube = f"user:{user_id}"
+        if kw.get("record_ids") is not None and not isinstance(kw["record_ids"], str):
+            kw["record_ids"] = list(kw["record_ids"])
+        return _Call(
+            "POST",
+            f"/v1/cubes/{_seg(cube)}/consolidate",
+            body=_drop_none(kw),
+            parse=self._record,
+            slow=True,
         )
 
     def _restore(self, id: str) -> _Call:
@@ -303,6 +351,8 @@ class _BaseClient:
     @staticmethod
     def _encode(call: _Call) -> dict[str, Any]:
         kw: dict[str, Any] = {"params": call.params}
+        if call.slow:
+            kw["timeout"] = None
         if call.body is not None:
             # ensure_ascii: lone surrogates travel as escapes and get the server's clear 422
             # instead of failing to encode here.
@@ -452,6 +502,68 @@ class MemoryClient(_BaseClient):
 
     def lineage(self, id: str) -> list[MemoryRecord]:
         return self._send(self._lineage(id))
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        user_id: str,
+        cube: str | None = None,
+        k: int = 5,
+        use_cache: bool = True,
+        adapter: str | None = None,
+        max_tokens: int = 64,
+        filters: Filters | dict[str, Any] | None = None,
+        recipe: str | dict[str, Any] | Recipe | None = None,
+    ) -> Generation:
+        return self._send(
+            self._generate(
+                prompt,
+                user_id=user_id,
+                cube=cube,
+                k=k,
+                use_cache=use_cache,
+                adapter=adapter,
+                max_tokens=max_tokens,
+                filters=filters,
+                recipe=recipe,
+            )
+        )
+
+    def promote(
+        self, id: str | Sequence[str], *, tier: Literal["activation", "parametric"] = "activation"
+    ) -> MemoryRecord:
+        return self._send(self._promote(id, tier))
+
+    def demote(self, id: str) -> list[str]:
+        return self._send(self._demote(id))
+
+    def consolidate(
+        self,
+        cube: str | None = None,
+        *,
+        user_id: str | None = None,
+        record_ids: Sequence[str] | None = None,
+        steps: int | None = None,
+        rank: int | None = None,
+        learning_rate: float | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> MemoryRecord:
+        """Training runs on the server; `progress` is called once, when it is done."""
+        rec = self._send(
+            self._consolidate(
+                cube,
+                user_id,
+                record_ids=record_ids,
+                steps=steps,
+                rank=rank,
+                learning_rate=learning_rate,
+            )
+        )
+        if progress is not None:
+            curve = rec.metadata.get("loss_curve") or [0.0]
+            progress(len(curve), len(curve), float(curve[-1]))
+        return rec
 
     def restore(self, id: str) -> MemoryRecord:
         return self._send(self._restore(id))
@@ -713,6 +825,68 @@ class AsyncMemoryClient(_BaseClient):
 
     async def lineage(self, id: str) -> list[MemoryRecord]:
         return await self._send(self._lineage(id))
+
+    async def generate(
+        self,
+        prompt: str,
+        *,
+        user_id: str,
+        cube: str | None = None,
+        k: int = 5,
+        use_cache: bool = True,
+        adapter: str | None = None,
+        max_tokens: int = 64,
+        filters: Filters | dict[str, Any] | None = None,
+        recipe: str | dict[str, Any] | Recipe | None = None,
+    ) -> Generation:
+        return await self._send(
+            self._generate(
+                prompt,
+                user_id=user_id,
+                cube=cube,
+                k=k,
+                use_cache=use_cache,
+                adapter=adapter,
+                max_tokens=max_tokens,
+                filters=filters,
+                recipe=recipe,
+            )
+        )
+
+    async def promote(
+        self, id: str | Sequence[str], *, tier: Literal["activation", "parametric"] = "activation"
+    ) -> MemoryRecord:
+        return await self._send(self._promote(id, tier))
+
+    async def demote(self, id: str) -> list[str]:
+        return await self._send(self._demote(id))
+
+    async def consolidate(
+        self,
+        cube: str | None = None,
+        *,
+        user_id: str | None = None,
+        record_ids: Sequence[str] | None = None,
+        steps: int | None = None,
+        rank: int | None = None,
+        learning_rate: float | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> MemoryRecord:
+        """Training runs on the server; `progress` is called once, when it is done."""
+        rec = await self._send(
+            self._consolidate(
+                cube,
+                user_id,
+                record_ids=record_ids,
+                steps=steps,
+                rank=rank,
+                learning_rate=learning_rate,
+            )
+        )
+        if progress is not None:
+            curve = rec.metadata.get("loss_curve") or [0.0]
+            progress(len(curve), len(curve), float(curve[-1]))
+        return rec
 
     async def restore(self, id: str) -> MemoryRecord:
         return await self._send(self._restore(id))

@@ -133,6 +133,31 @@ class Settings(BaseSettings):
         description="Cosine above which facts with nearly the same words merge as duplicates.",
     )
 
+    lm_path: str | None = Field(
+        default=None,
+        description="Local LM for the activation and parametric tiers: a GGUF file or a "
+        "transformers model directory (default: the bundled SmolLM2-135M-Instruct).",
+    )
+    lm_threads: int | None = Field(
+        default=None, ge=1, le=256, description="Torch threads for the local LM (default: torch's)."
+    )
+    activation_budget_bytes: int = Field(
+        default=512 * 1024 * 1024,
+        ge=0,
+        description="KV-cache bytes per cube; least recently used caches are evicted beyond it.",
+    )
+    activation_max_tokens: int = Field(
+        default=4096, ge=16, description="Longest memory context one KV cache may hold."
+    )
+    promote_recalls: int = Field(
+        default=5,
+        ge=0,
+        description="Recalls within the window that promote a record to a KV cache (0: never).",
+    )
+    promote_window_hours: float = Field(
+        default=24.0, gt=0, description="The window in which promote_recalls are counted."
+    )
+
     @field_validator("recall_recipe", mode="after")
     @classmethod
     def _known_recipe(cls, value: str) -> str:

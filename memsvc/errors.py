@@ -25,6 +25,7 @@ __all__ = [
     "CubeNotFound",
     "InvalidInput",
     "MemsvcError",
+    "ModelUnavailable",
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
@@ -78,3 +79,9 @@ class PermissionDenied(MemsvcError):
 
 class StorageError(MemsvcError):
     code = "storage_error"
+
+
+class ModelUnavailable(StorageError):
+    """The local LM of the activation and parametric tiers is missing or failed to load."""
+
+    code = "model_unavailable"

@@ -24,7 +24,7 @@ from retrieval.analyze import embedding_text
 from retrieval.retention import ForgetPolicy, reinforced, retention, target_state
 from store import repository as repo
 from store.database import Database
-from store.orm import CubeRow, RecordRow
+from store.orm import CubeRow, RecallEventRow, RecordRow
 from store.precision import PRECISIONS, decode_stored, encode_stored
 
 __all__ = ["Reinforcer", "forget_pass"]
@@ -65,6 +65,7 @@ class Reinforcer:
                 row.strength = reinforced(row.strength, r, self.policy)
                 row.recall_count += n
                 row.last_recalled_at = at
+                s.add(RecallEventRow(cube_pk=row.cube_pk, record_pk=row.pk, at=at, n=n))
         return len(pending)
 
 
@@ -88,6 +89,7 @@ def forget_pass(
                     .where(
                         RecordRow.cube_pk == cube.pk,
                         RecordRow.status == "active",
+                        RecordRow.tier == "plaintext",  # caches and adapters go by budget
                         RecordRow.pinned.is_(False),
                         RecordRow.pk > after,
                     )

@@ -2,8 +2,9 @@
 
 Order matters and each pass is idempotent (a second run right after the first changes
 nothing): reinforcement is written first so retention is read fresh; supersession closes
-old facts before organization links what stays; forgetting demotes and archives last; the
-index then catches up with everything in one go. Each pass commits its own transactions,
+old facts before organization links what stays; forgetting demotes and archives; the
+memory tiers promote hot records to KV caches, rebuild stale ones and evict beyond the
+budget; the index then catches up with everything in one go. Each pass commits its own transactions,
 so concurrent writes interleave with a run instead of waiting for all of it, and a pass
 reads only committed state. The run and its counts are recorded in `maintenance_runs`.
 """
@@ -78,6 +79,14 @@ def maintain_cube(engine: Any, cube: CubeRow, *, trigger: str = "manual") -> Mai
                 counts.update(
                     forget_pass(engine.db, cube, now, engine.policy, engine.embedder.encode)
                 )
+            counts.update(
+                engine.tiers.maintain(
+                    cube,
+                    now,
+                    recalls=st.promote_recalls,
+                    window_hours=st.promote_window_hours,
+                )
+            )
             index = engine.indexes.get(cube)  # catch up with every change above
             counts["index_vectors"] = index.count
     except Exception as exc:

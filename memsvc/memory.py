@@ -67,6 +67,8 @@ from memsvc.models import (
 )
 from memsvc.organize import TopicNamer
 from memsvc.supersession import chain_pks, key_of, resolve_records
+from memsvc.tier_methods import TierMethods
+from memsvc.tiers import Tiers
 from memsvc.validation import (
     brief,
     check_cube_name,
@@ -195,6 +197,14 @@ class _Engine:
             self.db, self.policy, flush_seconds=settings.reinforce_flush_seconds
         )
         self.locks = CubeLocks()
+        self.tiers = Tiers(
+            self.db,
+            settings.home,
+            lm_path=settings.lm_path,
+            lm_threads=settings.lm_threads,
+            budget_bytes=settings.activation_budget_bytes,
+            max_tokens=settings.activation_max_tokens,
+        )
         self._tenants: dict[str, int] = {}
         self._cubes: dict[tuple[int, str, bool], tuple[CubeRow, float]] = {}
         self._lock = threading.Lock()
@@ -243,7 +253,7 @@ class _Engine:
         self.db.dispose()
 
 
-class Memory:
+class Memory(TierMethods):
     """Embedded memory service on a local data directory (SQLite + FAISS by default).
 
     Parameters:
@@ -440,6 +450,7 @@ class Memory:
             repo.delete_cube(s, row)
         self._engine.forget_cube(row.pk)
         self._engine.indexes.drop(row)
+        self._engine.tiers.blobs.drop_cube(row.id)
 
     @_translated
     def share_cube(self, cube: str, tenant: str) -> Cube:
@@ -699,6 +710,7 @@ class Memory:
                 now = self._engine.clock.now()
                 row.status = "deleted"
                 repo.new_version(s, row, "delete", now, op="delete")
+        self._tier_files_gone(row)
         self._engine.indexes.get(cube_row)
 
     # ---- reads ----------------------------------------------------------------------------------
@@ -738,6 +750,8 @@ class Memory:
             row = self._get_row(s, id, write=True)
             if row.status == "active":
                 return record_model(row)
+            if row.tier != "plaintext":
+                return self._restore_tier(row)
             text_in = embedding_text(row.content, row.source, row.event_time)
         vec = self._engine.embedder.encode([text_in])[0]
         with self._engine.db.write() as s:
@@ -990,9 +1004,10 @@ class Memory:
             },
             "records": total,
         }
-        return portable.write(
-            path, header, transfer.export_lines(self._engine.db, row, total, progress)
+        lines = transfer.export_lines(
+            self._engine.db, row, total, progress, self._engine.tiers.blobs
         )
+        return portable.write(path, header, lines)
 
     @_translated
     def import_cube(
@@ -1017,6 +1032,7 @@ class Memory:
         with self._engine.db.read() as s:
             if repo.find_cube(s, self._tenant_pk, name=name) is not None:
                 raise Conflict(f"cube {name!r} already exists", details={"cube": name})
+        written: list[str] = []
         try:
             with self._engine.db.write() as s:
                 row = repo.create_cube(
@@ -1033,10 +1049,23 @@ class Memory:
                     else None,
                 )
                 transfer.import_items(
-                    s, embedder, row, lines, same_model, int(emb.get("dim") or 0), total, progress
+                    s,
+                    embedder,
+                    row,
+                    lines,
+                    same_model,
+                    int(emb.get("dim") or 0),
+                    total,
+                    progress,
+                    blobs=self._engine.tiers.blobs,
+                    written=written,
                 )
-        except StoreConflict as exc:
-            raise Conflict(f"import clashes with existing data: {exc}") from exc
+        except BaseException as exc:
+            for rel in written:  # nothing half-written: the files go with the transaction
+                self._engine.tiers.blobs.remove(rel)
+            if isinstance(exc, StoreConflict):
+                raise Conflict(f"import clashes with existing data: {exc}") from exc
+            raise
         self._engine.indexes.get(row)
         return self.get_cube(row.id)
 

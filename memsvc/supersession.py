@@ -170,7 +170,9 @@ def supersede_pass(db: Database, cube: CubeRow, now: datetime) -> dict[str, int]
     with db.write() as s:
         todo = s.execute(
             select(RecordRow.pk, RecordRow.content, RecordRow.source, RecordRow.user_id).where(
-                RecordRow.cube_pk == cube.pk, RecordRow.fact_key.is_(None)
+                RecordRow.cube_pk == cube.pk,
+                RecordRow.fact_key.is_(None),
+                RecordRow.tier == "plaintext",
             )
         ).all()
         for pk, content, source, user_id in todo:

@@ -4,6 +4,7 @@ the inserts an import makes inside its one transaction. (`memsvc.portable` owns 
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -14,6 +15,7 @@ from memsvc.errors import InvalidInput
 from memsvc.validation import to_utc
 from retrieval.analyze import embedding_text
 from store import repository as repo
+from store.blobs import BlobStore
 from store.database import Database
 from store.orm import CubeRow, EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
 
@@ -23,9 +25,14 @@ Progress = Callable[[int, int | None], None]
 
 
 def export_lines(
-    db: Database, cube: CubeRow, total: int, progress: Progress | None
+    db: Database,
+    cube: CubeRow,
+    total: int,
+    progress: Progress | None,
+    blobs: BlobStore | None = None,
 ) -> Iterator[dict[str, Any]]:
-    """Every record (with versions and embedding), entity and edge of a cube, streamed."""
+    """Every record (with versions and embedding, and the file of an activation or
+    parametric record), entity and edge of a cube, streamed."""
     with db.read() as s:
         ids: dict[int, str] = {}
         for n, r in enumerate(repo.iter_cube_records(s, cube.pk), start=1):
@@ -34,12 +41,16 @@ def export_lines(
             versions = [
                 version_model(r.id, v).model_dump(mode="json") for v in repo.versions_for(s, r.pk)
             ]
-            yield {
+            item = {
                 "type": "record",
                 "record": rec,
                 "versions": versions,
                 "embedding": portable.encode_vector(r.embedding),
             }
+            blob = (r.source or {}).get("blob") if r.tier != "plaintext" else None
+            if blob and blobs is not None and r.status == "active" and blobs.exists(blob):
+                item["blob"] = portable.encode_vector(blobs.read_bytes(blob))
+            yield item
             if progress:
                 progress(n, total)
         for e in repo.entities_for_cube(s, cube.pk):
@@ -76,19 +87,24 @@ def import_items(
     file_dim: int,
     total: int | None,
     progress: Progress | None,
+    blobs: BlobStore | None = None,
+    written: list[str] | None = None,
 ) -> None:
-    """Insert a cube file's items into `cube` inside the caller's transaction."""
+    """Insert a cube file's items into `cube` inside the caller's transaction. Tier files
+    are written under the new cube and listed in `written`, for the caller to remove
+    should the transaction fail."""
     record_pks: dict[str, int] = {}
     entity_pks: dict[Any, int] = {}
     pending: list[RecordRow] = []
     n = 0
 
     def flush() -> None:
-        if not same_model and pending:
+        redo = [r for r in pending if r.tier == "plaintext"]
+        if not same_model and redo:
             vecs = embedder.encode(
-                [embedding_text(r.content, r.source, r.event_time) for r in pending]
+                [embedding_text(r.content, r.source, r.event_time) for r in redo]
             )
-            for r, v in zip(pending, vecs, strict=True):
+            for r, v in zip(redo, vecs, strict=True):
                 r.embedding, r.embedding_precision = v.tobytes(), "float32"
         s.flush()
         for r in pending:
@@ -106,6 +122,14 @@ def import_items(
                     if same_model
                     else None
                 )
+                if item.get("blob") and blobs is not None:
+                    rel = blobs.relpath(cube.id, row.id)
+                    blobs.write_bytes(rel, base64.b64decode(item["blob"]))
+                    if written is not None:
+                        written.append(rel)
+                    row.source = {**row.source, "blob": rel}
+                elif row.tier != "plaintext" and row.status == "active":
+                    row.status = "archived"  # its file did not travel: listed, not usable
                 s.add(row)
                 s.flush()
                 for v in item.get("versions") or []:

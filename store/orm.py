@@ -32,6 +32,7 @@ __all__ = [
     "EdgeRow",
     "EntityRow",
     "MaintenanceRunRow",
+    "RecallEventRow",
     "RecordRow",
     "TenantRow",
     "TopicRow",
@@ -204,6 +205,20 @@ class MaintenanceRunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     counts: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+
+
+class RecallEventRow(Base):
+    """Recalls of one record (`n` of them, flushed together at `at`): the window the
+    scheduler reads to promote hot records to the activation tier."""
+
+    __tablename__ = "recall_events"
+    __table_args__ = (Index("ix_recall_events_cube_at", "cube_pk", "at"),)
+
+    pk: Mapped[int] = mapped_column(Integer, primary_key=True)
+    cube_pk: Mapped[int] = mapped_column(ForeignKey("cubes.pk", ondelete="CASCADE"))
+    record_pk: Mapped[int] = mapped_column(Integer)
+    at: Mapped[datetime] = mapped_column(UTCDateTime)
+    n: Mapped[int] = mapped_column(Integer, default=1)
 
 
 class EntityRow(Base):

@@ -23,6 +23,7 @@ from store.orm import (
     CubeShareRow,
     EdgeRow,
     EntityRow,
+    RecallEventRow,
     RecordRow,
     TenantRow,
     VersionRow,
@@ -248,6 +249,7 @@ def delete_cube(s: Session, cube: CubeRow) -> None:
     s.execute(delete(EdgeRow).where(EdgeRow.cube_pk == cube.pk))
     s.execute(delete(EntityRow).where(EntityRow.cube_pk == cube.pk))
     s.execute(delete(ChangeRow).where(ChangeRow.cube_pk == cube.pk))
+    s.execute(delete(RecallEventRow).where(RecallEventRow.cube_pk == cube.pk))
     s.execute(delete(CubeShareRow).where(CubeShareRow.cube_pk == cube.pk))
     s.delete(cube)
 
@@ -626,7 +628,7 @@ def active_text_rows(s: Session, cube_pk: int, pks: Sequence[int] | None = None)
     active records, optionally among `pks`, in pk order."""
     R = RecordRow
     q = select(R.pk, R.content, R.source, R.session_id, R.event_time, R.entities, R.kind).where(
-        R.cube_pk == cube_pk, R.status == "active"
+        R.cube_pk == cube_pk, R.status == "active", R.tier == "plaintext"
     )
     if pks is not None:
         q = q.where(R.pk.in_([int(p) for p in pks]))

@@ -50,6 +50,7 @@ def list_memories(
     since: datetime | None = None,
     until: datetime | None = None,
     metadata: Annotated[str | None, Query(description="JSON object; equality per key.")] = None,
+    tiers: Annotated[list[Literal["plaintext", "activation", "parametric"]] | None, Query()] = None,
 ) -> Page:
     """Records of a cube (the user's default cube unless `cube` is given), oldest first."""
     meta: object = {}
@@ -68,6 +69,7 @@ def list_memories(
         since=since,
         until=until,
         metadata=meta,
+        tiers=tiers or [],
     )
     return memory.list(
         user_id=user_id, cube=cube, filters=filters, status=status_, limit=limit, cursor=cursor

