@@ -52,6 +52,19 @@ def bundled_lm_path() -> Path:
     return files[0]
 
 
+def _quiet_gguf_loader() -> None:
+    """transformers' GGUF de-quantizer draws its own tqdm bar on every load, whatever its
+    progress-bar setting; a server log is no place for it."""
+    import functools
+
+    try:
+        from tqdm.auto import tqdm
+        from transformers import modeling_gguf_pytorch_utils as gguf_utils
+    except ImportError:  # another transformers layout: the bar stays
+        return
+    gguf_utils.tqdm = functools.partial(tqdm, disable=True)  # type: ignore[attr-defined]
+
+
 @dataclass(frozen=True)
 class Generation:
     """Greedy output of one generation and how long it took."""
@@ -101,6 +114,7 @@ class LocalLM:
                     where, extra = str(self.path.parent), {"gguf_file": self.path.name}
                 else:
                     where, extra = str(self.path), {}
+                _quiet_gguf_loader()
                 try:
                     tok = AutoTokenizer.from_pretrained(where, **extra)
                     model = AutoModelForCausalLM.from_pretrained(

@@ -163,7 +163,8 @@ def train_adapter(
         curve.append(round(float(loss.detach()), 4))
         if progress is not None:
             progress(step + 1, settings.steps, curve[-1])
-    weights = {k: v.detach().clone() for k, v in get_peft_model_state_dict(model).items()}
+    state = get_peft_model_state_dict(model, save_embedding_layers=False)  # LoRA only
+    weights = {k: v.detach().clone() for k, v in state.items()}
     return TrainedAdapter(
         weights=weights,
         config=config,

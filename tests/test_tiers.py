@@ -298,3 +298,37 @@ def test_missing_local_model_is_a_clear_error(
         mem.promote(rec.id)
     assert mem.list(user_id="u", filters={"tiers": ["activation"]}).items == []
     assert mem.recall("dog", user_id="u")  # the rest of the service does not need the LM
+
+
+def test_a_model_directory_works_and_its_caches_are_its_own(
+    open_memory: Callable[..., Memory], tmp_path: Path, lm: LocalLM
+) -> None:
+    """Any transformers model directory can replace the GGUF file; caches name their model,
+    so a cache built on one is stale on the other."""
+    from safetensors.torch import save_model
+
+    tok, model = lm.load()
+    folder = tmp_path / "smol-dir"  # a plain model directory from the same weights
+    config = model.config.to_dict()
+    config.pop("quantization_config", None)
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    save_model(model, str(folder / "model.safetensors"))
+    tok.save_pretrained(folder)
+    other = LocalLM(folder)
+    assert other.model_id != lm.model_id and other.tokenizer_hash == lm.tokenizer_hash
+    ids = context_ids(lm, FACTS) + lm.tail_ids(QUESTION)
+    assert (
+        other.generate(ids, max_new_tokens=12).token_ids
+        == lm.generate(ids, max_new_tokens=12).token_ids
+    )
+
+    mem = open_memory()
+    rec = mem.add(FACTS[0], user_id="u")[0]
+    act = mem.promote(rec.id)
+    home = mem.settings.home
+    mem.close()
+    mem = open_memory(home, lm_path=str(folder))
+    g = mem.generate(QUESTION, user_id="u", k=1)
+    assert g.cache_id == act.id and g.cache_rebuilt  # "model changed": rebuilt for this one
+    assert mem.get(act.id).source["model_id"] == other.model_id
