@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.memsvc-installed
 DEV_STAMP := $(VENV)/.memsvc-installed-dev
 
-.PHONY: serve test lint format bench clean
+.PHONY: serve test lint format bench clean pg-server
 
 # Python 3.11+ is required. Debian's python3 may lack the venv module (package python3-venv):
 # then virtualenv, installed from PyPI for this user, makes the environment instead.
@@ -31,7 +31,16 @@ $(DEV_STAMP): pyproject.toml | $(BIN)/python
 serve: $(STAMP)
 	$(BIN)/memsvc serve
 
-test: $(DEV_STAMP)
+# The contract suite also runs on PostgreSQL: the tests start a throwaway cluster from
+# Debian's server binaries, installed here when missing.
+pg-server:
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || command -v initdb >/dev/null 2>&1 || { \
+		echo "installing PostgreSQL (Debian package postgresql)"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql; }
+
+test: $(DEV_STAMP) pg-server
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest

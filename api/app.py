@@ -14,6 +14,7 @@ from fastapi.routing import APIRoute
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
 from api.metrics import Metrics
+from api.ratelimit import KeyRateLimiter
 from api.routes import cubes, health, memories, tiers
 from memsvc import Memory, Settings, __version__, get_settings
 from memsvc.maintenance import Scheduler
@@ -75,6 +76,7 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
     app.state.settings = settings
     app.state.ready = ready
     app.state.metrics = Metrics(mem)
+    app.state.limiter = KeyRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     install_error_handlers(app)
     for router in (health.router, tiers.router, memories.router, cubes.router):
         app.include_router(router)

@@ -12,7 +12,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from memsvc import Memory, Settings
-from memsvc.errors import AuthError
+from memsvc.errors import AuthError, RateLimited
 
 __all__ = ["AppSettings", "RootMemory", "TenantMemory"]
 
@@ -46,6 +46,13 @@ async def get_tenant_memory(
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
     # Inline, not in a pool thread: a cached key is a dict lookup, a new one one indexed read.
     tenant = memory.keys.authenticate(credentials.credentials)
+    wait = request.app.state.limiter.take(credentials.credentials)
+    if wait > 0:
+        raise RateLimited(
+            f"rate limit of {settings.rate_limit_per_second:g} requests/s for this key: "
+            f"retry in {wait:.2f} s",
+            details={"retry_after": round(wait, 3)},
+        )
     return memory.for_tenant(tenant)
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -18,6 +19,7 @@ from memsvc.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    RateLimited,
     StorageError,
 )
 
@@ -33,6 +35,7 @@ STATUS_BY_ERROR: list[tuple[type[MemsvcError], int]] = [
     (Conflict, 409),
     (AuthError, 401),
     (PermissionDenied, 403),
+    (RateLimited, 429),
     (StorageError, 503),
 ]
 
@@ -52,6 +55,8 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _memsvc(_req: Request, exc: MemsvcError) -> JSONResponse:
         status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status == 429:
+            headers = {"Retry-After": str(max(1, math.ceil(exc.details.get("retry_after", 1))))}
         return error_response(status, exc.code, exc.message, exc.details, headers)
 
     @app.exception_handler(RequestValidationError)

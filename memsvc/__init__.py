@@ -20,6 +20,7 @@ from memsvc.errors import (
     NotFound,
     PayloadTooLarge,
     PermissionDenied,
+    RateLimited,
     RecordNotFound,
     StorageError,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "Page",
     "PayloadTooLarge",
     "PermissionDenied",
+    "RateLimited",
     "RecordNotFound",
     "RecordVersion",
     "SentenceTransformerEmbedder",

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any, Literal
+from urllib.parse import quote
 
 import httpx
 from pydantic import TypeAdapter
@@ -65,6 +66,7 @@ _ERRORS: dict[str, type[MemsvcError]] = {
         errors.PermissionDenied,
         errors.StorageError,
         errors.ModelUnavailable,
+        errors.RateLimited,
     )
 }
 _BY_STATUS: dict[int, type[MemsvcError]] = {
@@ -75,6 +77,7 @@ _BY_STATUS: dict[int, type[MemsvcError]] = {
     409: errors.Conflict,
     413: errors.PayloadTooLarge,
     422: errors.InvalidInput,
+    429: errors.RateLimited,
     503: errors.StorageError,
 }
 
@@ -372,7 +375,9 @@ def _json_default(value: Any) -> Any:
 def _seg(value: str) -> str:
     if not isinstance(value, str) or not value or "/" in value:
         raise InvalidInput("ids and cube names cannot be empty or contain '/'")
-    return value
+    # percent-encode what a URL cannot carry raw (control characters): the server answers
+    # for it (an id with a NUL is simply not found), as `Memory` does
+    return quote(value, safe=":@._-~!$&'()*+,;=")
 
 
 def _counts(resp: httpx.Response) -> dict[str, int]:

@@ -133,6 +133,15 @@ class Settings(BaseSettings):
         description="Cosine above which facts with nearly the same words merge as duplicates.",
     )
 
+    rate_limit_per_second: float = Field(
+        default=0.0,
+        ge=0,
+        description="Requests per second per API key on /v1 routes (0: unlimited); beyond "
+        "it the answer is 429 with Retry-After.",
+    )
+    rate_limit_burst: int = Field(
+        default=20, ge=1, description="Requests a key may make at once before the rate applies."
+    )
     lm_path: str | None = Field(
         default=None,
         description="Local LM for the activation and parametric tiers: a GGUF file or a "

@@ -29,6 +29,7 @@ __all__ = [
     "NotFound",
     "PayloadTooLarge",
     "PermissionDenied",
+    "RateLimited",
     "RecordNotFound",
     "StorageError",
 ]
@@ -71,6 +72,12 @@ class Conflict(MemsvcError):
 
 class AuthError(MemsvcError):
     code = "unauthorized"
+
+
+class RateLimited(MemsvcError):
+    """Too many requests for this API key; `details["retry_after"]` says how long to wait."""
+
+    code = "rate_limited"
 
 
 class PermissionDenied(MemsvcError):

@@ -349,7 +349,7 @@ class Memory(TierMethods):
         """(cube, access); `PermissionDenied` when writing to a cube shared read-only."""
         if not isinstance(cube, str) or not cube or len(cube) > 300:
             raise InvalidInput("cube must be a cube name or id", details={"field": "cube"})
-        found = repo.resolve_cube(s, self._tenant_pk, cube)
+        found = repo.resolve_cube(s, self._tenant_pk, cube) if "\x00" not in cube else None
         if found is None:
             raise CubeNotFound(f"cube {cube!r} not found", details={"cube": cube})
         if write and found[1] != "owner":
@@ -403,6 +403,11 @@ class Memory(TierMethods):
         `search_mode` ("exact", "int8", "binary+rescore") overrides the service default."""
         check_cube_name(name)
         check_ident(owner_user_id, field="owner_user_id")
+        metadata = check_metadata(metadata) if metadata is not None else None
+        if description is not None and (not isinstance(description, str) or "\x00" in description):
+            raise InvalidInput(
+                "description must be text without NUL", details={"field": "description"}
+            )
         if search_mode is not None and search_mode not in MODES:
             raise InvalidInput(
                 f"search_mode must be one of {', '.join(MODES)}", details={"field": "search_mode"}
@@ -718,7 +723,8 @@ class Memory(TierMethods):
     def _get_row(self, s: Any, id: str, *, write: bool = False) -> RecordRow:
         if not isinstance(id, str) or not id or len(id) > 64:
             raise InvalidInput("id must be a record id string", details={"field": "id"})
-        found = repo.get_record(s, self._tenant_pk, id)
+        # no id holds a NUL (and PostgreSQL cannot even compare one): simply not found
+        found = repo.get_record(s, self._tenant_pk, id) if "\x00" not in id else None
         if found is None:
             raise RecordNotFound(f"record {id} not found", details={"id": id})
         if write and found[1] != "owner":

@@ -128,6 +128,16 @@ def brief(exc: Exception, *, prefix: str) -> str:
     return "; ".join(parts)
 
 
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 def check_metadata(metadata: Any) -> dict[str, Any]:
     if metadata is None:
         return {}
@@ -136,19 +146,25 @@ def check_metadata(metadata: Any) -> dict[str, Any]:
             "metadata must be an object with string keys", details={"field": "metadata"}
         )
     try:
-        json.dumps(metadata, allow_nan=False)
+        encoded = json.dumps(metadata, allow_nan=False)
     except (TypeError, ValueError) as exc:
         raise InvalidInput(
             f"metadata must be JSON-serializable: {exc}", details={"field": "metadata"}
         ) from exc
+    if "\\u0000" in encoded and _has_nul(metadata):  # PostgreSQL cannot store NUL in JSON
+        raise InvalidInput("metadata contains a NUL character", details={"field": "metadata"})
     return dict(metadata)
 
 
 def check_tags(tags: Any) -> list[str]:
     if tags is None:
         return []
-    if isinstance(tags, str) or not all(isinstance(t, str) and t.strip() for t in tags):
-        raise InvalidInput("tags must be a list of non-empty strings", details={"field": "tags"})
+    if isinstance(tags, str) or not all(
+        isinstance(t, str) and t.strip() and "\x00" not in t for t in tags
+    ):
+        raise InvalidInput(
+            "tags must be a list of non-empty strings without NUL", details={"field": "tags"}
+        )
     return sorted(set(tags))
 
 
@@ -171,11 +187,16 @@ def check_message(raw: Any, i: int) -> Message:
     if "speaker" in data and "name" not in data:
         data["name"] = data.pop("speaker")
     try:
-        return Message.model_validate(data)
+        msg = Message.model_validate(data)
     except ValueError as exc:
         raise InvalidInput(
             brief(exc, prefix=f"messages[{i}]"), details={"field": f"messages[{i}]"}
         ) from exc
+    if _has_nul(msg.name) or _has_nul(msg.metadata):
+        raise InvalidInput(
+            f"messages[{i}] contains a NUL character", details={"field": f"messages[{i}]"}
+        )
+    return msg
 
 
 def encode_cursor(pk: int) -> str:

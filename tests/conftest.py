@@ -17,6 +17,15 @@ import httpx
 import pytest
 
 from memsvc import Clock, Memory, SentenceTransformerEmbedder, Settings
+from tests.pg import PgCluster, find_pg_bin
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if os.environ.get("MEMSVC_TEST_BACKEND") == "postgresql":
+        skip = pytest.mark.skip(reason="reads the SQLite file of a data directory directly")
+        for item in items:
+            if "sqlite_only" in item.keywords:
+                item.add_marker(skip)
 
 
 @pytest.fixture(scope="session")
@@ -28,13 +37,19 @@ def embedder() -> SentenceTransformerEmbedder:
 
 @pytest.fixture
 def open_memory(
-    embedder: SentenceTransformerEmbedder, tmp_path: Path
+    embedder: SentenceTransformerEmbedder, tmp_path: Path, request: pytest.FixtureRequest
 ) -> Iterator[Callable[..., Memory]]:
     """Open a Memory on a data dir (default the test's tmp dir); all are closed at the end."""
     opened: list[Memory] = []
 
     def _open(path: Path | None = None, clock: Clock | None = None, **settings: object) -> Memory:
         home = path or tmp_path / "data"
+        if os.environ.get("MEMSVC_TEST_BACKEND") == "postgresql" and "database_url" not in settings:
+            # the whole suite on PostgreSQL: one fresh database per data directory
+            urls = request.getfixturevalue("pg_databases")
+            settings["database_url"] = urls.setdefault(
+                home, request.getfixturevalue("pg").new_database()
+            )
         mem = Memory(settings=Settings(home=home, **settings), embedder=embedder, clock=clock)
         opened.append(mem)
         return mem
@@ -113,13 +128,39 @@ def serving(env: dict[str, str], *args: str) -> Iterator[str]:
         proc.wait(timeout=30)
 
 
-@pytest.fixture(scope="session")
-def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
-    home = tmp_path_factory.mktemp("served")
+def _served(home: Path, database_url: str | None = None) -> Iterator[Served]:
     env = {**os.environ, "MEMSVC_HOME": str(home)}
+    if database_url:
+        env["MEMSVC_DATABASE_URL"] = database_url
     keys = {
         tenant: json.loads(run_cli("keys", "create", "--tenant", tenant, "--json", env=env))["key"]
         for tenant in ("acme", "globex")
     }
     with serving(env) as url:
         yield Served(url=url, home=home, env=env, keys=keys)
+
+
+@pytest.fixture(scope="session")
+def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
+    yield from _served(tmp_path_factory.mktemp("served"))
+
+
+@pytest.fixture
+def pg_databases() -> dict[Path, str]:
+    return {}
+
+
+@pytest.fixture(scope="session")
+def pg() -> Iterator[PgCluster]:
+    """A throwaway PostgreSQL cluster for the session (`make test` installs the server)."""
+    if find_pg_bin() is None:
+        pytest.fail("PostgreSQL is not installed: run `make test` (it installs it) or apt-get")
+    cluster = PgCluster(free_port()).start()
+    yield cluster
+    cluster.stop()
+
+
+@pytest.fixture(scope="session")
+def served_pg(tmp_path_factory: pytest.TempPathFactory, pg: PgCluster) -> Iterator[Served]:
+    """A real `memsvc serve` on PostgreSQL."""
+    yield from _served(tmp_path_factory.mktemp("served-pg"), pg.new_database())

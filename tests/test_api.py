@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -311,3 +312,30 @@ def test_hostile_input_is_a_clean_4xx(
     assert r.status_code == status, r.text
     if status >= 400:
         assert set(r.json()["error"]) == {"code", "message", "details"}
+
+
+def test_rate_limit_per_key_answers_429_with_retry_after(
+    open_memory: Callable[..., Memory],
+) -> None:
+    from memsvc import MemoryClient, RateLimited
+
+    mem = open_memory(rate_limit_per_second=2.0, rate_limit_burst=3)
+    keys = {t: mem.keys.create(t)[1] for t in ("acme", "globex")}
+    with TestClient(create_app(mem)) as c:
+        codes = [c.get("/v1/cubes", headers=auth(keys["acme"])).status_code for _ in range(6)]
+        assert codes[:3] == [200, 200, 200] and 429 in codes[3:]
+        r = c.get("/v1/cubes", headers=auth(keys["acme"]))
+        assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+        assert r.json()["error"]["code"] == "rate_limited"
+        assert r.json()["error"]["details"]["retry_after"] > 0
+        # another key has its own bucket; health checks are never limited
+        assert c.get("/v1/cubes", headers=auth(keys["globex"])).status_code == 200
+        assert c.get("/healthz").status_code == 200
+        time.sleep(0.6)  # 2/s refills one request in 0.5 s
+        assert c.get("/v1/cubes", headers=auth(keys["acme"])).status_code == 200
+        client = MemoryClient("http://testserver", keys["acme"])
+        client._http = c  # the remote client's error mapping over the same app
+        c.headers.update(auth(keys["acme"]))
+        with pytest.raises(RateLimited):
+            for _ in range(5):
+                client.list_cubes()

@@ -25,6 +25,7 @@ def run(*args: str) -> str:
     return result.stdout
 
 
+@pytest.mark.sqlite_only
 def test_add_recall_get_delete(home: Path, open_memory) -> None:
     out = json.loads(
         run(
@@ -56,6 +57,7 @@ def test_add_recall_get_delete(home: Path, open_memory) -> None:
     assert [r.content for r in mem.list(user_id="alice").items] == ["Bob likes sushi"]
 
 
+@pytest.mark.sqlite_only
 def test_bulk_file_messages_list_and_info(home: Path, tmp_path: Path, open_memory) -> None:
     lines = tmp_path / "notes.txt"
     lines.write_text("\n".join(f"note {i}" for i in range(7)) + "\n\n")
@@ -72,6 +74,7 @@ def test_bulk_file_messages_list_and_info(home: Path, tmp_path: Path, open_memor
     assert open_memory(home).list(user_id="u").items[-1].source["speaker"] == "Ann"
 
 
+@pytest.mark.sqlite_only
 def test_export_import(home: Path, tmp_path: Path, open_memory) -> None:
     run("add", "exported memory", "--user", "u")
     path = tmp_path / "u.memcube"

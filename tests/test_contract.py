@@ -30,15 +30,18 @@ from tests.conftest import Served
 SDK = Memory | MemoryClient
 
 
-@pytest.fixture(params=["embedded", "remote"])
+@pytest.fixture(params=["embedded", "remote", "embedded-pg", "remote-pg"])
 def pair(
-    request: pytest.FixtureRequest, open_memory: Callable[..., Memory], served: Served
+    request: pytest.FixtureRequest, open_memory: Callable[..., Memory]
 ) -> Iterator[tuple[SDK, SDK]]:
-    """Two tenants' handles ("acme", "globex") on one service, embedded or over HTTP."""
-    if request.param == "embedded":
-        mem = open_memory()
+    """Two tenants' handles ("acme", "globex") on one service, embedded or over HTTP, on
+    SQLite or on PostgreSQL."""
+    if request.param.startswith("embedded"):
+        url = request.getfixturevalue("pg").new_database() if "pg" in request.param else None
+        mem = open_memory(database_url=url) if url else open_memory()
         yield mem.for_tenant("acme"), mem.for_tenant("globex")
     else:
+        served: Served = request.getfixturevalue("served_pg" if "pg" in request.param else "served")
         a = MemoryClient(served.url, served.keys["acme"])
         b = MemoryClient(served.url, served.keys["globex"])
         yield a, b
@@ -265,3 +268,25 @@ def test_remote_client_transport_and_stream_errors(served: Served, tmp_path: Pat
         with pytest.raises(CubeNotFound):
             mem.export_cube("no-such-cube", tmp_path / "x.memcube")
         assert not list(tmp_path.iterdir())  # no partial file left behind
+
+
+def test_nul_characters_are_refused_alike_on_every_backend(sdk: SDK) -> None:
+    """PostgreSQL cannot store NUL in text or JSON: every backend refuses it the same way."""
+    user = uid()
+    rec = sdk.add("plain text", user_id=user)[0]
+    for kwargs in (
+        {"metadata": {"a": "x\x00"}},
+        {"tags": ["t\x00"]},
+        {"messages": [{"role": "user", "content": "hi", "metadata": {"k": ["\x00"]}}]},
+        {"messages": [{"role": "user", "name": "A\x00", "content": "hi"}]},
+    ):
+        body = {"text": "hello"} if "messages" not in kwargs else {}
+        with pytest.raises(InvalidInput):
+            sdk.add(**body, user_id=user, **kwargs)
+    with pytest.raises(InvalidInput):
+        sdk.update(rec.id, metadata={"k": {"n": "\x00"}})
+    with pytest.raises(InvalidInput):
+        sdk.create_cube(f"c-{uuid.uuid4().hex[:8]}", metadata={"x": "\x00"})
+    with pytest.raises(RecordNotFound):
+        sdk.get("\x00")
+    assert sdk.get(rec.id).metadata == {}

@@ -124,6 +124,7 @@ def test_schema_matches_models_and_migration_is_idempotent(tmp_path: Path) -> No
     db.dispose()
 
 
+@pytest.mark.sqlite_only
 def test_existing_data_directory_survives_upgrade(open_memory, tmp_path: Path) -> None:
     mem = open_memory(tmp_path / "d")
     recs = mem.add(TEXTS, user_id="u")
