@@ -7,17 +7,19 @@ import os
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import IO
 
 import httpx
 import pytest
 
+from evals.pg_cluster import PgCluster, find_pg_bin
 from memsvc import Clock, Memory, SentenceTransformerEmbedder, Settings
-from tests.pg import PgCluster, find_pg_bin
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -93,7 +95,9 @@ class Served:
     keys: dict[str, str] = field(default_factory=dict)
 
 
-def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
+def wait_ready(
+    url: str, proc: subprocess.Popen, timeout: float = 120, log: IO[bytes] | None = None
+) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -103,7 +107,9 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 120) -> None:
             pass
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            out = proc.stdout.read() if proc.stdout else b""
+            if log is not None:
+                log.seek(0)
+            out = log.read() if log is not None else proc.stdout.read() if proc.stdout else b""
             pytest.fail(f"server did not become ready:\n{out.decode(errors='replace')}")
         time.sleep(0.2)
 
@@ -113,19 +119,22 @@ def serving(env: dict[str, str], *args: str) -> Iterator[str]:
     """A real `memsvc serve` on a free loopback port (extra CLI `args`); yields its URL once
     ready and stops it on exit."""
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port), *args],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-    )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        wait_ready(url, proc)
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(timeout=30)
+    # The server's log goes to a file: an unread pipe fills up after some thousand requests
+    # and the server would block writing its access log.
+    with tempfile.TemporaryFile() as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port), *args],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        url = f"http://127.0.0.1:{port}"
+        try:
+            wait_ready(url, proc, log=log)
+            yield url
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
 
 
 def _served(home: Path, database_url: str | None = None) -> Iterator[Served]:

@@ -67,3 +67,34 @@ def test_eight_threads_adding_concurrently_lose_nothing(mem: Memory) -> None:
     # Every record is findable by its exact text.
     probe = mem.recall("thread 5 says 8", user_id="x", cube="shared", k=1)[0]
     assert probe.record.content == "thread 5 says 8"
+
+
+def test_delete_while_recall_never_errs_and_deleted_records_stay_gone(mem: Memory) -> None:
+    recs = mem.add(
+        [f"harbour log entry {i}: the tide turned at {i} o'clock" for i in range(60)], user_id="d"
+    )
+    errors: list[BaseException] = []
+    stop = threading.Event()
+
+    def reader() -> None:
+        while not stop.is_set():
+            try:
+                hits = mem.recall("when did the tide turn", user_id="d", k=20)
+                assert all(h.record.status == "active" for h in hits)
+            except BaseException as exc:  # collected and asserted below
+                errors.append(exc)
+                return
+
+    threads = [threading.Thread(target=reader) for _ in range(3)]
+    for t in threads:
+        t.start()
+    gone = {r.id for r in recs[::2]}
+    for i, r in enumerate(recs[::2]):
+        mem.delete(r.id, hard=i % 2 == 1)  # soft and hard deletes both
+    stop.set()
+    for t in threads:
+        t.join(timeout=30)
+    assert not errors, errors[0]
+    hits = mem.recall("when did the tide turn", user_id="d", k=60)
+    assert not gone & {h.record.id for h in hits}
+    assert len(hits) == 30

@@ -1,0 +1,122 @@
+"""Several servers on one PostgreSQL database, and acknowledged writes through SIGKILL:
+real `memsvc serve` processes, real clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import httpx
+
+from evals.pg_cluster import PgCluster
+from memsvc import MemoryClient
+from tests.conftest import free_port, run_cli, serving, wait_ready
+
+
+def _key(env: dict[str, str]) -> str:
+    return json.loads(run_cli("keys", "create", "--tenant", "acme", "--json", env=env))["key"]
+
+
+def test_two_servers_on_one_postgresql_see_each_others_writes_within_1s(
+    pg: PgCluster, tmp_path: Path
+) -> None:
+    url = pg.new_database()
+    envs = [
+        {**os.environ, "MEMSVC_HOME": str(tmp_path / f"w{i}"), "MEMSVC_DATABASE_URL": url}
+        for i in (1, 2)
+    ]
+    key = _key(envs[0])
+    with serving(envs[0]) as url1, serving(envs[1]) as url2:
+        a, b = MemoryClient(url1, key), MemoryClient(url2, key)
+        b.recall("warm up", user_id="w")  # the second worker holds its index in memory
+        lags = []
+        for i, text in enumerate(
+            ["Nadia repairs vintage typewriters.", "Oskar breeds axolotls in his garage."]
+        ):
+            rec = a.add(text, user_id="w")[0]
+            t0 = time.monotonic()
+            while True:
+                hits = b.recall(text, user_id="w", k=3)
+                if hits and hits[0].record.id == rec.id:
+                    break
+                assert time.monotonic() - t0 < 1.0, f"write {i} not seen by the other worker"
+                time.sleep(0.02)
+            lags.append(time.monotonic() - t0)
+            b.delete(rec.id)  # and the other way round
+            t0 = time.monotonic()
+            while any(h.record.id == rec.id for h in a.recall(text, user_id="w", k=3)):
+                assert time.monotonic() - t0 < 1.0
+                time.sleep(0.02)
+        assert max(lags) < 1.0
+
+
+def _start(env: dict[str, str], port: int) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def test_sigkill_mid_stream_loses_no_acknowledged_add(tmp_path: Path) -> None:
+    env = {**os.environ, "MEMSVC_HOME": str(tmp_path / "crash")}
+    key = _key(env)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(env, port)
+    wait_ready(url, proc)
+    acked: list[tuple[str, str]] = []  # (id, text) of every add answered 201
+    stop = threading.Event()
+
+    def stream() -> None:
+        with httpx.Client(
+            base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10
+        ) as http:
+            i = 0
+            while not stop.is_set():
+                text = f"crash note {i}: the heron counted {i * 7} reeds"
+                try:
+                    r = http.post("/v1/memories", json={"text": text, "user_id": "k"})
+                except httpx.HTTPError:
+                    return  # the server died mid-request: not acknowledged
+                if r.status_code == 201:
+                    acked.append((r.json()[0]["id"], text))
+                i += 1
+
+    writer = threading.Thread(target=stream)
+    writer.start()
+    deadline = time.monotonic() + 60
+    while len(acked) < 40 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=30)
+    stop.set()
+    writer.join(timeout=30)
+    assert len(acked) >= 40
+
+    proc = _start(env, port)
+    try:
+        wait_ready(url, proc)
+        with MemoryClient(url, key) as c:
+            ids = []
+            cursor = None
+            while True:
+                page = c.list(user_id="k", limit=1000, cursor=cursor)
+                ids += [r.id for r in page.items]
+                cursor = page.next_cursor
+                if cursor is None:
+                    break
+            assert len(ids) == len(set(ids))  # nothing twice
+            assert {i for i, _ in acked} <= set(ids)  # every 201 is there
+            for rid, text in acked[-5:] + acked[:3]:  # and found by recall: indexes repaired
+                assert rid in [h.record.id for h in c.recall(text, user_id="k", k=5)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
