@@ -2,7 +2,7 @@
 `memsvc serve` on 127.0.0.1, for a bounded time.
 
     python -m evals.bench_load --clients 1 8 32 --seconds 20 [--backend sqlite postgresql]
-                               [--add-ratio 0.2] [--preload 2000] [--json OUT]
+                               [--workers 1] [--add-ratio 0.2] [--preload 2000] [--json OUT]
 
 Each backend gets its own server on a free loopback port and a temporary data directory
 (PostgreSQL: a throwaway cluster of Debian's server, as the tests use). Before the clients
@@ -48,7 +48,7 @@ QUERIES = [
 
 
 @contextmanager
-def _server(home: Path, database_url: str | None):
+def _server(home: Path, database_url: str | None, workers: int = 1):
     env = {**os.environ, "MEMSVC_HOME": str(home), "MEMSVC_MAINTAIN_SECONDS": "0"}
     if database_url:
         env["MEMSVC_DATABASE_URL"] = database_url
@@ -63,7 +63,16 @@ def _server(home: Path, database_url: str | None):
     )["key"]
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "memsvc.cli", "serve", "--port", str(port)],
+        [
+            sys.executable,
+            "-m",
+            "memsvc.cli",
+            "serve",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -127,7 +136,12 @@ def _stats(lat: list[float]) -> dict[str, float]:
 
 
 def run_backend(
-    backend: str, clients: list[int], seconds: float, add_ratio: float, preload: int
+    backend: str,
+    clients: list[int],
+    seconds: float,
+    add_ratio: float,
+    preload: int,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
     pool = texts(max(preload, 2000) + 2000)
     rows = []
@@ -135,7 +149,7 @@ def run_backend(
     try:
         with tempfile.TemporaryDirectory() as home:
             url_db = cluster.new_database() if cluster else None
-            with _server(Path(home), url_db) as (url, key):
+            with _server(Path(home), url_db, workers) as (url, key):
                 h = {"Authorization": f"Bearer {key}"}
                 for i in range(0, preload, 250):  # preload in batches, spread over users
                     batch = pool[i : min(i + 250, preload)]
@@ -164,6 +178,7 @@ def run_backend(
                     wall = time.perf_counter() - t0
                     row = {
                         "backend": backend,
+                        "workers": workers,
                         "clients": n,
                         "seconds": round(wall, 1),
                         "requests": len(out),
@@ -188,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--backend", nargs="+", default=["sqlite", "postgresql"])
     p.add_argument("--add-ratio", type=float, default=0.2)
     p.add_argument("--preload", type=int, default=2000)
+    p.add_argument("--workers", type=int, default=1, help="API worker processes of the server")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
     if not 0 <= a.add_ratio <= 1 or a.seconds <= 0 or min(a.clients) < 1:
@@ -196,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
     for backend in a.backend:
         if backend not in ("sqlite", "postgresql"):
             p.error(f"unknown backend {backend}")
-        rows += run_backend(backend, a.clients, a.seconds, a.add_ratio, a.preload)
+        rows += run_backend(backend, a.clients, a.seconds, a.add_ratio, a.preload, a.workers)
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 1 if any(r["errors"] for r in rows) else 0

@@ -476,6 +476,8 @@ class Tiers:
             return row.id
         with self.db.read() as s:
             reason = self.stale_reason(s, row)
+        if reason == "file missing":  # trained elsewhere, or its file was lost: a conflict
+            raise BlobError(f"adapter {row.id} cannot be used here: its file is missing")
         if reason is not None:
             raise TierError(f"adapter {row.id} cannot be used: {reason}")
         weights, header = self.blobs.read(row.source["blob"])

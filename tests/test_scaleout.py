@@ -3,6 +3,7 @@ real `memsvc serve` processes, real clients."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -10,12 +11,13 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import httpx
 
 from evals.pg_cluster import PgCluster
-from memsvc import MemoryClient
+from memsvc import Memory, MemoryClient
 from tests.conftest import free_port, run_cli, serving, wait_ready
 
 
@@ -117,6 +119,89 @@ def test_sigkill_mid_stream_loses_no_acknowledged_add(tmp_path: Path) -> None:
             assert {i for i, _ in acked} <= set(ids)  # every 201 is there
             for rid, text in acked[-5:] + acked[:3]:  # and found by recall: indexes repaired
                 assert rid in [h.record.id for h in c.recall(text, user_id="k", k=5)]
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def _records_in(url: str, key: str, cube: str) -> list[str]:
+    with MemoryClient(url, key) as c:
+        ids, cursor = [], None
+        while True:
+            page = c.list(cube=cube, limit=1000, cursor=cursor)
+            ids += [r.id for r in page.items]
+            cursor = page.next_cursor
+            if cursor is None:
+                return ids
+
+
+def test_sigkill_during_import_and_maintenance_leaves_nothing_half_done(
+    tmp_path: Path, open_memory: Callable[..., Memory]
+) -> None:
+    from evals.corpus import generated_sentences, texts
+
+    elsewhere = open_memory(tmp_path / "elsewhere")  # the file comes from another service
+    elsewhere.create_cube("imp")
+    elsewhere.add(generated_sentences(3000, seed=7), user_id="k", cube="imp")
+    elsewhere.export_cube("imp", tmp_path / "imp.memcube")
+
+    env = {**os.environ, "MEMSVC_HOME": str(tmp_path / "k2"), "MEMSVC_MAINTAIN_SECONDS": "0"}
+    key = _key(env)
+    port = free_port()
+    url = f"http://127.0.0.1:{port}"
+    proc = _start(env, port)
+    wait_ready(url, proc)
+    with MemoryClient(url, key, timeout=300) as c:
+        c.create_cube("src")
+        c.add(texts(3000), user_id="k", cube="src")
+    body = (tmp_path / "imp.memcube").read_bytes()
+
+    def kill_during(send: Callable[[], None]) -> None:
+        nonlocal proc
+        worker = threading.Thread(target=send)
+        worker.start()
+        time.sleep(0.4)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+        worker.join(timeout=60)
+        proc = _start(env, port)
+        wait_ready(url, proc)
+
+    def do_import() -> None:
+        with contextlib.suppress(httpx.HTTPError):  # killed: never acknowledged
+            httpx.post(
+                f"{url}/v1/cubes/import?cube=copy",
+                content=body,
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=60,
+            )
+
+    def do_maintain() -> None:
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.post(
+                f"{url}/v1/cubes/src/maintain",
+                headers={"Authorization": f"Bearer {key}"},
+                timeout=120,
+            )
+
+    try:
+        kill_during(do_import)
+        with MemoryClient(url, key, timeout=300) as c:
+            names = {cube.name for cube in c.list_cubes()}
+            if "copy" in names:  # committed before the kill: then all of it
+                assert len(_records_in(url, key, "copy")) == 3000
+                c.delete_cube("copy")
+            c.import_cube(tmp_path / "imp.memcube", cube="copy")  # a retry works
+            assert len(_records_in(url, key, "copy")) == 3000
+
+        kill_during(do_maintain)
+        with MemoryClient(url, key, timeout=300) as c:
+            assert len(_records_in(url, key, "src")) == 3000
+            run = c.maintain("src")[0]  # a later run completes
+            assert run.error is None and run.finished_at is not None
+            assert c.maintain("src")[0].counts.get("placed", 0) == 0  # and is idempotent
+            probe = texts(3000)[1234]
+            assert c.recall(probe, user_id="k", cube="src", k=3)[0].record.content == probe
     finally:
         proc.terminate()
         proc.wait(timeout=30)
