@@ -43,8 +43,11 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def start_server(home: Path, workers: int) -> tuple[subprocess.Popen, str, str]:
-    env = {**os.environ, "MEMSVC_HOME": str(home)}
+def start_server(
+    home: Path, workers: int, extra_env: dict[str, str] | None = None
+) -> tuple[subprocess.Popen, str, str]:
+    """A `memsvc serve` on a free loopback port with a fresh API key: (process, url, key)."""
+    env = {**os.environ, "MEMSVC_HOME": str(home), **(extra_env or {})}
     made = subprocess.run(
         [sys.executable, "-m", "memsvc.cli", "keys", "create", "--tenant", "bench", "--json"],
         env=env,

@@ -19,12 +19,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import random
-import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import httpx
 import numpy as np
 
+from evals.bench_api import start_server
 from evals.corpus import texts
 from evals.pg_cluster import PgCluster, free_port
 
@@ -48,47 +48,12 @@ QUERIES = [
 
 
 @contextmanager
-def _server(home: Path, database_url: str | None, workers: int = 1):
-    env = {**os.environ, "MEMSVC_HOME": str(home), "MEMSVC_MAINTAIN_SECONDS": "0"}
+def _server(home: Path, database_url: str | None, workers: int = 1) -> Iterator[tuple[str, str]]:
+    extra = {"MEMSVC_MAINTAIN_SECONDS": "0"}
     if database_url:
-        env["MEMSVC_DATABASE_URL"] = database_url
-    key = json.loads(
-        subprocess.run(
-            [sys.executable, "-m", "memsvc.cli", "keys", "create", "--tenant", "load", "--json"],
-            env=env,
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-    )["key"]
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "memsvc.cli",
-            "serve",
-            "--port",
-            str(port),
-            "--workers",
-            str(workers),
-        ],
-        env=env,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
+        extra["MEMSVC_DATABASE_URL"] = database_url
+    proc, url, key = start_server(home, workers, extra)
     try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit("the server did not start")
-            time.sleep(0.3)
         yield url, key
     finally:
         proc.terminate()
