@@ -13,9 +13,9 @@ from fastapi.routing import APIRoute
 
 from api.errors import install_error_handlers
 from api.limits import BodyLimitMiddleware
+from api.mcp_http import mount_mcp
 from api.metrics import Metrics
-from api.ratelimit import KeyRateLimiter
-from api.routes import cubes, health, memories, tiers
+from api.routes import cubes, health, mem0, memories, tiers
 from memsvc import Memory, Settings, __version__, get_settings
 from memsvc.maintenance import Scheduler
 
@@ -54,10 +54,14 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
         threading.Thread(target=_warm_up, args=(mem, ready), daemon=True).start()
         scheduler = None
         if settings.maintain_seconds > 0:  # organize, supersede, forget in the background
-            scheduler = Scheduler(mem.maintain_all, settings.maintain_seconds).start()
+            # Several workers on one database: the lease lets one run it, the rest stand by.
+            lease = mem.maintenance_lease(ttl=max(2 * settings.maintain_seconds, 60.0))
+            scheduler = Scheduler(mem.maintain_all, settings.maintain_seconds, lease=lease)
+            scheduler.start()
         app.state.scheduler = scheduler
         try:
-            yield
+            async with mcp_server.session_manager.run():
+                yield
         finally:
             if scheduler is not None:
                 scheduler.stop()
@@ -76,10 +80,10 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
     app.state.settings = settings
     app.state.ready = ready
     app.state.metrics = Metrics(mem)
-    app.state.limiter = KeyRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
     install_error_handlers(app)
-    for router in (health.router, tiers.router, memories.router, cubes.router):
+    for router in (health.router, tiers.router, memories.router, cubes.router, mem0.router):
         app.include_router(router)
+    mcp_server = mount_mcp(app, mem, auth=settings.auth)
     app.add_middleware(
         BodyLimitMiddleware,
         limit=settings.max_request_bytes,

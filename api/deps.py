@@ -8,13 +8,14 @@ from __future__ import annotations
 
 from typing import Annotated
 
+import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from memsvc import Memory, Settings
 from memsvc.errors import AuthError, RateLimited
 
-__all__ = ["AppSettings", "RootMemory", "TenantMemory"]
+__all__ = ["AppSettings", "RootMemory", "TenantMemory", "check_rate"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `memsvc keys create`.")
 
@@ -46,14 +47,25 @@ async def get_tenant_memory(
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
     # Inline, not in a pool thread: a cached key is a dict lookup, a new one one indexed read.
     tenant = memory.keys.authenticate(credentials.credentials)
-    wait = request.app.state.limiter.take(credentials.credentials)
+    await check_rate(memory, credentials.credentials)
+    return memory.for_tenant(tenant)
+
+
+async def check_rate(memory: Memory, key: str) -> None:
+    """`RateLimited` when `key` is over its rate. A shared limiter asks the database, so it
+    runs in a pool thread: the event loop keeps serving other requests meanwhile."""
+    limiter = memory.rate_limiter
+    if not limiter.enabled:
+        return
+    if limiter.blocking:
+        wait = await anyio.to_thread.run_sync(limiter.take, key)
+    else:
+        wait = limiter.take(key)
     if wait > 0:
         raise RateLimited(
-            f"rate limit of {settings.rate_limit_per_second:g} requests/s for this key: "
-            f"retry in {wait:.2f} s",
+            f"rate limit of {limiter.rate:g} requests/s for this key: retry in {wait:.2f} s",
             details={"retry_after": round(wait, 3)},
         )
-    return memory.for_tenant(tenant)
 
 
 TenantMemory = Annotated[Memory, Depends(get_tenant_memory)]

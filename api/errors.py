@@ -44,23 +44,30 @@ _TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "datetime"}
 
 
 def error_response(
-    status: int, code: str, message: str, details: Any = None, headers: dict | None = None
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict | None = None,
+    request: Request | None = None,
 ) -> JSONResponse:
-    body = {"error": {"code": code, "message": message, "details": details or {}}}
+    body: dict[str, Any] = {"error": {"code": code, "message": message, "details": details or {}}}
+    if request is not None and request.url.path.startswith("/mem0/"):
+        body["detail"] = message  # what mem0's client reads into its exceptions
     return JSONResponse(body, status_code=status, headers=headers)
 
 
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MemsvcError)
-    async def _memsvc(_req: Request, exc: MemsvcError) -> JSONResponse:
+    async def _memsvc(req: Request, exc: MemsvcError) -> JSONResponse:
         status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
         headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
         if status == 429:
             headers = {"Retry-After": str(max(1, math.ceil(exc.details.get("retry_after", 1))))}
-        return error_response(status, exc.code, exc.message, exc.details, headers)
+        return error_response(status, exc.code, exc.message, exc.details, headers, req)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_req: Request, exc: RequestValidationError) -> JSONResponse:
+    async def _validation(req: Request, exc: RequestValidationError) -> JSONResponse:
         errors = []
         for e in exc.errors():
             loc = [str(p) for p in e.get("loc", ()) if p not in ("body", "query", "path")]
@@ -71,7 +78,8 @@ def install_error_handlers(app: FastAPI) -> None:
         first = errors[0] if errors else {"field": "", "msg": "invalid request"}
         message = f"{first['field'] or 'body'}: {first['msg']}"
         field = first["field"] or "body"
-        return error_response(422, "invalid_input", message, {"field": field, "errors": errors})
+        details = {"field": field, "errors": errors}
+        return error_response(422, "invalid_input", message, details, request=req)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:

@@ -3,6 +3,7 @@
 
     python -m evals.bench_load --clients 1 8 32 --seconds 20 [--backend sqlite postgresql]
                                [--workers 1] [--add-ratio 0.2] [--preload 2000] [--json OUT]
+                               [--rate-limit off|local|shared]
 
 Each backend gets its own server on a free loopback port and a temporary data directory
 (PostgreSQL: a throwaway cluster of Debian's server, as the tests use). Before the clients
@@ -12,6 +13,8 @@ one answered: an add of one record with probability `--add-ratio`, a recall (k=1
 default recipe) otherwise, over users spread across the clients. Reported per backend and
 client count: requests per second, p50/p95/p99 latency (ms) per operation and overall,
 and errors (any non-2xx answer or transport failure). Only 127.0.0.1 is ever contacted.
+`--rate-limit local|shared` turns the per-key limiter on at a rate no client reaches, to
+measure what checking it costs (`shared`: one upsert in the database per request).
 """
 
 from __future__ import annotations
@@ -48,8 +51,14 @@ QUERIES = [
 
 
 @contextmanager
-def _server(home: Path, database_url: str | None, workers: int = 1) -> Iterator[tuple[str, str]]:
+def _server(
+    home: Path, database_url: str | None, workers: int = 1, rate_limit: str = "off"
+) -> Iterator[tuple[str, str]]:
     extra = {"MEMSVC_MAINTAIN_SECONDS": "0"}
+    if rate_limit != "off":  # checked on every request, never reached
+        extra["MEMSVC_RATE_LIMIT_PER_SECOND"] = "1000000"
+        extra["MEMSVC_RATE_LIMIT_BURST"] = "1000000"
+        extra["MEMSVC_RATE_LIMIT_SHARED"] = "true" if rate_limit == "shared" else "false"
     if database_url:
         extra["MEMSVC_DATABASE_URL"] = database_url
     proc, url, key = start_server(home, workers, extra)
@@ -83,8 +92,11 @@ async def _client(
             try:
                 r = await http.post(path, json=body)
                 ok = r.status_code < 300
-            except httpx.HTTPError:
+                if not ok:
+                    print(f"error: {op} {r.status_code} {r.text[:300]}", file=sys.stderr)
+            except httpx.HTTPError as exc:
                 ok = False
+                print(f"error: {op} {type(exc).__name__}: {exc}", file=sys.stderr)
             out.append((op, time.perf_counter() - t0, ok))
 
 
@@ -107,6 +119,7 @@ def run_backend(
     add_ratio: float,
     preload: int,
     workers: int = 1,
+    rate_limit: str = "off",
 ) -> list[dict[str, Any]]:
     pool = texts(max(preload, 2000) + 2000)
     rows = []
@@ -114,7 +127,7 @@ def run_backend(
     try:
         with tempfile.TemporaryDirectory() as home:
             url_db = cluster.new_database() if cluster else None
-            with _server(Path(home), url_db, workers) as (url, key):
+            with _server(Path(home), url_db, workers, rate_limit) as (url, key):
                 h = {"Authorization": f"Bearer {key}"}
                 for i in range(0, preload, 250):  # preload in batches, spread over users
                     batch = pool[i : min(i + 250, preload)]
@@ -144,6 +157,7 @@ def run_backend(
                     row = {
                         "backend": backend,
                         "workers": workers,
+                        "rate_limit": rate_limit,
                         "clients": n,
                         "seconds": round(wall, 1),
                         "requests": len(out),
@@ -169,6 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--add-ratio", type=float, default=0.2)
     p.add_argument("--preload", type=int, default=2000)
     p.add_argument("--workers", type=int, default=1, help="API worker processes of the server")
+    p.add_argument("--rate-limit", choices=["off", "local", "shared"], default="off")
     p.add_argument("--json", type=Path, default=None)
     a = p.parse_args(argv)
     if not 0 <= a.add_ratio <= 1 or a.seconds <= 0 or min(a.clients) < 1:
@@ -177,7 +192,9 @@ def main(argv: list[str] | None = None) -> int:
     for backend in a.backend:
         if backend not in ("sqlite", "postgresql"):
             p.error(f"unknown backend {backend}")
-        rows += run_backend(backend, a.clients, a.seconds, a.add_ratio, a.preload, a.workers)
+        rows += run_backend(
+            backend, a.clients, a.seconds, a.add_ratio, a.preload, a.workers, a.rate_limit
+        )
     if a.json:
         a.json.write_text(json.dumps(rows, indent=2) + "\n")
     return 1 if any(r["errors"] for r in rows) else 0

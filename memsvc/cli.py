@@ -175,6 +175,29 @@ def serve(
     )
 
 
+@app.command()
+def mcp(
+    tenant: Annotated[
+        str | None,
+        typer.Option(help="Whose memories the tools see (default: the embedded 'local')."),
+    ] = None,
+    data_dir: DataDir = None,
+    database_url: DbUrl = None,
+) -> None:
+    """Serve the memory tools over MCP on stdio, for an agent that starts memsvc itself.
+
+    Example: memsvc mcp --tenant acme
+    (in an MCP host's config: {"command": "memsvc", "args": ["mcp", "--tenant", "acme"]})
+    """
+    from api.mcp_tools import build_mcp_server
+
+    with _memory(data_dir, database_url) as mem:
+        scoped = mem.for_tenant(tenant) if tenant else mem
+        mem.embedder.encode(["warm up"])  # the first tool call should not wait for the model
+        err.print(f"memsvc MCP on stdio: {mem.settings.home.resolve()} ({scoped.tenant})")
+        build_mcp_server(lambda _ctx: scoped).run("stdio")
+
+
 keys_app = typer.Typer(help="Manage API keys (each belongs to one tenant).", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 

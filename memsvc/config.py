@@ -142,6 +142,11 @@ class Settings(BaseSettings):
     rate_limit_burst: int = Field(
         default=20, ge=1, description="Requests a key may make at once before the rate applies."
     )
+    rate_limit_shared: bool = Field(
+        default=False,
+        description="Keep the rate-limit buckets in the database, so a key's rate holds "
+        "across every worker and replica (one upsert per request; meant for PostgreSQL).",
+    )
     lm_path: str | None = Field(
         default=None,
         description="Local LM for the activation and parametric tiers: a GGUF file or a "

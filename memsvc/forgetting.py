@@ -83,6 +83,7 @@ def forget_pass(
     after = 0
     while True:
         with db.write() as s:
+            repo.lock_cube_changes(s, cube.pk)
             rows = list(
                 s.scalars(
                     select(RecordRow)

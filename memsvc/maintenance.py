@@ -12,7 +12,11 @@ reads only committed state. The run and its counts are recorded in `maintenance_
 from __future__ import annotations
 
 import logging
+import os
+import socket
 import threading
+import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -23,10 +27,12 @@ from sqlalchemy import func, select
 from memsvc.forgetting import forget_pass
 from memsvc.organize import organize_pass
 from memsvc.supersession import supersede_pass
+from store.coordination import acquire_lease, release_lease
 from store.orm import CubeRow, MaintenanceRunRow
 
 __all__ = [
     "CubeLocks",
+    "Lease",
     "MaintenanceReport",
     "Scheduler",
     "last_runs",
@@ -138,13 +144,36 @@ class CubeLocks:
             return self._locks.setdefault(cube_pk, threading.Lock())
 
 
-class Scheduler:
-    """Runs `job()` every `interval` seconds on a daemon thread until `stop()`."""
+class Lease:
+    """A named lease in the database, held by this process: with several workers on one
+    database only the holder runs the scheduled maintenance. The holder renews it at every
+    tick; if it dies, the lease lapses after `ttl` and another worker takes over."""
 
-    def __init__(self, job: Callable[[], object], interval: float) -> None:
+    def __init__(self, db: Any, name: str, ttl: float) -> None:
+        self.db = db
+        self.name = name
+        self.ttl = ttl
+        self.holder = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"[:128]
+
+    def acquire(self) -> bool:
+        return acquire_lease(self.db, self.name, self.holder, self.ttl, time.time())
+
+    def release(self) -> None:
+        release_lease(self.db, self.name, self.holder)
+
+
+class Scheduler:
+    """Runs `job()` every `interval` seconds on a daemon thread until `stop()`; with a
+    `lease`, only while this process holds it (`skipped` counts the ticks it did not)."""
+
+    def __init__(
+        self, job: Callable[[], object], interval: float, *, lease: Lease | None = None
+    ) -> None:
         self.job = job
         self.interval = interval
+        self.lease = lease
         self.runs = 0
+        self.skipped = 0
         self.failures = 0
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="memsvc-maintenance", daemon=True)
@@ -157,10 +186,18 @@ class Scheduler:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
+        if self.lease is not None:
+            try:
+                self.lease.release()
+            except Exception:  # it lapses after its ttl anyway
+                log.warning("could not release the %s lease", self.lease.name, exc_info=True)
 
     def _loop(self) -> None:
         while not self._stop.wait(self.interval):
             try:
+                if self.lease is not None and not self.lease.acquire():
+                    self.skipped += 1
+                    continue
                 self.job()
                 self.runs += 1
             except Exception:  # the next tick tries again; the run row records the error

@@ -47,6 +47,7 @@ from memsvc.forgetting import Reinforcer
 from memsvc.keys import KeyManager
 from memsvc.maintenance import (
     CubeLocks,
+    Lease,
     MaintenanceReport,
     last_runs,
     maintain_cube,
@@ -66,6 +67,7 @@ from memsvc.models import (
     RecordVersion,
 )
 from memsvc.organize import TopicNamer
+from memsvc.ratelimit import LocalRateLimiter, RateLimiter, SharedRateLimiter
 from memsvc.supersession import chain_pks, key_of, resolve_records
 from memsvc.tier_methods import TierMethods
 from memsvc.tiers import Tiers
@@ -193,6 +195,11 @@ class _Engine:
             query_precision=settings.query_precision,
         )
         self.keys = KeyManager(self.db, cache_seconds=settings.auth_cache_seconds)
+        self.rate_limiter: RateLimiter = (
+            SharedRateLimiter(self.db, settings.rate_limit_per_second, settings.rate_limit_burst)
+            if settings.rate_limit_shared
+            else LocalRateLimiter(settings.rate_limit_per_second, settings.rate_limit_burst)
+        )
         self.reinforcer = Reinforcer(
             self.db, self.policy, flush_seconds=settings.reinforce_flush_seconds
         )
@@ -320,6 +327,16 @@ class Memory(TierMethods):
     def keys(self) -> KeyManager:
         """API key administration for the service (all tenants)."""
         return self._engine.keys
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        """Requests per API key: in this process, or shared through the database."""
+        return self._engine.rate_limiter
+
+    def maintenance_lease(self, ttl: float) -> Lease:
+        """The lease that lets one of several workers on this database run the scheduled
+        maintenance (`memsvc serve` takes it at each tick)."""
+        return Lease(self._engine.db, "maintenance", ttl)
 
     @property
     def tenant(self) -> str:
@@ -675,7 +692,7 @@ class Memory(TierMethods):
             changes["entities"] = list(dict.fromkeys(e.normalized for e in ents))
             changes["fact_key"] = key_of(changes["content"], source, old.user_id)
         with self._engine.db.write() as s:
-            row = self._get_row(s, id, write=True)
+            row = self._row_for_write(s, id)
             if row.status == "deleted":
                 raise Conflict(f"record {id} is deleted", details={"id": id})
             if "content" in changes:
@@ -707,7 +724,7 @@ class Memory(TierMethods):
         request, visible in history. `hard=True` purges the record, its history, its graph
         edges and its index entries."""
         with self._engine.db.write() as s:
-            row = self._get_row(s, id, write=True)
+            row = self._row_for_write(s, id)
             cube_row = row.cube
             if hard:
                 repo.hard_delete_record(s, row)
@@ -732,6 +749,15 @@ class Memory(TierMethods):
                 f"record {id} is in a cube shared with you read-only", details={"id": id}
             )
         return found[0]
+
+    def _row_for_write(self, s: Any, id: str) -> RecordRow:
+        """`_get_row` in a write transaction: the cube's change-log lock first (see
+        `repo.lock_cube_changes`), then the row as the last writer left it."""
+        row = self._get_row(s, id, write=True)
+        repo.lock_cube_changes(s, row.cube_pk)
+        if not self._engine.db.is_sqlite:  # read before the lock: another writer may have won
+            s.refresh(row)
+        return row
 
     @_translated
     def get(self, id: str) -> MemoryRecord:
@@ -761,7 +787,7 @@ class Memory(TierMethods):
             text_in = embedding_text(row.content, row.source, row.event_time)
         vec = self._engine.embedder.encode([text_in])[0]
         with self._engine.db.write() as s:
-            row = self._get_row(s, id, write=True)
+            row = self._row_for_write(s, id)
             self._check_model(row.cube)
             if row.status != "active":
                 now = self._engine.clock.now()

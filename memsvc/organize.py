@@ -136,6 +136,7 @@ def organize_pass(
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     plan = _plan_tree(pks, vecs, texts, namer) if rebuild else None
     with db.write() as s:
+        repo.lock_cube_changes(s, cube.pk)
         rows: dict[int, RecordRow] = {}
         for i in range(0, len(todo), 5000):
             part = [int(p) for p in todo[i : i + 5000]]

@@ -168,6 +168,7 @@ def supersede_pass(db: Database, cube: CubeRow, now: datetime) -> dict[str, int]
     """Key the records that have no key yet (imported, or written before keys existed) and
     resolve them; records written since are resolved by `add`/`update` themselves."""
     with db.write() as s:
+        repo.lock_cube_changes(s, cube.pk)
         todo = s.execute(
             select(RecordRow.pk, RecordRow.content, RecordRow.source, RecordRow.user_id).where(
                 RecordRow.cube_pk == cube.pk,

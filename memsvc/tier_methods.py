@@ -304,7 +304,7 @@ class TierMethods:
                 details={"id": row.id},
             )
         with self._engine.db.write() as s:
-            live = self._get_row(s, row.id, write=True)
+            live = self._row_for_write(s, row.id)
             live.status = "active"
             repo.new_version(s, live, "restore", now, op=None)
             cube_row = live.cube

@@ -305,6 +305,9 @@ class Tiers:
             row = s.scalar(select(RecordRow).where(RecordRow.id == rec_id))
             if row is None or row.status == "deleted":
                 return False
+            repo.lock_cube_changes(s, row.cube_pk)
+            if not self.db.is_sqlite:
+                s.refresh(row)
             rel = (row.source or {}).get("blob")
             row.status = "deleted"
             repo.new_version(s, row, change, now, op=None)

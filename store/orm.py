@@ -31,7 +31,9 @@ __all__ = [
     "CubeShareRow",
     "EdgeRow",
     "EntityRow",
+    "LeaseRow",
     "MaintenanceRunRow",
+    "RateBucketRow",
     "RecallEventRow",
     "RecordRow",
     "TenantRow",
@@ -219,6 +221,30 @@ class RecallEventRow(Base):
     record_pk: Mapped[int] = mapped_column(Integer)
     at: Mapped[datetime] = mapped_column(UTCDateTime)
     n: Mapped[int] = mapped_column(Integer, default=1)
+
+
+class LeaseRow(Base):
+    """A named lease held by one process until `expires_at` (Unix seconds): lets one of
+    several workers run the scheduled maintenance while the others stand by."""
+
+    __tablename__ = "leases"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(128))
+    expires_at: Mapped[float] = mapped_column(Float)
+
+
+class RateBucketRow(Base):
+    """A token bucket per API key (a digest of it), shared by every worker on one database.
+    `granted` says whether the last take got a token, so one statement both updates and
+    answers."""
+
+    __tablename__ = "rate_buckets"
+
+    key: Mapped[str] = mapped_column(String(64), primary_key=True)
+    tokens: Mapped[float] = mapped_column(Float)
+    at: Mapped[float] = mapped_column(Float)
+    granted: Mapped[bool] = mapped_column(Boolean, default=True)
 
 
 class EntityRow(Base):

@@ -13,7 +13,9 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, delete, func, insert, or_, select, update
+from sqlalchemy import Row, delete, func, insert, or_, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session, lazyload, undefer
 
 from store.orm import (
@@ -54,6 +56,7 @@ __all__ = [
     "iter_cube_records",
     "list_api_keys",
     "list_cubes",
+    "lock_cube_changes",
     "matching_pks",
     "max_change_seq",
     "new_version",
@@ -311,7 +314,21 @@ def graph_edge(
     )
 
 
+def lock_cube_changes(s: Session, cube_pk: int) -> None:
+    """Hold the cube's change-log lock until this transaction ends (PostgreSQL; SQLite's
+    writers are one at a time already).
+
+    Readers catch up with `seq > last seen`, which is only sound if a cube's changes commit
+    in the order of their sequence numbers: without the lock, a write that drew seq 10 could
+    commit after one that drew 11, and a worker that had read 11 would never see 10. Taken
+    first in a transaction that writes a cube's records, so it never waits while holding a
+    row lock another writer of the cube needs."""
+    if s.get_bind().dialect.name == "postgresql":
+        s.execute(text("SELECT pg_advisory_xact_lock(:ns, :pk)"), {"ns": 7301, "pk": cube_pk})
+
+
 def add_change(s: Session, cube_pk: int, record_pks: Iterable[int], op: str) -> None:
+    lock_cube_changes(s, cube_pk)  # re-entrant: usually taken at the start already
     now = utcnow()
     s.add_all(ChangeRow(cube_pk=cube_pk, record_pk=pk, op=op, created_at=now) for pk in record_pks)
 
@@ -342,6 +359,7 @@ def insert_records(s: Session, cube: CubeRow, fields: Sequence[dict[str, Any]]) 
     Bulk INSERTs (executemany) rather than the unit of work: at 100 records per call the
     ORM's per-object bookkeeping cost more than the database itself.
     """
+    lock_cube_changes(s, cube.pk)
     now = utcnow()
     values = []
     for f in fields:
@@ -643,23 +661,36 @@ def link_entities(
     edges are replaced (its text may have changed)."""
     if not mentions:
         return
+    mentions = [(pk, [(n, norm[:512], t) for n, norm, t in ents]) for pk, ents in mentions]
     wanted = {(norm, typ): name for _, ents in mentions for name, norm, typ in ents}
-    known: dict[tuple[str, str], int] = {}
-    norms = sorted({n for n, _ in wanted})
-    for i in range(0, len(norms), 500):
-        q = select(EntityRow.pk, EntityRow.normalized, EntityRow.type).where(
-            EntityRow.cube_pk == cube_pk, EntityRow.normalized.in_(norms[i : i + 500])
-        )
-        known.update({(n, t): pk for pk, n, t in s.execute(q)})
+
+    def lookup(norms: list[str]) -> dict[tuple[str, str], int]:
+        found: dict[tuple[str, str], int] = {}
+        for i in range(0, len(norms), 500):
+            q = select(EntityRow.pk, EntityRow.normalized, EntityRow.type).where(
+                EntityRow.cube_pk == cube_pk, EntityRow.normalized.in_(norms[i : i + 500])
+            )
+            found.update({(n, t): pk for pk, n, t in s.execute(q)})
+        return found
+
+    known = lookup(sorted({n for n, _ in wanted}))
     fresh = [
-        EntityRow(cube_pk=cube_pk, name=name[:512], normalized=norm[:512], type=typ)
+        {"cube_pk": cube_pk, "name": name[:512], "normalized": norm, "type": typ}
         for (norm, typ), name in wanted.items()
         if (norm, typ) not in known
     ]
     if fresh:
-        s.add_all(fresh)
-        s.flush()
-        known.update({(e.normalized, e.type): e.pk for e in fresh})
+        # Two writers may name the same new entity at once (on PostgreSQL they do not
+        # queue on one lock): the second one's insert does nothing and reads the first's.
+        upsert = pg_insert if s.get_bind().dialect.name == "postgresql" else sqlite_insert
+        t = EntityRow.__table__
+        for k in range(0, len(fresh), 1000):  # bounded statements: SQLite caps bound values
+            s.execute(
+                upsert(t)
+                .values(fresh[k : k + 1000])
+                .on_conflict_do_nothing(index_elements=[t.c.cube_pk, t.c.normalized, t.c.type])
+            )
+        known.update(lookup(sorted({e["normalized"] for e in fresh})))
     s.execute(
         delete(EdgeRow).where(
             EdgeRow.cube_pk == cube_pk,

@@ -219,6 +219,16 @@ def test_openapi_validates_and_lists_every_route(env: dict[str, Any]) -> None:
         ("GET", "/healthz"),
         ("GET", "/readyz"),
         ("GET", "/metrics"),
+        # mem0's client, under /mem0 (tests/test_integrations.py)
+        ("GET", "/mem0/v1/ping/"),
+        ("POST", "/mem0/v3/memories/add/"),
+        ("POST", "/mem0/v3/memories/search/"),
+        ("POST", "/mem0/v3/memories/"),
+        ("GET", "/mem0/v1/memories/{memory_id}/"),
+        ("PUT", "/mem0/v1/memories/{memory_id}/"),
+        ("DELETE", "/mem0/v1/memories/{memory_id}/"),
+        ("DELETE", "/mem0/v1/memories/"),
+        ("GET", "/mem0/v1/memories/{memory_id}/history/"),
     }
     assert paths == expected
     assert env["client"].get("/docs").status_code == 200
