@@ -574,12 +574,13 @@ class MemoryClient(_BaseClient):
         return self._send(self._restore(id))
 
     def maintain(self, cube: str | None = None) -> list[MaintenanceRun]:
-        """Maintenance now on one cube, or on each cube this key's tenant owns."""
-        names = [cube] if cube else [c.name for c in self.list_cubes() if c.access == "owner"]
+        """Maintenance now on one cube, or on each cube this key's tenant owns (addressed by
+        id: a default cube's name holds its user id, which may contain a '/')."""
+        names = [cube] if cube else [c.id for c in self.list_cubes() if c.access == "owner"]
         return [self._send(self._maintain(n)) for n in names]
 
     def maintenance_runs(self, cube: str | None = None) -> list[MaintenanceRun]:
-        names = [cube] if cube else [c.name for c in self.list_cubes() if c.access == "owner"]
+        names = [cube] if cube else [c.id for c in self.list_cubes() if c.access == "owner"]
         runs = [self._send(self._last_run(n)) for n in names]
         return [r for r in runs if r is not None]
 
@@ -897,11 +898,11 @@ class AsyncMemoryClient(_BaseClient):
         return await self._send(self._restore(id))
 
     async def maintain(self, cube: str | None = None) -> list[MaintenanceRun]:
-        names = [cube] if cube else [c.name for c in await self.list_cubes() if c.access == "owner"]
+        names = [cube] if cube else [c.id for c in await self.list_cubes() if c.access == "owner"]
         return [await self._send(self._maintain(n)) for n in names]
 
     async def maintenance_runs(self, cube: str | None = None) -> list[MaintenanceRun]:
-        names = [cube] if cube else [c.name for c in await self.list_cubes() if c.access == "owner"]
+        names = [cube] if cube else [c.id for c in await self.list_cubes() if c.access == "owner"]
         runs = [await self._send(self._last_run(n)) for n in names]
         return [r for r in runs if r is not None]
 

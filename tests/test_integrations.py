@@ -238,8 +238,9 @@ def test_mem0_surface_errors_are_clear(served: Served) -> None:
     with pytest.raises(ValidationError, match="unsupported filter"):
         client.search("x", filters={"OR": [{"user_id": "a"}, {"user_id": "b"}]})
     # an agent-only scope is its own, and reads back without a user
-    added = client.add("Deploys go out on Tuesdays.", agent_id=f"ops-{uuid.uuid4().hex[:6]}")
+    # (any id will do: this one could not be a cube name)
+    added = client.add("Deploys go out on Tuesdays.", agent_id=f"ops team/{uuid.uuid4().hex[:6]}")
     rec = added["results"][0]
-    assert rec["user_id"] is None and rec["agent_id"].startswith("ops-")
+    assert rec["user_id"] is None and rec["agent_id"].startswith("ops team/")
     hits = client.search("when are deploys", filters={"agent_id": rec["agent_id"]})["results"]
     assert hits[0]["id"] == rec["id"] and hits[0]["user_id"] is None

@@ -38,6 +38,21 @@ def test_scheduler_runs_on_interval_and_survives_a_failing_job() -> None:
     assert sched.failures == 1 and sched.runs >= 1
 
 
+def test_maintain_all_over_http_reaches_cubes_whose_names_hold_a_slash(served: Served) -> None:
+    """A default cube is named after its user id, which may contain '/': a path segment
+    cannot carry that name, so the clients address every cube by id when they run all."""
+    with MemoryClient(served.url, served.keys["globex"]) as client:
+        client.add("The team/alpha standup is at nine.", user_id="team/alpha")
+        assert "user:team/alpha" in {r.cube for r in client.maintain()}
+        assert "user:team/alpha" in {r.cube for r in client.maintenance_runs()}
+
+    async def run() -> None:
+        async with AsyncMemoryClient(served.url, served.keys["globex"]) as aclient:
+            assert "user:team/alpha" in {r.cube for r in await aclient.maintenance_runs()}
+
+    asyncio.run(run())
+
+
 def test_maintain_restore_lineage_and_metrics_over_http(served: Served) -> None:
     key = served.keys["acme"]
     with MemoryClient(served.url, key) as client:

@@ -4,7 +4,8 @@ against memsvc unchanged, so moving off mem0 is a change of URL and key.
 Mapping. `Authorization: Token <key>` is a memsvc API key (its tenant is the mem0 "org").
 A memory's scope is the first of user_id, agent_id, run_id, app_id it is added with: with a
 user_id it lands in that user's default cube (`user:<id>`, the same cube the native API
-uses), otherwise in a cube of its own for the agent, run or app. Searches and listings pick
+uses), otherwise under the memsvc user `agent:<id>` (or `run:`, `app:`), whose default cube
+is its own. Searches and listings pick
 the cube the same way and narrow within it by the other ids (run_id is memsvc's session_id,
 app_id a metadata key). Messages are stored as said, one memory each (memsvc extracts
 nothing with an LLM), so mem0's `infer` is accepted and has no effect.
@@ -12,7 +13,6 @@ nothing with an LLM), so mem0's `infer` is accepted and has no effect.
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from datetime import datetime
 from typing import Annotated, Any
@@ -22,7 +22,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from api.deps import AppSettings, RootMemory, check_rate
 from memsvc import Memory, __version__
-from memsvc.errors import AuthError, Conflict, InvalidInput, RecordNotFound
+from memsvc.errors import AuthError, InvalidInput, RecordNotFound
 from memsvc.models import MemoryRecord, RecordVersion
 
 __all__ = ["router"]
@@ -93,14 +93,14 @@ def _iso(dt: datetime | None) -> str | None:
     return dt.isoformat() if dt is not None else None
 
 
-def _synthetic_user(ids: dict[str, str]) -> tuple[str, str | None]:
-    """(memsvc user_id, cube): a user's own default cube, or the scope's named cube."""
+def _synthetic_user(ids: dict[str, str]) -> str:
+    """The memsvc user_id of a scope: the user's own, else `agent:<id>` (or run:, app:),
+    whose default cube (`user:agent:<id>`) memsvc makes on the first add like any user's."""
     if ids.get("user_id"):
-        return ids["user_id"], None
+        return ids["user_id"]
     for key in ("agent_id", "run_id", "app_id"):
         if ids.get(key):
-            scope = f"{_CUBE_PREFIX[key]}:{ids[key]}"
-            return scope, f"user:{scope}"
+            return f"{_CUBE_PREFIX[key]}:{ids[key]}"
     raise InvalidInput(
         "at least one of user_id, agent_id, run_id or app_id is required",
         details={"field": "filters"},
@@ -159,9 +159,9 @@ def _flatten(filters: dict[str, Any] | None) -> dict[str, Any]:
     return out
 
 
-def _scope(filters: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
-    """(memsvc user_id, cube, memsvc filters) for a search or listing."""
-    user, cube = _synthetic_user(filters)
+def _scope(filters: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(memsvc user_id, memsvc filters) for a search or listing."""
+    user = _synthetic_user(filters)
     meta = dict(filters.get("metadata") or {})
     if filters.get("app_id") and (filters.get("user_id") or filters.get("agent_id")):
         meta["app_id"] = filters["app_id"]
@@ -170,20 +170,14 @@ def _scope(filters: dict[str, Any]) -> tuple[str, str | None, dict[str, Any]]:
         native["agent_id"] = filters["agent_id"]
     if filters.get("run_id") and (filters.get("user_id") or filters.get("agent_id")):
         native["session_id"] = filters["run_id"]
-    return user, cube, native
+    return user, native
 
 
-def _cube_exists(memory: Memory, cube: str | None) -> bool:
-    return cube is None or any(c.name == cube for c in memory.list_cubes())
-
-
-def _all_records(memory: Memory, user: str, cube: str | None, native: dict[str, Any]) -> list:
-    if not _cube_exists(memory, cube):
-        return []
+def _all_records(memory: Memory, user: str, native: dict[str, Any]) -> list[MemoryRecord]:
     out: list[MemoryRecord] = []
     cursor = None
     while True:
-        page = memory.list(user_id=user, cube=cube, filters=native, limit=100, cursor=cursor)
+        page = memory.list(user_id=user, filters=native, limit=100, cursor=cursor)
         out.extend(page.items)
         if page.next_cursor is None:
             return out
@@ -214,10 +208,7 @@ def mem0_ping(memory: Mem0Memory) -> dict[str, Any]:
 def mem0_add(body: AddBody, memory: Mem0Memory) -> dict[str, Any]:
     ids = {k: getattr(body, k) for k in _IDS if getattr(body, k)}
     ids.update({k: v for k, v in _flatten(body.filters).items() if k in _IDS and k not in ids})
-    user, cube = _synthetic_user(ids)
-    if cube is not None:
-        with contextlib.suppress(Conflict):  # made by an earlier add
-            memory.create_cube(cube, owner_user_id=user)
+    user = _synthetic_user(ids)
     msgs = [Mem0Message(content=body.messages)] if isinstance(body.messages, str) else body.messages
     metadata = dict(body.metadata or {})
     if ids.get("app_id"):
@@ -227,7 +218,6 @@ def mem0_add(body: AddBody, memory: Mem0Memory) -> dict[str, Any]:
         user_id=user,
         agent_id=ids.get("agent_id"),
         session_id=ids.get("run_id"),
-        cube=cube,
         metadata=metadata or None,
         timestamp=body.timestamp,
     )
@@ -242,11 +232,9 @@ def mem0_add(body: AddBody, memory: Mem0Memory) -> dict[str, Any]:
 @router.post("/v3/memories/search/")
 @router.post("/v2/memories/search/", include_in_schema=False)
 def mem0_search(body: SearchBody, memory: Mem0Memory) -> dict[str, Any]:
-    user, cube, native = _scope(_flatten(body.filters))
-    if not _cube_exists(memory, cube):
-        return {"results": []}
+    user, native = _scope(_flatten(body.filters))
     k = max(1, min(body.top_k, memory.settings.max_k))
-    hits = memory.recall(body.query, user_id=user, cube=cube, k=k, filters=native)
+    hits = memory.recall(body.query, user_id=user, k=k, filters=native)
     results = [_mem0(h.record, h.score) for h in hits]
     if body.threshold is not None:
         results = [r for r in results if r["score"] >= body.threshold]
@@ -260,8 +248,8 @@ def mem0_get_all(
 ) -> dict[str, Any]:
     if page < 1 or not 1 <= page_size <= 1000:
         raise InvalidInput("page must be >= 1 and page_size 1-1000", details={"field": "page"})
-    user, cube, native = _scope(_flatten(body.filters))
-    records = _all_records(memory, user, cube, native)
+    user, native = _scope(_flatten(body.filters))
+    records = _all_records(memory, user, native)
     start = (page - 1) * page_size
     chunk = records[start : start + page_size]
     more = start + page_size < len(records)
@@ -307,8 +295,8 @@ def mem0_delete_all(
     app_id: str | None = None,
 ) -> dict[str, Any]:
     given = {"user_id": user_id, "agent_id": agent_id, "run_id": run_id, "app_id": app_id}
-    user, cube, native = _scope({k: v for k, v in given.items() if v})
-    records = _all_records(memory, user, cube, native)
+    user, native = _scope({k: v for k, v in given.items() if v})
+    records = _all_records(memory, user, native)
     for rec in records:
         memory.delete(rec.id)
     return {"message": f"{len(records)} memories deleted successfully!"}
