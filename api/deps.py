@@ -15,7 +15,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from memsvc import Memory, Settings
 from memsvc.errors import AuthError, RateLimited
 
-__all__ = ["AppSettings", "RootMemory", "TenantMemory", "check_rate"]
+__all__ = ["AppSettings", "RootMemory", "TenantMemory", "api_key", "authorize", "check_rate"]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `memsvc keys create`.")
 
@@ -45,10 +45,22 @@ async def get_tenant_memory(
         if header:
             raise AuthError("Authorization header must be 'Bearer <key>'")
         raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-    # Inline, not in a pool thread: a cached key is a dict lookup, a new one one indexed read.
-    tenant = memory.keys.authenticate(credentials.credentials)
-    await check_rate(memory, credentials.credentials)
-    return memory.for_tenant(tenant)
+    return memory.for_tenant(await authorize(memory, credentials.credentials))
+
+
+def api_key(header: str | None, schemes: tuple[str, ...] = ("bearer",)) -> str | None:
+    """The key of an `Authorization: <scheme> <key>` header, if the scheme is one of these."""
+    scheme, _, token = (header or "").partition(" ")
+    return token.strip() if scheme.lower() in schemes and token.strip() else None
+
+
+async def authorize(memory: Memory, key: str) -> str:
+    """The key's tenant, once the key is valid (`AuthError`) and within its rate
+    (`RateLimited`). Inline, not in a pool thread: a cached key is a dict lookup, a new one
+    one indexed read."""
+    tenant = memory.keys.authenticate(key)
+    await check_rate(memory, key)
+    return tenant
 
 
 async def check_rate(memory: Memory, key: str) -> None:

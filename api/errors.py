@@ -23,7 +23,7 @@ from memsvc.errors import (
     StorageError,
 )
 
-__all__ = ["STATUS_BY_ERROR", "error_response", "install_error_handlers"]
+__all__ = ["STATUS_BY_ERROR", "error_response", "install_error_handlers", "memsvc_error_response"]
 
 log = logging.getLogger(__name__)
 
@@ -57,14 +57,19 @@ def error_response(
     return JSONResponse(body, status_code=status, headers=headers)
 
 
+def memsvc_error_response(exc: MemsvcError, request: Request | None = None) -> JSONResponse:
+    """A memsvc error as HTTP: its status, and the header a client needs to act on it."""
+    status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    if status == 429:
+        headers = {"Retry-After": str(max(1, math.ceil(exc.details.get("retry_after", 1))))}
+    return error_response(status, exc.code, exc.message, exc.details, headers, request)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(MemsvcError)
     async def _memsvc(req: Request, exc: MemsvcError) -> JSONResponse:
-        status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
-        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
-        if status == 429:
-            headers = {"Retry-After": str(max(1, math.ceil(exc.details.get("retry_after", 1))))}
-        return error_response(status, exc.code, exc.message, exc.details, headers, req)
+        return memsvc_error_response(exc, req)
 
     @app.exception_handler(RequestValidationError)
     async def _validation(req: Request, exc: RequestValidationError) -> JSONResponse:

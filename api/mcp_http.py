@@ -8,7 +8,6 @@ the request its context carries.
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 from mcp.server import MCPServer
@@ -16,11 +15,11 @@ from mcp.server.mcpserver import Context
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.server.transport_security import TransportSecuritySettings
 from starlette.datastructures import Headers
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from api.deps import check_rate
+from api.deps import api_key, authorize
+from api.errors import memsvc_error_response
 from api.mcp_tools import build_mcp_server
 from memsvc import Memory
 from memsvc.errors import AuthError, RateLimited
@@ -29,11 +28,6 @@ __all__ = ["MCP_PATH", "mount_mcp"]
 
 MCP_PATH = "/mcp"
 _TENANT = "memsvc.tenant"
-
-
-def _bearer(headers: Headers) -> str | None:
-    scheme, _, token = (headers.get("authorization") or "").partition(" ")
-    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
 
 
 class _KeyGate:
@@ -46,22 +40,14 @@ class _KeyGate:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and self.auth:
-            token = _bearer(Headers(scope=scope))
+            token = api_key(Headers(scope=scope).get("authorization"))
             try:
                 if token is None:
                     raise AuthError("missing API key: send 'Authorization: Bearer <key>'")
-                tenant = self.memory.keys.authenticate(token)
-                await check_rate(self.memory, token)
+                scope[_TENANT] = await authorize(self.memory, token)
             except (AuthError, RateLimited) as exc:
-                body = {"error": {"code": exc.code, "message": exc.message, "details": {}}}
-                if isinstance(exc, AuthError):
-                    status, headers = 401, {"WWW-Authenticate": "Bearer"}
-                else:
-                    wait = float(exc.details.get("retry_after", 1))
-                    status, headers = 429, {"Retry-After": str(max(1, math.ceil(wait)))}
-                await JSONResponse(body, status, headers=headers)(scope, receive, send)
+                await memsvc_error_response(exc)(scope, receive, send)
                 return
-            scope[_TENANT] = tenant
         await self.inner(scope, receive, send)
 
 

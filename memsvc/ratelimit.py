@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from typing import Protocol
+from abc import ABC, abstractmethod
 
 from store.coordination import take_token
 from store.database import Database
@@ -25,35 +25,34 @@ def _digest(key: str) -> str:
     return hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
 
 
-class RateLimiter(Protocol):
-    rate: float
-    blocking: bool  # take() does I/O: call it off the event loop
+class RateLimiter(ABC):
+    """A token bucket per key: `take` is 0 when a request may go ahead, else the seconds
+    until it could. Subclasses keep the buckets (`_take`)."""
 
-    @property
-    def enabled(self) -> bool: ...
-
-    def take(self, key: str) -> float:
-        """0 when the request may go ahead, else the seconds until it could."""
-        ...
-
-
-class LocalRateLimiter:
-    blocking = False
+    blocking = False  # take() does I/O: call it off the event loop
 
     def __init__(self, per_second: float, burst: int) -> None:
         self.rate = per_second
         self.burst = max(1, burst)
-        self._buckets: dict[str, tuple[float, float]] = {}  # key digest -> (tokens, at)
-        self._lock = threading.Lock()
 
     @property
     def enabled(self) -> bool:
         return self.rate > 0
 
     def take(self, key: str) -> float:
-        if not self.enabled:
-            return 0.0
-        digest = _digest(key)
+        return self._take(_digest(key)) if self.enabled else 0.0
+
+    @abstractmethod
+    def _take(self, digest: str) -> float: ...
+
+
+class LocalRateLimiter(RateLimiter):
+    def __init__(self, per_second: float, burst: int) -> None:
+        super().__init__(per_second, burst)
+        self._buckets: dict[str, tuple[float, float]] = {}  # key digest -> (tokens, at)
+        self._lock = threading.Lock()
+
+    def _take(self, digest: str) -> float:
         now = time.monotonic()
         with self._lock:
             tokens, at = self._buckets.get(digest, (float(self.burst), now))
@@ -67,19 +66,12 @@ class LocalRateLimiter:
             return (1.0 - tokens) / self.rate
 
 
-class SharedRateLimiter:
+class SharedRateLimiter(RateLimiter):
     blocking = True
 
     def __init__(self, db: Database, per_second: float, burst: int) -> None:
+        super().__init__(per_second, burst)
         self.db = db
-        self.rate = per_second
-        self.burst = max(1, burst)
 
-    @property
-    def enabled(self) -> bool:
-        return self.rate > 0
-
-    def take(self, key: str) -> float:
-        if not self.enabled:
-            return 0.0
-        return take_token(self.db, _digest(key), self.rate, self.burst, time.time())
+    def _take(self, digest: str) -> float:
+        return take_token(self.db, digest, self.rate, self.burst, time.time())

@@ -20,7 +20,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from api.deps import AppSettings, RootMemory, check_rate
+from api.deps import AppSettings, RootMemory, api_key, authorize
 from memsvc import Memory, __version__
 from memsvc.errors import AuthError, InvalidInput, RecordNotFound
 from memsvc.models import MemoryRecord, RecordVersion
@@ -30,7 +30,7 @@ __all__ = ["router"]
 router = APIRouter(prefix="/mem0", tags=["mem0 compatibility"])
 
 _IDS = ("user_id", "agent_id", "run_id", "app_id")
-_CUBE_PREFIX = {"agent_id": "agent", "run_id": "run", "app_id": "app"}
+_SCOPE_PREFIX = {"agent_id": "agent", "run_id": "run", "app_id": "app"}
 _EVENTS = {"create": "ADD", "update": "UPDATE", "delete": "DELETE"}
 
 
@@ -38,13 +38,10 @@ async def _tenant_memory(request: Request, memory: RootMemory, settings: AppSett
     """mem0 sends `Authorization: Token <key>`; `Bearer` is accepted too."""
     if not settings.auth:
         return memory
-    scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
-    token = token.strip()
-    if scheme.lower() not in ("token", "bearer") or not token:
+    token = api_key(request.headers.get("authorization"), ("token", "bearer"))
+    if token is None:
         raise AuthError("missing API key: send 'Authorization: Token <key>'")
-    tenant = memory.keys.authenticate(token)
-    await check_rate(memory, token)
-    return memory.for_tenant(tenant)
+    return memory.for_tenant(await authorize(memory, token))
 
 
 Mem0Memory = Annotated[Memory, Depends(_tenant_memory)]
@@ -100,7 +97,7 @@ def _synthetic_user(ids: dict[str, str]) -> str:
         return ids["user_id"]
     for key in ("agent_id", "run_id", "app_id"):
         if ids.get(key):
-            return f"{_CUBE_PREFIX[key]}:{ids[key]}"
+            return f"{_SCOPE_PREFIX[key]}:{ids[key]}"
     raise InvalidInput(
         "at least one of user_id, agent_id, run_id or app_id is required",
         details={"field": "filters"},
