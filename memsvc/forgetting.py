@@ -20,6 +20,7 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import select
 
+from memsvc.turn_context import context_of
 from retrieval.analyze import embedding_text
 from retrieval.retention import ForgetPolicy, reinforced, retention, target_state
 from store import repository as repo
@@ -121,7 +122,10 @@ def forget_pass(
                     promote.append((row, state))
             if promote:  # the lost precision cannot be decoded back: embed the text again
                 vecs = encode(
-                    [embedding_text(r.content, r.source, r.event_time) for r, _ in promote]
+                    [
+                        embedding_text(r.content, r.source, r.event_time, context_of(s, r))
+                        for r, _ in promote
+                    ]
                 )
                 for (r, state), v in zip(promote, vecs, strict=True):
                     r.embedding, r.embedding_precision = encode_stored(v, state), state

@@ -71,6 +71,7 @@ from memsvc.ratelimit import LocalRateLimiter, RateLimiter, SharedRateLimiter
 from memsvc.supersession import chain_pks, key_of, resolve_records
 from memsvc.tier_methods import TierMethods
 from memsvc.tiers import Tiers
+from memsvc.turn_context import batch_contexts, context_of, session_before
 from memsvc.validation import (
     brief,
     check_cube_name,
@@ -572,8 +573,18 @@ class Memory(TierMethods):
         cube_row = self._cube_for(cube=cube, user_id=user_id, create=False, write=True)
         if cube_row is not None:
             self._check_model(cube_row)
+        contexts: list[list[str]] = [[] for _ in items]
+        if messages is not None:
+            earlier = []
+            if cube_row is not None and session_id is not None:
+                with self._engine.db.read() as db:
+                    earlier = session_before(db, cube_row.pk, session_id, user_id)
+            contexts = batch_contexts(earlier, [(it["content"], it["source"]) for it in items])
         vectors = self._engine.embedder.encode(
-            [embedding_text(it["content"], it["source"], it["event_time"]) for it in items]
+            [
+                embedding_text(it["content"], it["source"], it["event_time"], ctx)
+                for it, ctx in zip(items, contexts, strict=True)
+            ]
         )
         now = self._engine.clock.now()
         fields = []
@@ -686,7 +697,8 @@ class Memory(TierMethods):
             with self._engine.db.read() as s:
                 old = self._get_row(s, id)
                 source, when = dict(old.source or {}), changes.get("event_time", old.event_time)
-            text_in = embedding_text(changes["content"], source, when)
+                context = context_of(s, old)
+            text_in = embedding_text(changes["content"], source, when, context)
             vec = self._engine.embedder.encode([text_in])[0]
             ents = extract_entities(changes["content"], speaker=speaker_of(source))
             changes["entities"] = list(dict.fromkeys(e.normalized for e in ents))
@@ -784,7 +796,7 @@ class Memory(TierMethods):
                 return record_model(row)
             if row.tier != "plaintext":
                 return self._restore_tier(row)
-            text_in = embedding_text(row.content, row.source, row.event_time)
+            text_in = embedding_text(row.content, row.source, row.event_time, context_of(s, row))
         vec = self._engine.embedder.encode([text_in])[0]
         with self._engine.db.write() as s:
             row = self._row_for_write(s, id)

@@ -12,6 +12,7 @@ from memsvc import portable
 from memsvc._convert import record_model, version_model
 from memsvc.embedder import Embedder
 from memsvc.errors import InvalidInput
+from memsvc.turn_context import context_of
 from memsvc.validation import to_utc
 from retrieval.analyze import embedding_text
 from store import repository as repo
@@ -102,7 +103,7 @@ def import_items(
         redo = [r for r in pending if r.tier == "plaintext"]
         if not same_model and redo:
             vecs = embedder.encode(
-                [embedding_text(r.content, r.source, r.event_time) for r in redo]
+                [embedding_text(r.content, r.source, r.event_time, context_of(s, r)) for r in redo]
             )
             for r, v in zip(redo, vecs, strict=True):
                 r.embedding, r.embedding_precision = v.tobytes(), "float32"

@@ -7,13 +7,25 @@ against its own event time. `embedding_text` is what the dense channel embeds.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
 
 from retrieval.timeexpr import first_time
 from store.text_index import TextDoc
 
-__all__ = ["embedding_text", "speaker_of", "text_doc"]
+__all__ = [
+    "CONTEXT_TURNS",
+    "embedding_text",
+    "is_turn",
+    "speaker_of",
+    "text_doc",
+    "turn_line",
+]
+
+CONTEXT_TURNS = 2  # earlier turns of the session embedded with a chat turn
+CONTEXT_CHARS = 200  # of each: the turn's own words come first and must dominate
+CONTEXT_MAX_WORDS = 30  # a longer turn says what it means by itself
 
 
 def speaker_of(source: dict[str, Any] | None) -> str | None:
@@ -26,16 +38,49 @@ def speaker_of(source: dict[str, Any] | None) -> str | None:
     return name.strip()
 
 
-def embedding_text(content: str, source: dict[str, Any] | None, event_time: datetime | None) -> str:
+def is_turn(source: dict[str, Any] | None) -> bool:
+    """A chat message (added through `messages`), as opposed to a standalone statement."""
+    return bool(source) and "role" in source  # type: ignore[operator]
+
+
+def turn_line(content: str, source: dict[str, Any] | None) -> str:
+    """How a turn appears as context of a later one: "Speaker: words", cut short."""
+    speaker = speaker_of(source) or (source or {}).get("role")
+    text = " ".join(content.split())
+    if len(text) > CONTEXT_CHARS:
+        text = text[:CONTEXT_CHARS].rstrip() + "..."
+    return f"{speaker}: {text}" if speaker else text
+
+
+def embedding_text(
+    content: str,
+    source: dict[str, Any] | None,
+    event_time: datetime | None,
+    context: Sequence[str] = (),
+) -> str:
     """A named speaker's turn is embedded as "Speaker (8 May 2023): text": who said it and
     when are part of what it means (measured on LoCoMo dev: dense evidence recall@10 0.30
-    for the bare text, 0.51 with the speaker, 0.56 with speaker and date)."""
+    for the bare text, 0.51 with the speaker, 0.56 with speaker and date).
+
+    A short chat turn also carries the turns it answers (`context`: up to CONTEXT_TURNS
+    `turn_line`s, oldest first), after its own words: "Coco, after my grandma" means "my
+    puppy is called Coco" only beside "What did you name the puppy?". A turn of more than
+    CONTEXT_MAX_WORDS words stands alone: context there only blurs its own words, which is
+    what "when did ..." questions match (LoCoMo dev, default recipe, recall@10 over
+    categories 1-4: 0.774 without context, 0.791 with it on every turn, 0.800-0.801 with
+    the limit anywhere from 25 to 30 words)."""
     speaker = speaker_of(source)
     if speaker is None:
-        return content
-    if event_time is None:
-        return f"{speaker}: {content}"
-    return f"{speaker} ({event_time.day} {event_time:%B %Y}): {content}"
+        own = content
+    elif event_time is None:
+        own = f"{speaker}: {content}"
+    else:
+        own = f"{speaker} ({event_time.day} {event_time:%B %Y}): {content}"
+    short = len(content.split()) <= CONTEXT_MAX_WORDS
+    lines = [c for c in context[-CONTEXT_TURNS:] if c] if short and is_turn(source) else []
+    if not lines:
+        return own
+    return f"{own}\n(replying to {' / '.join(lines)})"
 
 
 def text_doc(row: Any) -> TextDoc:

@@ -60,6 +60,7 @@ __all__ = [
     "matching_pks",
     "max_change_seq",
     "new_version",
+    "preceding_turns",
     "query_records",
     "records_by_pks",
     "resolve_cube",
@@ -439,6 +440,30 @@ def record_fields_by_pks(s: Session, pks: Sequence[int]) -> dict[int, Row[Any]]:
     table = RecordRow.__table__
     q = select(*_RECORD_FIELDS).where(table.c.pk.in_([int(p) for p in pks]))
     return {r.pk: r for r in s.connection().execute(q)}
+
+
+def preceding_turns(
+    s: Session,
+    cube_pk: int,
+    session_id: str,
+    user_id: str | None,
+    *,
+    before_pk: int | None = None,
+    n: int = 2,
+) -> list[tuple[str, dict[str, Any]]]:
+    """(content, source) of the last `n` records of a user's session in a cube before
+    `before_pk` (all of it when None), oldest first; deleted ones are left out."""
+    t = RecordRow.__table__.c
+    q = select(t.content, t.source).where(
+        t.cube_pk == cube_pk,
+        t.session_id == session_id,
+        t.user_id.is_(None) if user_id is None else t.user_id == user_id,
+        t.status != "deleted",
+    )
+    if before_pk is not None:
+        q = q.where(t.pk < before_pk)
+    rows = s.connection().execute(q.order_by(t.pk.desc()).limit(n)).all()
+    return [(r.content, dict(r.source or {})) for r in reversed(rows)]
 
 
 def versions_for(s: Session, record_pk: int) -> list[VersionRow]:

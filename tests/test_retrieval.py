@@ -10,7 +10,10 @@ import numpy as np
 import pytest
 
 from memsvc import InvalidInput, Memory
+from memsvc.embedder import SentenceTransformerEmbedder, encode_queries
+from memsvc.turn_context import batch_contexts
 from retrieval import PRESETS, Recipe, RecipeError, parse_recipe
+from retrieval.analyze import CONTEXT_MAX_WORDS, embedding_text, turn_line
 from retrieval.entities import extract_entities, query_names
 from retrieval.fusion import rrf, weighted_sum
 from retrieval.timeexpr import asks_when, find_times
@@ -126,9 +129,14 @@ def test_two_hop_question_needs_entity_expansion(mem: Memory) -> None:
 
 def test_session_booster_follows_a_question_to_its_answer(mem: Memory) -> None:
     mem.add(FILLER, user_id="u")
+    answer = (  # over 30 words: embedded without the question before it
+        "They were scared but we reassured them. We sat on the sofa with cocoa, talked it "
+        "through twice, and by dinner they were arguing about cartoons again. Tough kids, "
+        "honestly, tougher than me."
+    )
     msgs = [
         {"name": "Caroline", "content": "The kids look so cute! How did they handle the accident?"},
-        {"name": "Melanie", "content": "They were scared but we reassured them. Tough kids."},
+        {"name": "Melanie", "content": answer},
     ]
     mem.add(messages=msgs, user_id="u", session_id="s1", timestamp="2023-10-20T10:00:00Z")
     hits = mem.recall("How did Melanie's children handle the accident?", user_id="u", k=2)
@@ -137,6 +145,65 @@ def test_session_booster_follows_a_question_to_its_answer(mem: Memory) -> None:
     dense = mem.recall("How did Melanie's children handle the accident?", user_id="u", k=2,
                        recipe="fast")  # fmt: skip
     assert dense[0].record.content.startswith("The kids")  # the question itself wins alone
+
+
+def test_short_reply_is_embedded_with_the_turns_it_answers(
+    mem: Memory, embedder: SentenceTransformerEmbedder
+) -> None:
+    mem.add(FILLER, user_id="u")
+    when = datetime(2023, 5, 8, 10, 0, tzinfo=UTC)
+    ask = {"name": "Caroline", "content": "What did you end up naming the new puppy?"}
+    reply = {"name": "Melanie", "content": "Coco, after my grandma!"}
+    mem.add(messages=[ask], user_id="u", session_id="s1", timestamp=when)
+    mem.add(messages=[reply], user_id="u", session_id="s1", timestamp=when)  # a later call
+    mem.add(messages=[reply], user_id="v", timestamp=when)  # the same words, alone
+    q = "What is the name of Melanie's puppy?"
+    hits = mem.recall(q, user_id="u", k=3, recipe="fast")
+    assert hits[0].record.content == reply["content"]
+    qv = encode_queries(embedder, [q])[0]
+    expected = embedding_text(
+        reply["content"],
+        {"role": "user", "speaker": "Melanie"},
+        when,
+        ["Caroline: What did you end up naming the new puppy?"],
+    )
+    assert expected.endswith("(replying to Caroline: What did you end up naming the new puppy?)")
+    assert hits[0].score == pytest.approx(float(qv @ embedder.encode([expected])[0]), abs=1e-4)
+    alone = mem.recall(q, user_id="v", k=1, recipe="fast")[0]
+    assert alone.record.content == reply["content"]
+    assert hits[0].score > alone.score + 0.1  # the question it answers says what "Coco" is
+
+    # an edit is embedded again with the same context
+    mem.update(hits[0].record.id, text="Coco, after my grandmother!")
+    edited = mem.recall(q, user_id="u", k=1, recipe="fast")[0]
+    again = embedding_text(
+        "Coco, after my grandmother!",
+        {"role": "user", "speaker": "Melanie"},
+        when,
+        ["Caroline: What did you end up naming the new puppy?"],
+    )
+    assert edited.score == pytest.approx(float(qv @ embedder.encode([again])[0]), abs=1e-4)
+
+
+def test_turn_context_rules() -> None:
+    src = {"role": "user", "speaker": "Ann"}
+    when = datetime(2023, 5, 8, tzinfo=UTC)
+    assert embedding_text("Yes!", src, when, ["Bo: Did it rain?"]) == (
+        "Ann (8 May 2023): Yes!\n(replying to Bo: Did it rain?)"
+    )
+    # only chat turns, only short ones, at most CONTEXT_TURNS earlier turns
+    assert embedding_text("Yes!", {}, when, ["Bo: Did it rain?"]) == "Yes!"
+    long = " ".join(["word"] * (CONTEXT_MAX_WORDS + 1))
+    assert "replying" not in embedding_text(long, src, when, ["Bo: Did it rain?"])
+    three = embedding_text("Yes!", src, None, ["a", "b", "c"])
+    assert three == "Ann: Yes!\n(replying to b / c)"
+    assert turn_line("x" * 500, src) == "Ann: " + "x" * 200 + "..."
+    # within one call without a session, each message follows the ones before it
+    items = [("Hi", src), ("Hello", {"role": "user", "speaker": "Bo"}), ("Note", {})]
+    assert batch_contexts([], items) == [[], ["Ann: Hi"], []]
+    assert batch_contexts([("Old", src), ("Older?", src), ("Last", src)], items[:1]) == [
+        ["Ann: Older?", "Ann: Last"]
+    ]
 
 
 # ---- filters, `at`, explain -----------------------------------------------------------------

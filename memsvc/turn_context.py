@@ -1,0 +1,52 @@
+"""The earlier turns a chat turn is embedded with (retrieval/analyze.py says why).
+
+A turn's context is the CONTEXT_TURNS records before it in its session (same cube and
+user), or, for messages added without a session, the messages before it in the same call.
+It is read when the turn is embedded: later edits of an earlier turn do not re-embed the
+turns after it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy.orm import Session
+
+from retrieval.analyze import CONTEXT_TURNS, is_turn, turn_line
+from store import repository as repo
+
+__all__ = ["batch_contexts", "context_of", "session_before"]
+
+
+def batch_contexts(
+    earlier: Sequence[tuple[str, dict[str, Any]]], items: Sequence[tuple[str, dict[str, Any]]]
+) -> list[list[str]]:
+    """The context of each of `items` (content, source), in order, after the `earlier`
+    turns of their session (oldest first)."""
+    lines = [turn_line(c, src) for c, src in earlier][-CONTEXT_TURNS:]
+    out: list[list[str]] = []
+    for content, source in items:
+        out.append(list(lines) if is_turn(source) else [])
+        lines = [*lines, turn_line(content, source)][-CONTEXT_TURNS:]
+    return out
+
+
+def session_before(
+    s: Session, cube_pk: int, session_id: str | None, user_id: str | None
+) -> list[tuple[str, dict[str, Any]]]:
+    """The last turns of a session so far: the context of the next message added to it."""
+    if session_id is None:
+        return []
+    return repo.preceding_turns(s, cube_pk, session_id, user_id, n=CONTEXT_TURNS)
+
+
+def context_of(s: Session, row: Any) -> list[str]:
+    """The context of a stored record (anything with pk, cube_pk, session_id, user_id,
+    source), for embedding it again."""
+    if not is_turn(row.source) or row.session_id is None:
+        return []
+    before = repo.preceding_turns(
+        s, row.cube_pk, row.session_id, row.user_id, before_pk=row.pk, n=CONTEXT_TURNS
+    )
+    return [turn_line(c, src) for c, src in before]
