@@ -575,7 +575,7 @@ class Memory(TierMethods):
             self._check_model(cube_row)
         contexts: list[list[str]] = [[] for _ in items]
         if messages is not None:
-            earlier = []
+            earlier: list[tuple[str, dict[str, Any]]] = []
             if cube_row is not None and session_id is not None:
                 with self._engine.db.read() as db:
                     earlier = session_before(db, cube_row.pk, session_id, user_id)
@@ -697,7 +697,7 @@ class Memory(TierMethods):
             with self._engine.db.read() as s:
                 old = self._get_row(s, id)
                 source, when = dict(old.source or {}), changes.get("event_time", old.event_time)
-                context = context_of(s, old)
+                context = context_of(s, old, changes["content"])
             text_in = embedding_text(changes["content"], source, when, context)
             vec = self._engine.embedder.encode([text_in])[0]
             ents = extract_entities(changes["content"], speaker=speaker_of(source))

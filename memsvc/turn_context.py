@@ -13,7 +13,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from retrieval.analyze import CONTEXT_TURNS, is_turn, turn_line
+from retrieval.analyze import CONTEXT_TURNS, is_turn, takes_context, turn_line
 from store import repository as repo
 
 __all__ = ["batch_contexts", "context_of", "session_before"]
@@ -33,18 +33,18 @@ def batch_contexts(
 
 
 def session_before(
-    s: Session, cube_pk: int, session_id: str | None, user_id: str | None
+    s: Session, cube_pk: int, session_id: str, user_id: str | None
 ) -> list[tuple[str, dict[str, Any]]]:
     """The last turns of a session so far: the context of the next message added to it."""
-    if session_id is None:
-        return []
     return repo.preceding_turns(s, cube_pk, session_id, user_id, n=CONTEXT_TURNS)
 
 
-def context_of(s: Session, row: Any) -> list[str]:
+def context_of(s: Session, row: Any, content: str | None = None) -> list[str]:
     """The context of a stored record (anything with pk, cube_pk, session_id, user_id,
-    source), for embedding it again."""
-    if not is_turn(row.source) or row.session_id is None:
+    source, content), for embedding it, or the new `content` it is given, again; no query
+    for a record that takes none."""
+    text = row.content if content is None else content
+    if row.session_id is None or not takes_context(text, row.source):
         return []
     before = repo.preceding_turns(
         s, row.cube_pk, row.session_id, row.user_id, before_pk=row.pk, n=CONTEXT_TURNS

@@ -19,6 +19,7 @@ __all__ = [
     "embedding_text",
     "is_turn",
     "speaker_of",
+    "takes_context",
     "text_doc",
     "turn_line",
 ]
@@ -40,7 +41,13 @@ def speaker_of(source: dict[str, Any] | None) -> str | None:
 
 def is_turn(source: dict[str, Any] | None) -> bool:
     """A chat message (added through `messages`), as opposed to a standalone statement."""
-    return bool(source) and "role" in source  # type: ignore[operator]
+    return source is not None and "role" in source
+
+
+def takes_context(content: str, source: dict[str, Any] | None) -> bool:
+    """Whether `embedding_text` uses a record's context: a chat turn short enough to need
+    it. Callers skip reading the context of any other record."""
+    return is_turn(source) and len(content.split()) <= CONTEXT_MAX_WORDS
 
 
 def turn_line(content: str, source: dict[str, Any] | None) -> str:
@@ -76,8 +83,7 @@ def embedding_text(
         own = f"{speaker}: {content}"
     else:
         own = f"{speaker} ({event_time.day} {event_time:%B %Y}): {content}"
-    short = len(content.split()) <= CONTEXT_MAX_WORDS
-    lines = [c for c in context[-CONTEXT_TURNS:] if c] if short and is_turn(source) else []
+    lines = [c for c in context[-CONTEXT_TURNS:] if c] if takes_context(content, source) else []
     if not lines:
         return own
     return f"{own}\n(replying to {' / '.join(lines)})"
