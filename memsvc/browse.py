@@ -12,8 +12,8 @@ from sqlalchemy.orm import Session
 
 from memsvc.errors import InvalidInput
 from memsvc.models import EDGE_TYPES, GraphEdge, GraphNode, GraphPage, Neighbor
+from memsvc.store.orm import EdgeRow, EntityRow, RecordRow, TopicRow
 from memsvc.validation import decode_cursor, encode_cursor
-from store.orm import EdgeRow, EntityRow, RecordRow, TopicRow
 
 __all__ = ["check_depth", "check_types", "graph_page", "neighbors"]
 

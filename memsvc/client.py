@@ -41,8 +41,8 @@ from memsvc.models import (
     Page,
     RecordVersion,
 )
+from memsvc.retrieval.recipe import Recipe
 from memsvc.validation import check_text, to_utc
-from retrieval.recipe import Recipe
 
 __all__ = ["AsyncMemoryClient", "MemoryClient"]
 

@@ -10,7 +10,7 @@ from typing import Literal
 from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from retrieval.retention import ForgetPolicy
+from memsvc.retrieval.retention import ForgetPolicy
 
 __all__ = ["Settings", "get_settings"]
 
@@ -175,7 +175,7 @@ class Settings(BaseSettings):
     @field_validator("recall_recipe", mode="after")
     @classmethod
     def _known_recipe(cls, value: str) -> str:
-        from retrieval.recipe import RecipeError, parse_recipe
+        from memsvc.retrieval.recipe import RecipeError, parse_recipe
 
         try:
             parse_recipe(value)

@@ -20,13 +20,13 @@ from datetime import datetime
 import numpy as np
 from sqlalchemy import select
 
+from memsvc.retrieval.analyze import embedding_text
+from memsvc.retrieval.retention import ForgetPolicy, reinforced, retention, target_state
+from memsvc.store import repository as repo
+from memsvc.store.database import Database
+from memsvc.store.orm import CubeRow, RecallEventRow, RecordRow
+from memsvc.store.precision import PRECISIONS, decode_stored, encode_stored
 from memsvc.turn_context import context_of
-from retrieval.analyze import embedding_text
-from retrieval.retention import ForgetPolicy, reinforced, retention, target_state
-from store import repository as repo
-from store.database import Database
-from store.orm import CubeRow, RecallEventRow, RecordRow
-from store.precision import PRECISIONS, decode_stored, encode_stored
 
 __all__ = ["Reinforcer", "forget_pass"]
 

@@ -15,10 +15,10 @@ import time
 
 from memsvc.errors import AuthError, InvalidInput, NotFound
 from memsvc.models import ApiKey
+from memsvc.store import repository as repo
+from memsvc.store.database import Database
+from memsvc.store.orm import ApiKeyRow, utcnow
 from memsvc.validation import check_ident
-from store import repository as repo
-from store.database import Database
-from store.orm import ApiKeyRow, utcnow
 
 __all__ = ["KeyManager"]
 

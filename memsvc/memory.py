@@ -28,8 +28,7 @@ from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 
-import retrieval
-from memsvc import browse, portable, transfer
+from memsvc import browse, portable, retrieval, transfer
 from memsvc._convert import cube_model, record_model, version_model
 from memsvc.clock import Clock, SystemClock
 from memsvc.config import Settings, get_settings
@@ -68,6 +67,16 @@ from memsvc.models import (
 )
 from memsvc.organize import TopicNamer
 from memsvc.ratelimit import LocalRateLimiter, RateLimiter, SharedRateLimiter
+from memsvc.retrieval.analyze import embedding_text, speaker_of, text_doc
+from memsvc.retrieval.entities import extract_entities
+from memsvc.retrieval.recipe import Recipe, RecipeError, parse_recipe
+from memsvc.store import repository as repo
+from memsvc.store.database import Database
+from memsvc.store.errors import StoreConflict, StoreError
+from memsvc.store.indexes import IndexManager
+from memsvc.store.orm import CubeRow, RecordRow, utcnow
+from memsvc.store.two_stage import MODES
+from memsvc.store.vector_index import IndexFileError, set_search_threads
 from memsvc.supersession import chain_pks, key_of, resolve_records
 from memsvc.tier_methods import TierMethods
 from memsvc.tiers import Tiers
@@ -86,16 +95,6 @@ from memsvc.validation import (
     encode_cursor,
     to_utc,
 )
-from retrieval.analyze import embedding_text, speaker_of, text_doc
-from retrieval.entities import extract_entities
-from retrieval.recipe import Recipe, RecipeError, parse_recipe
-from store import repository as repo
-from store.database import Database
-from store.errors import StoreConflict, StoreError
-from store.indexes import IndexManager
-from store.orm import CubeRow, RecordRow, utcnow
-from store.two_stage import MODES
-from store.vector_index import IndexFileError, set_search_threads
 
 __all__ = ["Memory"]
 

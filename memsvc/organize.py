@@ -35,10 +35,10 @@ from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from store import repository as repo
-from store.database import Database
-from store.orm import CubeRow, EdgeRow, RecordRow, TopicRow
-from store.precision import encode_stored
+from memsvc.store import repository as repo
+from memsvc.store.database import Database
+from memsvc.store.orm import CubeRow, EdgeRow, RecordRow, TopicRow
+from memsvc.store.precision import encode_stored
 
 __all__ = ["TopicNamer", "organize_pass", "topic_label"]
 

@@ -19,7 +19,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from memsvc.activation import context_ids
-from memsvc.lm import LocalLM
+from memsvc.lm import LocalLM, require_tiers_extra
 
 __all__ = ["LoraSettings", "TrainedAdapter", "train_adapter", "training_pairs"]
 
@@ -116,6 +116,7 @@ def train_adapter(
     *,
     progress: Callable[[int, int, float], None] | None = None,
 ) -> TrainedAdapter:
+    require_tiers_extra("peft", "training a LoRA adapter")
     import torch
     from peft import LoraConfig, get_peft_model, get_peft_model_state_dict
 

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from memsvc.errors import InvalidInput
-from store.precision import decode_stored
+from memsvc.store.precision import decode_stored
 
 __all__ = ["FORMAT", "FORMAT_VERSION", "decode_vector", "encode_vector", "read_lines", "write"]
 

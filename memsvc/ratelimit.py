@@ -14,8 +14,8 @@ import threading
 import time
 from abc import ABC, abstractmethod
 
-from store.coordination import take_token
-from store.database import Database
+from memsvc.store.coordination import take_token
+from memsvc.store.database import Database
 
 __all__ = ["LocalRateLimiter", "RateLimiter", "SharedRateLimiter"]
 

@@ -27,12 +27,12 @@ import numpy as np
 from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
-from retrieval.analyze import speaker_of
-from retrieval.facts import find_fact, same_value
-from store import repository as repo
-from store.database import Database
-from store.orm import CubeRow, EdgeRow, RecordRow
-from store.precision import decode_stored
+from memsvc.retrieval.analyze import speaker_of
+from memsvc.retrieval.facts import find_fact, same_value
+from memsvc.store import repository as repo
+from memsvc.store.database import Database
+from memsvc.store.orm import CubeRow, EdgeRow, RecordRow
+from memsvc.store.precision import decode_stored
 
 __all__ = ["MIN_SIMILARITY", "chain_pks", "key_of", "resolve_records", "supersede_pass"]
 

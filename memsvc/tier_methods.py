@@ -13,12 +13,12 @@ from memsvc.errors import Conflict, InvalidInput, ModelUnavailable
 from memsvc.lm import LMError, LocalLM
 from memsvc.models import Filters, Generation, Hit, MemoryRecord
 from memsvc.parametric import LoraSettings
+from memsvc.retrieval.recipe import Recipe
+from memsvc.store import repository as repo
+from memsvc.store.blobs import BlobError
+from memsvc.store.orm import CubeRow, RecordRow
 from memsvc.tiers import TierError, Tiers
 from memsvc.validation import check_text
-from retrieval.recipe import Recipe
-from store import repository as repo
-from store.blobs import BlobError
-from store.orm import CubeRow, RecordRow
 
 if TYPE_CHECKING:
     from memsvc.memory import _Engine

@@ -32,10 +32,10 @@ from sqlalchemy import func, select
 from memsvc.activation import build_cache, cache_from_tensors, context_ids
 from memsvc.lm import LocalLM
 from memsvc.parametric import LoraSettings, TrainedAdapter, train_adapter, training_pairs
-from store import repository as repo
-from store.blobs import BlobError, BlobStore
-from store.database import Database
-from store.orm import CubeRow, RecallEventRow, RecordRow
+from memsvc.store import repository as repo
+from memsvc.store.blobs import BlobError, BlobStore
+from memsvc.store.database import Database
+from memsvc.store.orm import CubeRow, RecallEventRow, RecordRow
 
 __all__ = ["CacheUse", "TierError", "Tiers", "source_ids"]
 

@@ -12,13 +12,13 @@ from memsvc import portable
 from memsvc._convert import record_model, version_model
 from memsvc.embedder import Embedder
 from memsvc.errors import InvalidInput
+from memsvc.retrieval.analyze import embedding_text
+from memsvc.store import repository as repo
+from memsvc.store.blobs import BlobStore
+from memsvc.store.database import Database
+from memsvc.store.orm import CubeRow, EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
 from memsvc.turn_context import context_of
 from memsvc.validation import to_utc
-from retrieval.analyze import embedding_text
-from store import repository as repo
-from store.blobs import BlobStore
-from store.database import Database
-from store.orm import CubeRow, EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
 
 __all__ = ["export_lines", "import_items", "record_fields", "version_row"]
 

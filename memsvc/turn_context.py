@@ -13,8 +13,8 @@ from typing import Any
 
 from sqlalchemy.orm import Session
 
-from retrieval.analyze import CONTEXT_TURNS, is_turn, takes_context, turn_line
-from store import repository as repo
+from memsvc.retrieval.analyze import CONTEXT_TURNS, is_turn, takes_context, turn_line
+from memsvc.store import repository as repo
 
 __all__ = ["batch_contexts", "context_of", "session_before"]
 

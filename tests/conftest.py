@@ -18,8 +18,8 @@ from typing import IO
 import httpx
 import pytest
 
-from evals.pg_cluster import PgCluster, find_pg_bin
 from memsvc import Clock, Memory, SentenceTransformerEmbedder, Settings
+from memsvc.evals.pg_cluster import PgCluster, find_pg_bin
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -12,8 +12,8 @@ from fastapi.testclient import TestClient
 from openapi_spec_validator import validate
 from typer.testing import CliRunner
 
-from api.app import create_app
 from memsvc import Memory
+from memsvc.api.app import create_app
 from memsvc.cli import app as cli_app
 
 
@@ -253,7 +253,7 @@ def test_key_cache_expires_for_revocations_made_elsewhere(tmp_path) -> None:
 
     from memsvc.errors import AuthError
     from memsvc.keys import KeyManager
-    from store.database import Database
+    from memsvc.store.database import Database
 
     db = Database(f"sqlite:///{tmp_path / 'k.db'}")
     db.migrate()

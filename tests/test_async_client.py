@@ -9,7 +9,6 @@ from pathlib import Path
 import httpx
 import pytest
 
-from api.app import create_app
 from memsvc import (
     AsyncMemoryClient,
     AuthError,
@@ -23,6 +22,7 @@ from memsvc import (
     PermissionDenied,
     RecordNotFound,
 )
+from memsvc.api.app import create_app
 
 
 def test_async_client_round_trip(open_memory: Callable[..., Memory], tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from evals.pg_cluster import PgCluster
+from memsvc.evals.pg_cluster import PgCluster
 from memsvc.maintenance import Lease, Scheduler
 from memsvc.ratelimit import SharedRateLimiter
-from store.coordination import acquire_lease, release_lease, take_token
-from store.database import Database
+from memsvc.store.coordination import acquire_lease, release_lease, take_token
+from memsvc.store.database import Database
 from tests.conftest import run_cli, serving
 
 

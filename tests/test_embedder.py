@@ -45,7 +45,7 @@ def test_missing_model_directory_is_a_clear_error(tmp_path: Path) -> None:
 
 
 def test_onnx_backend_matches_torch_on_real_text(tmp_path: Path) -> None:
-    from evals.corpus import locomo_turns
+    from memsvc.evals.corpus import locomo_turns
 
     texts = (locomo_turns() or [f"fallback sentence {i}" for i in range(200)])[:200]
     onnx = SentenceTransformerEmbedder(threads=2, backend="onnx", cache_dir=tmp_path)
@@ -64,7 +64,7 @@ def test_onnx_backend_matches_torch_on_real_text(tmp_path: Path) -> None:
 def test_queries_run_int8_while_documents_stay_fp32(tmp_path: Path) -> None:
     """The int8 query path keeps rankings: documents are bit-for-bit the fp32 ones, and each
     int8 query vector stays within cosine 0.97 of its fp32 twin."""
-    from evals.corpus import locomo_turns
+    from memsvc.evals.corpus import locomo_turns
 
     texts = (locomo_turns() or [f"memory number {i} about topic {i % 7}" for i in range(120)])[:120]
     q8 = SentenceTransformerEmbedder(cache_dir=tmp_path)

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from evals import longmemeval as lme
-from evals.locomo import LocomoError, load_locomo, parse_session_date, repair_evidence
-from evals.metrics import (
+from memsvc.evals import longmemeval as lme
+from memsvc.evals.locomo import LocomoError, load_locomo, parse_session_date, repair_evidence
+from memsvc.evals.metrics import (
     dcg,
     locomo_evidence_recall,
     ndcg_any,
@@ -17,7 +17,7 @@ from evals.metrics import (
     recall_any,
     turn_to_session_metrics,
 )
-from evals.qa_metrics import bleu1, locomo_f1, normalize_answer, set_f1
+from memsvc.evals.qa_metrics import bleu1, locomo_f1, normalize_answer, set_f1
 
 FIXTURE = Path(__file__).parent / "fixtures" / "longmemeval_fixture.json"
 
@@ -216,7 +216,7 @@ def test_mem0_style_scores() -> None:
 
 
 def test_synthetic_scale_file_has_the_longmemeval_shape(tmp_path: Path) -> None:
-    from evals.lme_scale import main
+    from memsvc.evals.lme_scale import main
 
     out = tmp_path / "s.json"
     main(["--questions", "3", "--pool", "10", "--out", str(out)])

@@ -13,12 +13,12 @@ from pathlib import Path
 
 import pytest
 
-from evals.corpus import default_locomo
-from evals.embed_cache import CachedEmbedder
-from evals.llm import OpenAIChatModel
-from evals.locomo import CATEGORIES
-from evals.runner import EvalConfig, run_locomo, run_longmemeval
 from memsvc import SentenceTransformerEmbedder
+from memsvc.evals.corpus import default_locomo
+from memsvc.evals.embed_cache import CachedEmbedder
+from memsvc.evals.llm import OpenAIChatModel
+from memsvc.evals.locomo import CATEGORIES
+from memsvc.evals.runner import EvalConfig, run_locomo, run_longmemeval
 
 LOCOMO = default_locomo()
 FIXTURE = Path(__file__).parent / "fixtures" / "longmemeval_fixture.json"
@@ -230,3 +230,69 @@ def test_openai_compatible_backend_speaks_chat_completions() -> None:
             OpenAIChatModel(base, "broken").chat("x")
     finally:
         server.shutdown()
+
+
+class _FailingEmbedder:
+    """The real model that stops working after `ok` calls, as a model load or an OOM would."""
+
+    def __init__(self, inner: SentenceTransformerEmbedder, ok: int) -> None:
+        self.inner, self.ok = inner, ok
+        self.model_id, self.dim = inner.model_id, inner.dim
+
+    def encode(self, texts, **kw):  # type: ignore[no-untyped-def]
+        if self.ok <= 0:
+            raise RuntimeError("model exploded")
+        self.ok -= 1
+        return self.inner.encode(texts, **kw)
+
+
+def test_a_failing_system_is_reported_by_the_exception_that_failed_it(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """The error names the first failure (type and message), not a clean-up's follow-on."""
+    from memsvc.evals.runner import EvalSystemError
+
+    broken = _FailingEmbedder(embedder, ok=0)
+    with pytest.raises(
+        EvalSystemError, match="system 'memsvc' failed: RuntimeError: model exploded"
+    ):
+        run_longmemeval(
+            EvalConfig(data=FIXTURE, out=tmp_path / "x", systems=["memsvc"], progress=False),
+            broken,  # type: ignore[arg-type]
+        )
+
+
+def test_a_failing_clean_up_is_a_note_not_the_error() -> None:
+    from memsvc.evals.runner import EvalSystemError, _running
+
+    class Closing:
+        def close(self) -> None:
+            raise KeyError("cube 'eval-1' not found")
+
+    with pytest.raises(EvalSystemError) as info, _running(Closing(), "memsvc"):  # type: ignore[arg-type]
+        raise ValueError("bad vector")
+    assert str(info.value) == "system 'memsvc' failed: ValueError: bad vector"
+    cause = info.value.__cause__
+    assert isinstance(cause, ValueError)
+    assert any("KeyError" in n and "not found" in n for n in cause.__notes__)
+
+
+def test_cli_names_the_failing_exception(tmp_path: Path) -> None:
+    """Through the real CLI: an unreadable embedding cache directory fails the run."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("x")
+    done = _cli(
+        "longmemeval",
+        "--data",
+        str(FIXTURE),
+        "--out",
+        str(tmp_path / "o"),
+        "--system",
+        "memsvc",
+        "--cache-dir",
+        str(blocker / "cache"),
+        "--quiet",
+    )
+    assert done.returncode == 1
+    assert "error: NotADirectoryError: [Errno 20] Not a directory" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

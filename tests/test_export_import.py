@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from memsvc import Conflict, InvalidInput, Memory
-from store import repository as repo
+from memsvc.store import repository as repo
 
 
 def _build(mem: Memory) -> None:

@@ -18,10 +18,10 @@ except ImportError:  # pragma: no cover
 if not _GPU:  # must be set before the kernels are defined
     os.environ.setdefault("TRITON_INTERPRET", "1")
 
-from kernels import backend, cpu
-from kernels import reference as ref
-from kernels import triton_kernels as tk
-from kernels.encoders import (
+from memsvc.kernels import backend, cpu
+from memsvc.kernels import reference as ref
+from memsvc.kernels import triton_kernels as tk
+from memsvc.kernels.encoders import (
     Int4Quantizer,
     Int8Quantizer,
     RotatedSignEncoder,

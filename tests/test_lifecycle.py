@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 
 from memsvc import InvalidInput, ManualClock, Memory
-from retrieval.facts import find_fact, same_value
-from retrieval.retention import ForgetPolicy, reinforced, retention, target_state
-from store.precision import decode_stored, encode_stored, stored_bytes
+from memsvc.retrieval.facts import find_fact, same_value
+from memsvc.retrieval.retention import ForgetPolicy, reinforced, retention, target_state
+from memsvc.store.precision import decode_stored, encode_stored, stored_bytes
 
 T0 = datetime(2024, 1, 1, tzinfo=UTC)
 

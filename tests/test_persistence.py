@@ -11,8 +11,8 @@ from sqlalchemy import text
 
 from memsvc import Memory
 from memsvc.errors import CubeNotFound
-from store.database import Database
-from store.orm import Base
+from memsvc.store.database import Database
+from memsvc.store.orm import Base
 
 TEXTS = [
     "Alice moved to Berlin in May.",

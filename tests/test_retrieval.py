@@ -11,13 +11,13 @@ import pytest
 
 from memsvc import InvalidInput, Memory
 from memsvc.embedder import SentenceTransformerEmbedder, encode_queries
+from memsvc.retrieval import PRESETS, Recipe, RecipeError, parse_recipe
+from memsvc.retrieval.analyze import CONTEXT_MAX_WORDS, embedding_text, turn_line
+from memsvc.retrieval.entities import extract_entities, query_names
+from memsvc.retrieval.fusion import rrf, weighted_sum
+from memsvc.retrieval.timeexpr import asks_when, find_times
+from memsvc.store.text_index import CubeTextIndex, TextDoc, keyword_terms
 from memsvc.turn_context import batch_contexts
-from retrieval import PRESETS, Recipe, RecipeError, parse_recipe
-from retrieval.analyze import CONTEXT_MAX_WORDS, embedding_text, turn_line
-from retrieval.entities import extract_entities, query_names
-from retrieval.fusion import rrf, weighted_sum
-from retrieval.timeexpr import asks_when, find_times
-from store.text_index import CubeTextIndex, TextDoc, keyword_terms
 
 FILLER = [
     "The printer on the third floor is out of toner.",

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import httpx
 
-from evals.pg_cluster import PgCluster
 from memsvc import Memory, MemoryClient
+from memsvc.evals.pg_cluster import PgCluster
 from tests.conftest import free_port, run_cli, serving, wait_ready
 
 
@@ -138,7 +138,7 @@ def _records_in(url: str, key: str, cube: str) -> list[str]:
 def test_sigkill_during_import_and_maintenance_leaves_nothing_half_done(
     tmp_path: Path, open_memory: Callable[..., Memory]
 ) -> None:
-    from evals.corpus import generated_sentences, texts
+    from memsvc.evals.corpus import generated_sentences, texts
 
     elsewhere = open_memory(tmp_path / "elsewhere")  # the file comes from another service
     elsewhere.create_cube("imp")

@@ -15,8 +15,8 @@ from memsvc import Conflict, InvalidInput, Memory, MemoryClient
 from memsvc.activation import build_cache, cache_from_tensors, context_ids
 from memsvc.lm import LocalLM
 from memsvc.parametric import prompt_ids
-from store.blobs import BlobStore
-from store.orm import RecordRow
+from memsvc.store.blobs import BlobStore
+from memsvc.store.orm import RecordRow
 from tests.conftest import Served, run_cli
 
 FACTS = [

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 from pydantic import ValidationError
 
-from evals.corpus import texts
 from memsvc import Settings
-from store.two_stage import CodeTable
-from store.vector_index import CubeIndex
+from memsvc.evals.corpus import texts
+from memsvc.store.two_stage import CodeTable
+from memsvc.store.vector_index import CubeIndex
 
 
 @pytest.fixture(scope="module")

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from store.vector_index import CubeIndex, IndexFileError, read_index_file, write_index_file
+from memsvc.store.vector_index import CubeIndex, IndexFileError, read_index_file, write_index_file
 
 
 def _unit(n: int, d: int, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,98 @@
+"""App factory: one `Memory` per process, shared by every request; one /v1 surface."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio.to_thread
+from fastapi import FastAPI
+from fastapi.routing import APIRoute
+
+from memsvc import Memory, Settings, __version__, get_settings
+from memsvc.api.errors import install_error_handlers
+from memsvc.api.limits import BodyLimitMiddleware
+from memsvc.api.mcp_http import mount_mcp
+from memsvc.api.metrics import Metrics
+from memsvc.api.routes import cubes, health, mem0, memories, tiers
+from memsvc.maintenance import Scheduler
+
+__all__ = ["create_app", "create_app_from_env"]
+
+log = logging.getLogger(__name__)
+
+
+def _operation_id(route: APIRoute) -> str:
+    return route.name
+
+
+def _warm_up(memory: Memory, ready: threading.Event) -> None:
+    """Load the model and every cube's index, then report ready."""
+    try:
+        memory.embedder.encode(["warm up"])
+        memory.load_indexes()
+        ready.set()
+    except Exception:  # readiness stays false; /readyz tells
+        log.exception("warm-up failed")
+
+
+def create_app(memory: Memory | None = None, *, settings: Settings | None = None) -> FastAPI:
+    """Build the ASGI app. `memory` (tests) is used as is; otherwise one is opened from
+    `settings` at startup and closed (indexes saved) at shutdown."""
+    settings = settings or (memory.settings if memory is not None else get_settings())
+    owned = memory is None
+    mem = memory or Memory(settings=settings)
+    ready = threading.Event()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        # Sync routes run in anyio's thread pool (40 by default); on a small machine more
+        # threads than that only contend for the GIL and the cores.
+        anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        threading.Thread(target=_warm_up, args=(mem, ready), daemon=True).start()
+        scheduler = None
+        if settings.maintain_seconds > 0:  # organize, supersede, forget in the background
+            # Several workers on one database: the lease lets one run it, the rest stand by.
+            lease = mem.maintenance_lease(ttl=max(2 * settings.maintain_seconds, 60.0))
+            scheduler = Scheduler(mem.maintain_all, settings.maintain_seconds, lease=lease)
+            scheduler.start()
+        app.state.scheduler = scheduler
+        try:
+            async with mcp_server.session_manager.run():
+                yield
+        finally:
+            if scheduler is not None:
+                scheduler.stop()
+            if owned:
+                mem.close()
+
+    app = FastAPI(
+        title="memsvc",
+        version=__version__,
+        description="Long-term memory for LLM agents. Authenticate with `Authorization: "
+        "Bearer <key>` (keys from `memsvc keys create --tenant NAME`).",
+        lifespan=lifespan,
+        generate_unique_id_function=_operation_id,
+    )
+    app.state.memory = mem
+    app.state.settings = settings
+    app.state.ready = ready
+    app.state.metrics = Metrics(mem)
+    install_error_handlers(app)
+    for router in (health.router, tiers.router, memories.router, cubes.router, mem0.router):
+        app.include_router(router)
+    mcp_server = mount_mcp(app, mem, auth=settings.auth)
+    app.add_middleware(
+        BodyLimitMiddleware,
+        limit=settings.max_request_bytes,
+        import_limit=settings.max_import_bytes,
+    )
+    app.add_middleware(lambda inner: app.state.metrics.middleware(inner))
+    return app
+
+
+def create_app_from_env() -> FastAPI:
+    """Factory for `uvicorn --factory` and multi-worker serving: settings from MEMSVC_*."""
+    return create_app(settings=Settings())

@@ -1,0 +1,5 @@
+"""`python -m memsvc.cli`: the same as the `memsvc` command."""
+
+from memsvc.cli import main
+
+main()

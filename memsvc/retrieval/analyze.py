@@ -1,0 +1,109 @@
+"""What recall needs to know of a record beyond its vector, derived from its fields.
+
+`text_doc` feeds the side index (keywords, entities, sessions, time anchors); it runs when a
+record is indexed, so a record's time anchor ("yesterday", said on 8 May) is resolved
+against its own event time. `embedding_text` is what the dense channel embeds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from memsvc.retrieval.timeexpr import first_time
+from memsvc.store.text_index import TextDoc
+
+__all__ = [
+    "CONTEXT_TURNS",
+    "embedding_text",
+    "is_turn",
+    "speaker_of",
+    "takes_context",
+    "text_doc",
+    "turn_line",
+]
+
+CONTEXT_TURNS = 2  # earlier turns of the session embedded with a chat turn
+CONTEXT_CHARS = 200  # of each: the turn's own words come first and must dominate
+CONTEXT_MAX_WORDS = 30  # a longer turn says what it means by itself
+
+
+def speaker_of(source: dict[str, Any] | None) -> str | None:
+    """A message's named speaker; a bare role ("user", "assistant") is not a name."""
+    if not source:
+        return None
+    name = source.get("speaker")
+    if not isinstance(name, str) or not name.strip() or name == source.get("role"):
+        return None
+    return name.strip()
+
+
+def is_turn(source: dict[str, Any] | None) -> bool:
+    """A chat message (added through `messages`), as opposed to a standalone statement."""
+    return source is not None and "role" in source
+
+
+def takes_context(content: str, source: dict[str, Any] | None) -> bool:
+    """Whether `embedding_text` uses a record's context: a chat turn short enough to need
+    it. Callers skip reading the context of any other record."""
+    return is_turn(source) and len(content.split()) <= CONTEXT_MAX_WORDS
+
+
+def turn_line(content: str, source: dict[str, Any] | None) -> str:
+    """How a turn appears as context of a later one: "Speaker: words", cut short."""
+    speaker = speaker_of(source) or (source or {}).get("role")
+    text = " ".join(content.split())
+    if len(text) > CONTEXT_CHARS:
+        text = text[:CONTEXT_CHARS].rstrip() + "..."
+    return f"{speaker}: {text}" if speaker else text
+
+
+def embedding_text(
+    content: str,
+    source: dict[str, Any] | None,
+    event_time: datetime | None,
+    context: Sequence[str] = (),
+) -> str:
+    """A named speaker's turn is embedded as "Speaker (8 May 2023): text": who said it and
+    when are part of what it means (measured on LoCoMo dev: dense evidence recall@10 0.30
+    for the bare text, 0.51 with the speaker, 0.56 with speaker and date).
+
+    A short chat turn also carries the turns it answers (`context`: up to CONTEXT_TURNS
+    `turn_line`s, oldest first), after its own words: "Coco, after my grandma" means "my
+    puppy is called Coco" only beside "What did you name the puppy?". A turn of more than
+    CONTEXT_MAX_WORDS words stands alone: context there only blurs its own words, which is
+    what "when did ..." questions match (LoCoMo dev, default recipe, recall@10 over
+    categories 1-4: 0.774 without context, 0.791 with it on every turn, 0.800-0.801 with
+    the limit anywhere from 25 to 30 words)."""
+    speaker = speaker_of(source)
+    if speaker is None:
+        own = content
+    elif event_time is None:
+        own = f"{speaker}: {content}"
+    else:
+        own = f"{speaker} ({event_time.day} {event_time:%B %Y}): {content}"
+    lines = [c for c in context[-CONTEXT_TURNS:] if c] if takes_context(content, source) else []
+    if not lines:
+        return own
+    return f"{own}\n(replying to {' / '.join(lines)})"
+
+
+def text_doc(row: Any) -> TextDoc:
+    """A record row (anything with pk, content, source, session_id, event_time, entities)."""
+    speaker = speaker_of(row.source)
+    anchor = None
+    if row.event_time is not None:
+        span = first_time(row.content, row.event_time)
+        if span is not None:
+            anchor = (span.start, span.end)
+    return TextDoc(
+        pk=row.pk,
+        text=f"{speaker}: {row.content}" if speaker else row.content,
+        session=row.session_id,
+        speaker=speaker,
+        event_time=row.event_time,
+        anchor=anchor,
+        entities=tuple(row.entities or ()),
+        asks="?" in row.content,
+    )

@@ -1,0 +1,170 @@
+"""Recall recipes: which channels run, their weights, the fusion and the candidate depth.
+
+Named presets cover most uses; a recipe can also be given as a dict (REST: a JSON object) or
+as a compact string, FAISS-factory style: "dense=1+keyword=1+session=0.5|rrf20|n100"
+(channels with weights joined by "+", then fusion: `rrf<k>` or `weighted`, then candidates
+per channel, then an optional fixed final k as `k<N>`).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from memsvc.retrieval.channels import BOOSTERS, CHANNELS, GENERATORS
+
+__all__ = ["PRESETS", "Recipe", "RecipeError", "parse_recipe"]
+
+
+class RecipeError(ValueError):
+    """A recipe names an unknown preset or channel, or has a bad weight or setting."""
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "custom"
+    channels: dict[str, float] = field(default_factory=lambda: {"dense": 1.0})
+    fusion: str = "rrf"  # "rrf" or "weighted"
+    rrf_k: int = 20
+    candidates: int = 50  # per generator channel; at least 3 * k are always taken
+    k: int | None = None  # final k, when the recipe fixes it (else the caller's k)
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.channels, dict):
+            raise RecipeError("channels must map channel names to weights")
+        unknown = sorted(set(self.channels) - set(CHANNELS))
+        if unknown:
+            raise RecipeError(
+                f"unknown channel {', '.join(unknown)}; channels are {', '.join(CHANNELS)}"
+            )
+        for name, w in self.channels.items():
+            if not isinstance(w, int | float) or not 0 <= w <= 100:
+                raise RecipeError(f"weight of {name} must be a number in [0, 100], got {w!r}")
+        if not any(self.channels.get(g, 0) > 0 for g in GENERATORS):
+            raise RecipeError(f"a recipe needs one of {', '.join(GENERATORS)} with weight > 0")
+        if self.fusion not in ("rrf", "weighted"):
+            raise RecipeError(f"fusion must be 'rrf' or 'weighted', got {self.fusion!r}")
+        if not 1 <= self.rrf_k <= 1000:
+            raise RecipeError("rrf_k must be in [1, 1000]")
+        if not 1 <= self.candidates <= 10_000:
+            raise RecipeError("candidates must be in [1, 10000]")
+        if self.k is not None and not 1 <= self.k <= 1000:
+            raise RecipeError("k must be in [1, 1000]")
+
+    @property
+    def dense_only(self) -> bool:
+        return {c for c, w in self.channels.items() if w > 0} == {"dense"}
+
+    def weight(self, channel: str) -> float:
+        return float(self.channels.get(channel, 0.0))
+
+    def generators(self) -> list[str]:
+        return [c for c in GENERATORS if self.weight(c) > 0]
+
+    def boosters(self) -> list[str]:
+        return [c for c in BOOSTERS if self.weight(c) > 0]
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# Weights were measured on LoCoMo dev (evals/README.md has the table); the mechanisms, not the
+# numbers, carry over: dense and keyword agree on most answers, temporal only speaks to time
+# questions, session follows a question to its answer, entity adds 1-2 hop neighbours;
+# retention 0.2 scales a hit by 0.8 + 0.2 R, so a faded memory yields only to a fresh one
+# about as relevant.
+PRESETS: dict[str, Recipe] = {
+    "fast": Recipe("fast", {"dense": 1.0}),
+    "balanced": Recipe(
+        "balanced",
+        {
+            "dense": 1.0,
+            "keyword": 1.0,
+            "temporal": 1.0,
+            "session": 0.7,
+            "speaker": 0.5,
+            "retention": 0.2,
+        },
+        fusion="weighted",
+    ),
+    "deep": Recipe(
+        "deep",
+        {
+            "dense": 1.0,
+            "keyword": 1.0,
+            "temporal": 1.0,
+            "entity": 0.3,
+            "session": 0.7,
+            "speaker": 0.5,
+            "retention": 0.2,
+        },
+        fusion="weighted",
+        candidates=100,
+    ),
+}
+DEFAULT_PRESET = "balanced"
+
+_PART = re.compile(r"^([a-z]+)\s*=\s*([0-9.]+)$")
+
+
+def _parse_string(text: str) -> Recipe:
+    parts = [p.strip() for p in text.split("|")]
+    channels: dict[str, float] = {}
+    for item in re.split(r"[+,]", parts[0]):
+        m = _PART.match(item.strip())
+        if not m:
+            raise RecipeError(f"bad channel weight {item.strip()!r} (expected name=weight)")
+        channels[m.group(1)] = float(m.group(2))
+    fields: dict[str, Any] = {"channels": channels}
+    for p in parts[1:]:
+        if m := re.fullmatch(r"rrf(\d+)?", p):
+            fields["fusion"] = "rrf"
+            if m.group(1):
+                fields["rrf_k"] = int(m.group(1))
+        elif p == "weighted":
+            fields["fusion"] = "weighted"
+        elif m := re.fullmatch(r"n(\d+)", p):
+            fields["candidates"] = int(m.group(1))
+        elif m := re.fullmatch(r"k(\d+)", p):
+            fields["k"] = int(m.group(1))
+        else:
+            raise RecipeError(f"bad recipe part {p!r} (expected rrf<k>, weighted, n<N> or k<N>)")
+    return Recipe("custom", **fields)
+
+
+def parse_recipe(value: str | dict[str, Any] | Recipe | None) -> Recipe:
+    """A preset name, a compact string, a dict of Recipe fields, or a Recipe."""
+    if value is None:
+        return PRESETS[DEFAULT_PRESET]
+    if isinstance(value, Recipe):
+        return value
+    if isinstance(value, str):
+        if value in PRESETS:
+            return PRESETS[value]
+        if "=" not in value:
+            raise RecipeError(
+                f"unknown recipe {value!r}; presets are {', '.join(PRESETS)} "
+                "(or give channels, e.g. 'dense=1+keyword=1|rrf20')"
+            )
+        return _parse_string(value)
+    if isinstance(value, dict):
+        base = value.get("preset")
+        fields = {k: v for k, v in value.items() if k != "preset"}
+        if base is not None:
+            if base not in PRESETS:
+                raise RecipeError(f"unknown preset {base!r}; presets are {', '.join(PRESETS)}")
+            merged = PRESETS[base].to_dict()
+            merged.update(fields)
+            fields = merged
+            fields["name"] = fields.get("name", base) if "channels" not in value else "custom"
+        allowed = {"name", "channels", "fusion", "rrf_k", "candidates", "k"}
+        extra = sorted(set(fields) - allowed)
+        if extra:
+            raise RecipeError(f"unknown recipe field {', '.join(extra)}")
+        try:
+            return Recipe(**fields)
+        except TypeError as exc:
+            raise RecipeError(f"bad recipe: {exc}") from exc
+    kind = type(value).__name__
+    raise RecipeError(f"a recipe is a preset name, a string or an object, not {kind}")

@@ -1,0 +1,111 @@
+"""Database access: engines, one-transaction sessions and schema migration.
+
+SQLite (WAL) by default, any SQLAlchemy URL otherwise. On SQLite, writes use a separate
+engine that starts transactions with BEGIN IMMEDIATE, so concurrent writers (threads or
+processes) queue on the lock instead of failing to upgrade a read lock; reads stay deferred
+and never block each other.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from memsvc.store.errors import StoreConflict, StoreError
+
+__all__ = ["MIGRATIONS_DIR", "Database", "alembic_config"]
+
+log = logging.getLogger(__name__)
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
+    engine = create_engine(
+        url, connect_args={"check_same_thread": False, "timeout": 30}, pool_size=16
+    )
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn: Any, _record: Any) -> None:
+        dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
+        cur = dbapi_conn.cursor()
+        # synchronous=FULL: a committed (acknowledged) write survives power loss too.
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=FULL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute("PRAGMA busy_timeout=30000")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: Any) -> None:
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+def alembic_config(engine: Engine) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["engine"] = engine
+    return cfg
+
+
+class Database:
+    """Owns the engines; hands out sessions that are one transaction each."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.is_sqlite = url.startswith("sqlite")
+        if self.is_sqlite:
+            path = url.split("///", 1)[-1]
+            if not path or path == ":memory:":
+                raise StoreError("SQLite needs a file path; in-memory databases are not shared")
+            Path(path).parent.mkdir(parents=True, exist_ok=True)
+            self.write_engine = _sqlite_engine(url, immediate=True)
+            self.read_engine = _sqlite_engine(url, immediate=False)
+        else:
+            self.write_engine = create_engine(url, pool_pre_ping=True)
+            self.read_engine = self.write_engine
+        self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
+        self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
+
+    def migrate(self) -> None:
+        """Bring the schema to the newest revision; existing data is migrated, never dropped."""
+        try:
+            command.upgrade(alembic_config(self.write_engine), "head")
+        except SQLAlchemyError as exc:
+            raise StoreError(f"database migration failed: {exc}") from exc
+
+    @contextmanager
+    def write(self) -> Iterator[Session]:
+        """One transaction: committed when the block ends, rolled back whole on any error."""
+        with self._write_sessions() as session:
+            try:
+                with session.begin():
+                    yield session
+            except IntegrityError as exc:
+                raise StoreConflict(f"conflicting write: {exc.orig}") from exc
+            except SQLAlchemyError as exc:
+                raise StoreError(f"database write failed: {exc}") from exc
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        with self._read_sessions() as session:
+            try:
+                with session.begin():
+                    yield session
+            except SQLAlchemyError as exc:
+                raise StoreError(f"database read failed: {exc}") from exc
+
+    def dispose(self) -> None:
+        self.write_engine.dispose()
+        if self.read_engine is not self.write_engine:
+            self.read_engine.dispose()

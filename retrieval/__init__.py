@@ -1,6 +1,0 @@
-"""Recall pipeline: channels over a cube's records, fused into ranked, explained hits."""
-
-from retrieval.pipeline import Candidate, recall
-from retrieval.recipe import PRESETS, Recipe, RecipeError, parse_recipe
-
-__all__ = ["PRESETS", "Candidate", "Recipe", "RecipeError", "parse_recipe", "recall"]
