@@ -94,6 +94,75 @@ def test_triton_rescore_matches_reference() -> None:
     assert _np(i).shape == (1, 20) and (_np(i)[0, 15:] == -1).all()
 
 
+@pytest.mark.parametrize(("n", "n_q"), [(10**7, 1), (16_777_217, 64), (10**8, 64), (2**32 - 1, 3)])
+def test_scan_grids_stay_within_cuda_limits(n: int, n_q: int) -> None:
+    """The launches that failed on an H200 (int8 at 10M, Hamming at 16.7M) and beyond."""
+    for block_n, block_q in ((64, 1), (256, 16), (128, 16)):
+        launches = tk.scan_grids(n, n_q, block_n, block_q)
+        assert all(gx <= tk.MAX_GRID_X and gy <= tk.MAX_GRID_Y for _, gx, gy in launches)
+        assert all(gx * block_n >= n for _, gx, _ in launches)
+        assert sum(gy for _, _, gy in launches) * block_q >= n_q
+    many = tk.scan_grids(1000, 16 * tk.MAX_GRID_Y + 5, 256, 16)  # a batch over axis y's cap
+    assert [(f, gy) for f, _, gy in many] == [(0, tk.MAX_GRID_Y), (16 * tk.MAX_GRID_Y, 1)]
+    with pytest.raises(ValueError, match="2\\^32"):
+        tk.scan_grids(2**32, 1, 256, 1)
+
+
+def _huge(rows: int, width: int, dtype: type) -> np.ndarray:
+    """A database of `rows` rows of which only the last ones are ever touched: np.zeros maps
+    pages lazily, so 100M rows cost virtual address space, not memory."""
+    return np.zeros((rows, width), dtype=dtype)
+
+
+def test_triton_scans_address_rows_past_100_million() -> None:
+    """Row ids and byte offsets past 2^31 (int64 arithmetic), checked against the reference on
+    the tail of a 100M-row database (the interpreter scans only rows from row_start on)."""
+    start, tail = 100_000_000, 300
+    db = _huge(start + tail, 2, np.int32)  # 64-bit codes: byte offsets reach 800 MB
+    db[start:] = to_words(_codes(tail, 64, dupes=True))
+    q = to_words(_codes(3, 64))
+    d, i = tk.hamming_topk(q, db, 20, device=DEVICE, block_n=64, row_start=start)
+    rd, ri = ref.hamming_topk(q, db[start:], 20)
+    assert np.array_equal(_np(d), rd) and np.array_equal(_np(i), ri + start)
+
+    x = rng.standard_normal((tail, 96)).astype(np.float32)
+    quant = Int8Quantizer.fit(x)
+    big8 = _huge(start + tail, 96, np.int8)  # byte offsets reach 9.6 GB: past 2^32
+    big8[start:] = quant.encode(x)
+    q8, _ = quant.query(rng.standard_normal((2, 96)).astype(np.float32))
+    s, i = tk.int8_topk(q8, big8, 10, device=DEVICE, block_n=64, block_d=32, row_start=start)
+    rs, ri = ref.int8_topk(q8, big8[start:], 10)
+    assert np.array_equal(_np(s), rs) and np.array_equal(_np(i), ri + start)
+    with pytest.raises(ValueError, match="row_start"):
+        tk.hamming_topk(q, db[:10], 5, device=DEVICE, row_start=11)
+
+
+def test_triton_hamming_batches_share_each_tile() -> None:
+    """A batch larger than one query tile, k past the tile size, and ties: still exact."""
+    db = to_words(_codes(700, 128, dupes=True))
+    q = to_words(_codes(37, 128))
+    d, i = tk.hamming_topk(q, db, 90, device=DEVICE, block_n=64, block_q=16)
+    rd, ri = ref.hamming_topk(q, db, 90)
+    assert np.array_equal(_np(d), rd) and np.array_equal(_np(i), ri)
+
+
+def test_triton_two_stage_stays_on_the_device_and_matches_the_reference() -> None:
+    x = rng.standard_normal((500, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    q = x[:4] + 0.05 * rng.standard_normal((4, 64)).astype(np.float32)
+    words, q_words = to_words(pack_sign_bits(x)), to_words(pack_sign_bits(q))
+    import torch
+
+    dev_words = torch.from_numpy(words).to(DEVICE)
+    dev_vecs = torch.from_numpy(x).to(DEVICE).to(torch.float16)  # rescoring reads fp16 as is
+    s, i = tk.two_stage_topk(q_words, q, dev_words, dev_vecs, 5, oversample=4, device=DEVICE)
+    assert isinstance(i, torch.Tensor) and i.device.type == DEVICE
+    _, cand = ref.hamming_topk(q_words, words, 20)
+    rs, ri = ref.rescore_topk(q, x.astype(np.float16).astype(np.float32), cand, 5)
+    assert np.array_equal(_np(i), ri) and np.allclose(_np(s), rs, atol=1e-3)
+    assert (_np(i)[:, 0] == np.arange(4)).all()  # each query finds its own row first
+
+
 # ---- CPU paths --------------------------------------------------------------------------------
 
 

@@ -1,5 +1,9 @@
-"""Similarity-search kernels (binarized and quantized scans, rescoring).
+"""Similarity-search primitives, with nothing of memsvc's above them imported.
 
-Nothing here yet: the store searches with exact FAISS (see store/vector_index.py) until the
-kernels issue lands its Triton, CPU and reference paths behind one interface.
+- `encoders`: sign bits (plain, centred + rotated), int8 / int4 scalar quantization.
+- `reference`: NumPy answers every path must give (ties to the lower row).
+- `cpu`: FAISS / NumPy scans and rescoring.
+- `triton_kernels`: the GPU scans and rescoring; `compile_check` compiles them for sm_80/sm_90.
+- `resident`: two-stage tables kept on the device within a memory budget.
+- `backend`: picks `triton` or `cpu` (MEMSVC_KERNEL_BACKEND).
 """

@@ -61,6 +61,16 @@ def _has_triton() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
+def resident_table(backend: str | None = None) -> Any:
+    """A device-resident two-stage table (kernels.resident) when the backend is triton, else
+    None: the caller keeps searching on the host."""
+    if default_backend(backend) != "triton":
+        return None
+    from memsvc.kernels.resident import ResidentTable
+
+    return ResidentTable("cuda" if _cuda() else "cpu")
+
+
 class _TritonBinary:
     """Packed codes resident on the GPU (or CPU tensors under TRITON_INTERPRET=1)."""
 

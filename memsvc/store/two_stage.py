@@ -14,6 +14,8 @@ fitted on the data it indexes and refitted (codes recomputed) whenever the table
 
 from __future__ import annotations
 
+import weakref
+
 import numpy as np
 
 from memsvc.kernels import backend
@@ -42,6 +44,12 @@ class CodeTable:
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted pks, their rows)
         self._encoder: RotatedSignEncoder | Int8Quantizer | None = None
         self._fitted_at = 0
+        # With the triton backend the codes and vectors live on the device too; rows changed
+        # since the last search are re-sent (None: everything is, after a refit or a resize).
+        self._device = backend.resident_table()
+        self._dirty: set[int] | None = None
+        if self._device is not None:  # a dropped table gives its device memory back
+            weakref.finalize(self, self._device.drop)
 
     # ---- maintenance -----------------------------------------------------------------------
 
@@ -71,6 +79,7 @@ class CodeTable:
                 moved = int(self.pks[last])
                 self.pks[r], self.vecs[r], self.codes[r] = moved, self.vecs[last], self.codes[last]
                 self.row[moved] = r
+                self._mark(r, r + 1)
             self.n = last
 
     def _reserve(self, need: int) -> None:
@@ -86,6 +95,11 @@ class CodeTable:
             self.codes[: self.n],
         )
         self.pks, self.vecs, self.codes = pks, vecs, codes
+        self._dirty = None
+
+    def _mark(self, start: int, end: int) -> None:
+        if self._dirty is not None:
+            self._dirty.update(range(start, end))
 
     def _code_width(self) -> int:
         return (self.dim + 7) // 8 if self.mode == "binary+rescore" else self.dim
@@ -100,6 +114,7 @@ class CodeTable:
             self.codes[self.n : end] = self._encode(vecs)
         for i, pk in enumerate(pks, start=self.n):
             self.row[int(pk)] = i
+        self._mark(self.n, end)
         self.n = end
         self._sorted = None
 
@@ -114,6 +129,7 @@ class CodeTable:
         else:
             self._encoder = Int8Quantizer.fit(data if self.n else np.ones((1, self.dim)))
         self._fitted_at = self.n
+        self._dirty = None
         if self.n:
             self.codes[: self.n] = self._encode(data)
 
@@ -159,18 +175,55 @@ class CodeTable:
     ) -> tuple[np.ndarray, np.ndarray]:
         """(pks, exact scores) of the best k, best first; `candidates` overrides how many
         codes are rescored (default k x oversample)."""
+        q = np.asarray(query, np.float32).reshape(1, self.dim)
+        return self.search_batch(q, k, candidates=candidates)[0]
+
+    def search_batch(
+        self, queries: np.ndarray, k: int, *, candidates: int | None = None
+    ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """`search` for several queries at once: one scan reads each code once for the whole
+        batch (on the GPU, a tile of codes serves a tile of queries)."""
+        q = np.asarray(queries, np.float32).reshape(-1, self.dim)
         k = min(k, self.n)
         if k <= 0 or self._encoder is None:
-            return np.empty(0, np.int64), np.empty(0, np.float32)
-        q = np.asarray(query, np.float32).reshape(1, self.dim)
+            return [(np.empty(0, np.int64), np.empty(0, np.float32)) for _ in q]
         c = min(self.n, max(k, candidates if candidates is not None else k * self.oversample))
-        if c >= self.n:  # small table: everything is a candidate
-            rows = np.arange(self.n)[None, :]
-        elif isinstance(self._encoder, RotatedSignEncoder):
-            rows = backend.hamming_topk(self._encoder.encode(q), self.codes[: self.n], c)[1]
-        else:
-            q8, _ = self._encoder.query(q)
-            rows = backend.int8_topk(q8, self.codes[: self.n], c)[1]
-        scores, best = backend.rescore_topk(q, self.vecs[: self.n], rows, k)
-        keep = best[0] >= 0
-        return self.pks[best[0][keep]], scores[0][keep]
+        q_codes = (
+            self._encoder.encode(q)
+            if isinstance(self._encoder, RotatedSignEncoder)
+            else self._encoder.query(q)[0]
+        )
+        found = self._search_on_device(q_codes, q, k, c)
+        if found is None:
+            if c >= self.n:  # small table: everything is a candidate
+                rows = np.tile(np.arange(self.n), (len(q), 1))
+            elif isinstance(self._encoder, RotatedSignEncoder):
+                rows = backend.hamming_topk(q_codes, self.codes[: self.n], c, backend="cpu")[1]
+            else:
+                rows = backend.int8_topk(q_codes, self.codes[: self.n], c, backend="cpu")[1]
+            found = backend.rescore_topk(q, self.vecs[: self.n], rows, k, backend="cpu")
+        scores, best = found
+        out = []
+        for s, b in zip(scores, best, strict=True):
+            keep = b >= 0
+            out.append((self.pks[b[keep]], s[keep].astype(np.float32)))
+        return out
+
+    def _search_on_device(
+        self, q_codes: np.ndarray, q: np.ndarray, k: int, c: int
+    ) -> tuple[np.ndarray, np.ndarray] | None:
+        """The scan and rescoring on the device, or None when the table is not resident
+        (no triton backend, or bigger than the device-memory budget)."""
+        if self._device is None:
+            return None
+        dirty = None if self._dirty is None else np.fromiter(sorted(self._dirty), np.int64)
+        if not self._device.sync(self.codes, self.vecs, dirty):
+            return None
+        self._dirty = set()
+        return self._device.search(q_codes, q, self.n, k, c)
+
+    def close(self) -> None:
+        """Give the device memory back (the host arrays stay)."""
+        if self._device is not None:
+            self._device.drop()
+            self._dirty = None
