@@ -17,6 +17,12 @@ from typing import IO
 
 import httpx
 import pytest
+import torch
+
+# No GPU here: Triton kernels run under Triton's interpreter, which must be chosen before any
+# kernel is defined (tests/test_kernel_compile.py compiles them for real GPUs in a subprocess).
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 
 from memsvc import Clock, Memory, SentenceTransformerEmbedder, Settings
 from memsvc.evals.pg_cluster import PgCluster, find_pg_bin

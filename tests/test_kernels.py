@@ -4,19 +4,9 @@ size, k beyond the database, empty databases, one query and several)."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-
-try:
-    import torch
-
-    _GPU = torch.cuda.is_available()
-except ImportError:  # pragma: no cover
-    _GPU = False
-if not _GPU:  # must be set before the kernels are defined
-    os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch
 
 from memsvc.kernels import backend, cpu
 from memsvc.kernels import reference as ref
@@ -29,7 +19,7 @@ from memsvc.kernels.encoders import (
     to_words,
 )
 
-DEVICE = "cuda" if _GPU else "cpu"
+DEVICE = "cuda" if torch.cuda.is_available() else "cpu"  # conftest: interpreter on the CPU
 rng = np.random.default_rng(7)
 
 
@@ -151,8 +141,6 @@ def test_triton_two_stage_stays_on_the_device_and_matches_the_reference() -> Non
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     q = x[:4] + 0.05 * rng.standard_normal((4, 64)).astype(np.float32)
     words, q_words = to_words(pack_sign_bits(x)), to_words(pack_sign_bits(q))
-    import torch
-
     dev_words = torch.from_numpy(words).to(DEVICE)
     dev_vecs = torch.from_numpy(x).to(DEVICE).to(torch.float16)  # rescoring reads fp16 as is
     s, i = tk.two_stage_topk(q_words, q, dev_words, dev_vecs, 5, oversample=4, device=DEVICE)
@@ -243,7 +231,7 @@ def test_int8_and_int4_quantizers() -> None:
 
 def test_backend_registry_picks_by_device_and_obeys_the_setting(monkeypatch) -> None:
     monkeypatch.delenv("MEMSVC_KERNEL_BACKEND", raising=False)
-    assert backend.default_backend() == ("triton" if _GPU else "cpu")
+    assert backend.default_backend() == ("triton" if DEVICE == "cuda" else "cpu")
     monkeypatch.setenv("MEMSVC_KERNEL_BACKEND", "triton")
     assert backend.default_backend() == "triton"
     codes = _codes(70, 64)

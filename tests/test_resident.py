@@ -4,21 +4,8 @@ evicts least recently used tables and leaves a too-big table on the host."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
-
-try:
-    import torch
-
-    _GPU = torch.cuda.is_available()
-except ImportError:  # pragma: no cover
-    _GPU = False
-if not _GPU:  # must be set before the kernels are defined
-    os.environ.setdefault("TRITON_INTERPRET", "1")
-
-pytest.importorskip("triton")
 
 from memsvc.kernels import resident
 from memsvc.store.two_stage import CodeTable
