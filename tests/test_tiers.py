@@ -17,7 +17,7 @@ from memsvc.lm import LocalLM
 from memsvc.parametric import prompt_ids
 from memsvc.store.blobs import BlobStore
 from memsvc.store.orm import RecordRow
-from tests.conftest import Served, run_cli
+from tests.conftest import Served
 
 FACTS = [
     "Alice's dog is called Rufus and he is a grey whippet.",
@@ -270,19 +270,30 @@ def test_tiers_over_http(served: Served) -> None:
 
 
 def test_tiers_cli(tmp_path: Path) -> None:
-    import os
+    """The tier commands through the real CLI, in this process (typer's runner): the LM loads
+    once instead of once per command, which made this the slowest test of the suite."""
+    from typer.testing import CliRunner
 
-    env = {**os.environ, "MEMSVC_HOME": str(tmp_path / "cli")}
-    added = json.loads(run_cli("add", FACTS[0], "--user", "cli", "--json", env=env))
+    from memsvc.cli import app
+
+    runner = CliRunner()
+    env = {"MEMSVC_HOME": str(tmp_path / "cli")}
+
+    def cli(*args: str) -> str:
+        done = runner.invoke(app, list(args), env=env)
+        assert done.exit_code == 0, done.output
+        return done.stdout
+
+    added = json.loads(cli("add", FACTS[0], "--user", "cli", "--json"))
     rid = added[0]["id"]
-    assert "activation record" in run_cli("promote", rid, env=env)
-    listed = json.loads(run_cli("list", "--user", "cli", "--tier", "activation", "--json", env=env))
+    assert "activation record" in cli("promote", rid)
+    listed = json.loads(cli("list", "--user", "cli", "--tier", "activation", "--json"))
     act = listed["items"][0]["id"]
-    g = json.loads(run_cli("generate", QUESTION, "--user", "cli", "-k", "1", "--json", env=env))
+    g = json.loads(cli("generate", QUESTION, "--user", "cli", "-k", "1", "--json"))
     assert g["cache_id"] == act and "Rufus" in g["text"]
-    trained = json.loads(run_cli("consolidate", "user:cli", "--steps", "2", "--json", env=env))
+    trained = json.loads(cli("consolidate", "user:cli", "--steps", "2", "--json"))
     assert trained["tier"] == "parametric"
-    assert act in run_cli("demote", act, env=env)
+    assert act in cli("demote", act)
 
 
 def test_missing_local_model_is_a_clear_error(
