@@ -1,16 +1,14 @@
-"""ORM rows to public models (the only place that knows both shapes)."""
+"""Store snapshots to public models: the one place that knows both shapes."""
 
 from __future__ import annotations
 
 from memsvc.models import Cube, MemoryRecord, RecordVersion
-from memsvc.store.orm import CubeRow, RecordRow, VersionRow
+from memsvc.store.data import CubeData, RecordData, VersionData
 
 __all__ = ["cube_model", "record_model", "version_model"]
 
 
-def record_model(row: RecordRow, cube: CubeRow | None = None) -> MemoryRecord:
-    """`cube` saves loading the row's cube when the caller already has it."""
-    cube = cube or row.cube
+def record_model(row: RecordData, cube: CubeData) -> MemoryRecord:
     return MemoryRecord(
         id=row.id,
         cube_id=cube.id,
@@ -37,11 +35,11 @@ def record_model(row: RecordRow, cube: CubeRow | None = None) -> MemoryRecord:
         entities=list(row.entities or []),
         embedding_precision=row.embedding_precision,
         metadata=row.meta or {},
-        pinned=bool(getattr(row, "pinned", False)),
+        pinned=row.pinned,
     )
 
 
-def version_model(record_id: str, row: VersionRow) -> RecordVersion:
+def version_model(record_id: str, row: VersionData) -> RecordVersion:
     return RecordVersion(
         record_id=record_id,
         version=row.version,
@@ -61,7 +59,7 @@ def version_model(record_id: str, row: VersionRow) -> RecordVersion:
 
 
 def cube_model(
-    row: CubeRow, records: int = 0, *, access: str = "owner", shared_with: list[str] | None = None
+    row: CubeData, records: int = 0, *, access: str = "owner", shared_with: list[str] | None = None
 ) -> Cube:
     return Cube(
         id=row.id,

@@ -13,6 +13,10 @@
 
 `store/` translates SQLAlchemy and FAISS failures into these at its boundary, so callers
 never see a backend exception.
+
+`STATUS_BY_ERROR` below is the one table of error class <-> HTTP status: the server answers
+with `http_status(exc)` (memsvc/api/errors.py) and both remote clients raise
+`error_class(code, status)` (memsvc/client/), so an error crosses HTTP as the same class.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "STATUS_BY_ERROR",
     "AuthError",
     "Conflict",
     "CubeNotFound",
@@ -32,6 +37,8 @@ __all__ = [
     "RateLimited",
     "RecordNotFound",
     "StorageError",
+    "error_class",
+    "http_status",
 ]
 
 
@@ -92,3 +99,38 @@ class ModelUnavailable(StorageError):
     """The local LM of the activation and parametric tiers is missing or failed to load."""
 
     code = "model_unavailable"
+
+
+# The one table. A subclass answers with its nearest listed ancestor's status
+# (RecordNotFound -> 404, ModelUnavailable -> 503); a status reads back as the class listed
+# for it, unless the response names a more precise class by its `code`.
+STATUS_BY_ERROR: dict[type[MemsvcError], int] = {
+    NotFound: 404,
+    InvalidInput: 422,
+    PayloadTooLarge: 413,
+    Conflict: 409,
+    AuthError: 401,
+    PermissionDenied: 403,
+    RateLimited: 429,
+    StorageError: 503,
+}
+_ERROR_BY_STATUS: dict[int, type[MemsvcError]] = {
+    **{status: cls for cls, status in STATUS_BY_ERROR.items()},
+    400: InvalidInput,  # a request the HTTP layer itself could not read
+}
+
+
+def _tree(cls: type[MemsvcError]) -> list[type[MemsvcError]]:
+    return [cls, *(c for sub in cls.__subclasses__() for c in _tree(sub))]
+
+
+def http_status(exc: MemsvcError | type[MemsvcError]) -> int:
+    """The HTTP status an error answers with (500 for one outside the table)."""
+    cls = exc if isinstance(exc, type) else type(exc)
+    return next((STATUS_BY_ERROR[c] for c in cls.__mro__ if c in STATUS_BY_ERROR), 500)
+
+
+def error_class(code: str | None, status: int) -> type[MemsvcError]:
+    """The class an error response stands for: by its `code`, else by its status."""
+    by_code = {c.code: c for c in _tree(MemsvcError)}
+    return by_code.get(code or "") or _ERROR_BY_STATUS.get(status, MemsvcError)

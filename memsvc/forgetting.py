@@ -18,13 +18,11 @@ from collections.abc import Callable, Sequence
 from datetime import datetime
 
 import numpy as np
-from sqlalchemy import select
 
 from memsvc.retrieval.analyze import embedding_text
 from memsvc.retrieval.retention import ForgetPolicy, reinforced, retention, target_state
-from memsvc.store import repository as repo
+from memsvc.store.data import CubeData, RecordData
 from memsvc.store.database import Database
-from memsvc.store.orm import CubeRow, RecallEventRow, RecordRow
 from memsvc.store.precision import PRECISIONS, decode_stored, encode_stored
 from memsvc.turn_context import context_of
 
@@ -58,21 +56,19 @@ class Reinforcer:
             self._flushed = time.monotonic()
         if not pending:
             return 0
-        with self.db.write() as s:
-            rows = s.scalars(select(RecordRow).where(RecordRow.pk.in_(list(pending))))
-            for row in rows:
-                n, at = pending[row.pk]
-                r = retention(row, at, self.policy)
-                row.strength = reinforced(row.strength, r, self.policy)
-                row.recall_count += n
-                row.last_recalled_at = at
-                s.add(RecallEventRow(cube_pk=row.cube_pk, record_pk=row.pk, at=at, n=n))
+        with self.db.writing() as tx:
+            hits = []
+            for rec in tx.records.by_pks(list(pending)).values():
+                n, at = pending[rec.pk]
+                r = retention(rec, at, self.policy)
+                hits.append((rec, reinforced(rec.strength, r, self.policy), n, at))
+            tx.lifecycle.reinforce(hits)
         return len(pending)
 
 
 def forget_pass(
     db: Database,
-    cube: CubeRow,
+    cube: CubeData,
     now: datetime,
     policy: ForgetPolicy,
     encode: Callable[[list[str]], np.ndarray],
@@ -83,39 +79,28 @@ def forget_pass(
     counts = {"demoted_int8": 0, "demoted_binary": 0, "promoted": 0, "archived": 0}
     after = 0
     while True:
-        with db.write() as s:
-            repo.lock_cube_changes(s, cube.pk)
-            rows = list(
-                s.scalars(
-                    select(RecordRow)
-                    .where(
-                        RecordRow.cube_pk == cube.pk,
-                        RecordRow.status == "active",
-                        RecordRow.tier == "plaintext",  # caches and adapters go by budget
-                        RecordRow.pinned.is_(False),
-                        RecordRow.pk > after,
-                    )
-                    .order_by(RecordRow.pk)
-                    .limit(batch)
-                )
-            )
+        with db.writing() as tx:
+            tx.changes.lock(cube.pk)
+            rows = tx.lifecycle.fading(cube.pk, after_pk=after, limit=batch)
             if not rows:
                 return counts
             after = rows[-1].pk
             changed: list[int] = []
-            promote: list[tuple[RecordRow, str]] = []
+            reencoded: list[tuple[int, bytes, str]] = []  # (pk, stored vector, precision)
+            promote: list[tuple[RecordData, str]] = []
             for row in rows:
                 state = target_state(retention(row, now, policy), policy)
                 if state == "archive":
-                    row.status = "archived"
-                    repo.new_version(s, row, "archive", now)
+                    tx.records.change(row.pk, {"status": "archived"}, change="archive", at=now)
                     counts["archived"] += 1
                 elif row.embedding_precision not in _RANK:
                     continue  # a precision this version does not know: leave it alone
-                elif _RANK[state] > _RANK[row.embedding_precision] and row.embedding is not None:
-                    vec = decode_stored(row.embedding, row.embedding_precision, cube.embedding_dim)
-                    row.embedding = encode_stored(vec, state)
-                    row.embedding_precision = state
+                elif (
+                    _RANK[state] > _RANK[row.embedding_precision]
+                    and (stored := tx.lifecycle.embedding(row.pk)) is not None
+                ):
+                    vec = decode_stored(stored, row.embedding_precision, cube.embedding_dim)
+                    reencoded.append((row.pk, encode_stored(vec, state), state))
                     counts[f"demoted_{state}"] += 1
                     changed.append(row.pk)
                 elif _RANK[state] < _RANK[row.embedding_precision]:
@@ -123,13 +108,14 @@ def forget_pass(
             if promote:  # the lost precision cannot be decoded back: embed the text again
                 vecs = encode(
                     [
-                        embedding_text(r.content, r.source, r.event_time, context_of(s, r))
+                        embedding_text(r.content, r.source, r.event_time, context_of(tx, r))
                         for r, _ in promote
                     ]
                 )
                 for (r, state), v in zip(promote, vecs, strict=True):
-                    r.embedding, r.embedding_precision = encode_stored(v, state), state
+                    reencoded.append((r.pk, encode_stored(v, state), state))
                     changed.append(r.pk)
                 counts["promoted"] += len(promote)
+            tx.lifecycle.set_embeddings(reencoded)
             if changed:
-                repo.add_change(s, cube.pk, changed, "upsert")
+                tx.changes.append(cube.pk, changed, "upsert")

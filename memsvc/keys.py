@@ -15,9 +15,8 @@ import time
 
 from memsvc.errors import AuthError, InvalidInput, NotFound
 from memsvc.models import ApiKey
-from memsvc.store import repository as repo
+from memsvc.store.data import ApiKeyData
 from memsvc.store.database import Database
-from memsvc.store.orm import ApiKeyRow, utcnow
 from memsvc.validation import check_ident
 
 __all__ = ["KeyManager"]
@@ -29,13 +28,13 @@ def _hash(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-def _model(row: ApiKeyRow) -> ApiKey:
+def _model(key: ApiKeyData) -> ApiKey:
     return ApiKey(
-        key_id=row.key_id,
-        tenant=row.tenant.name,
-        name=row.name,
-        created_at=row.created_at,
-        revoked_at=row.revoked_at,
+        key_id=key.key_id,
+        tenant=key.tenant,
+        name=key.name,
+        created_at=key.created_at,
+        revoked_at=key.revoked_at,
     )
 
 
@@ -57,31 +56,26 @@ class KeyManager:
         if name is not None and (not isinstance(name, str) or len(name) > 128):
             raise InvalidInput("key name must be at most 128 characters", details={"field": "name"})
         key_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
-        with self.db.write() as s:
-            t = repo.ensure_tenant(s, tenant)
-            row = repo.add_api_key(s, t.pk, key_id=key_id, secret_hash=_hash(secret), name=name)
-            row.tenant = t
-            key = _model(row)
-        return key, f"msk_{key_id}_{secret}"
+        with self.db.writing() as tx:
+            tenant_pk = tx.tenancy.ensure(tenant)
+            added = tx.keys.add(tenant_pk, key_id=key_id, secret_hash=_hash(secret), name=name)
+        return _model(added), f"msk_{key_id}_{secret}"
 
     def list(self, tenant: str | None = None) -> list[ApiKey]:
-        with self.db.read() as s:
+        with self.db.reading() as tx:
             tenant_pk = None
             if tenant is not None:
-                t = repo.find_tenant(s, tenant)
-                if t is None:
+                tenant_pk = tx.tenancy.find(tenant)
+                if tenant_pk is None:
                     return []
-                tenant_pk = t.pk
-            return [_model(r) for r in repo.list_api_keys(s, tenant_pk)]
+            return [_model(k) for k in tx.keys.all(tenant_pk)]
 
     def revoke(self, key_id: str) -> ApiKey:
-        with self.db.write() as s:
-            row = repo.find_api_key(s, key_id)
-            if row is None:
+        with self.db.writing() as tx:
+            revoked = tx.keys.revoke(key_id)
+            if revoked is None:
                 raise NotFound(f"API key {key_id} not found", details={"key_id": key_id})
-            if row.revoked_at is None:
-                row.revoked_at = utcnow()
-            key = _model(row)
+            key = _model(revoked)
         with self._cache_lock:
             self._cache.clear()
         return key
@@ -108,11 +102,11 @@ class KeyManager:
         return tenant
 
     def _check(self, key_id: str, secret: str) -> str:
-        with self.db.read() as s:
-            row = repo.find_api_key(s, key_id)
-            ok = row is not None and hmac.compare_digest(row.secret_hash, _hash(secret))
-            if not ok or row is None:
-                raise AuthError("invalid API key")
-            if row.revoked_at is not None:
-                raise AuthError("API key has been revoked")
-            return row.tenant.name
+        with self.db.reading() as tx:
+            key = tx.keys.find(key_id)
+        ok = key is not None and hmac.compare_digest(key.secret_hash, _hash(secret))
+        if not ok or key is None:
+            raise AuthError("invalid API key")
+        if key.revoked_at is not None:
+            raise AuthError("API key has been revoked")
+        return key.tenant

@@ -20,15 +20,18 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
-
-from sqlalchemy import func, select
+from typing import TYPE_CHECKING
 
 from memsvc.forgetting import forget_pass
 from memsvc.organize import organize_pass
 from memsvc.store.coordination import acquire_lease, release_lease
-from memsvc.store.orm import CubeRow, MaintenanceRunRow
+from memsvc.store.data import CubeData, RunData
+from memsvc.store.database import Database
+from memsvc.store.tx import Tx
 from memsvc.supersession import supersede_pass
+
+if TYPE_CHECKING:  # the engine builds CubeLocks: a runtime import would be a cycle
+    from memsvc.services.engine import Engine
 
 __all__ = [
     "CubeLocks",
@@ -56,15 +59,12 @@ class MaintenanceReport:
         return sum(v for k, v in self.counts.items() if k != "reinforced")
 
 
-def maintain_cube(engine: Any, cube: CubeRow, *, trigger: str = "manual") -> MaintenanceReport:
-    """`engine`: the `Memory` engine (database, indexes, embedder, clock, settings)."""
+def maintain_cube(engine: Engine, cube: CubeData, *, trigger: str = "manual") -> MaintenanceReport:
+    """Every pass over `cube` under its lock, recorded as one maintenance run."""
     st = engine.settings
     started = engine.clock.now()
-    with engine.db.write() as s:
-        run = MaintenanceRunRow(cube_pk=cube.pk, trigger=trigger, started_at=started, counts={})
-        s.add(run)
-        s.flush()
-        run_pk = run.pk
+    with engine.db.writing() as tx:
+        run_pk = tx.runs.start(cube.pk, trigger, started)
     counts: dict[str, int] = {"reinforced": engine.reinforcer.flush()}
     error = None
     try:
@@ -100,35 +100,19 @@ def maintain_cube(engine: Any, cube: CubeRow, *, trigger: str = "manual") -> Mai
         raise
     finally:
         finished = engine.clock.now()
-        with engine.db.write() as s:
-            row = s.get(MaintenanceRunRow, run_pk)
-            if row is not None:
-                row.finished_at = finished
-                row.counts = {k: int(v) for k, v in counts.items()}
-                row.error = error
+        with engine.db.writing() as tx:
+            tx.runs.finish(run_pk, finished, counts, error)
     return MaintenanceReport(cube.name, trigger, started, finished, counts)
 
 
-def last_runs(s: Any, cube_pks: list[int]) -> dict[int, MaintenanceRunRow]:
+def last_runs(tx: Tx, cube_pks: list[int]) -> dict[int, RunData]:
     """The newest finished run of each cube."""
-    newest = (
-        select(MaintenanceRunRow.cube_pk, func.max(MaintenanceRunRow.pk).label("pk"))
-        .where(MaintenanceRunRow.cube_pk.in_(cube_pks), MaintenanceRunRow.finished_at.is_not(None))
-        .group_by(MaintenanceRunRow.cube_pk)
-        .subquery()
-    )
-    rows = s.scalars(select(MaintenanceRunRow).join(newest, MaintenanceRunRow.pk == newest.c.pk))
-    return {r.cube_pk: r for r in rows}
+    return tx.runs.last(cube_pks)
 
 
-def run_counts(s: Any, cube_pks: list[int]) -> dict[int, int]:
+def run_counts(tx: Tx, cube_pks: list[int]) -> dict[int, int]:
     """Finished runs per cube."""
-    q = (
-        select(MaintenanceRunRow.cube_pk, func.count())
-        .where(MaintenanceRunRow.cube_pk.in_(cube_pks), MaintenanceRunRow.finished_at.is_not(None))
-        .group_by(MaintenanceRunRow.cube_pk)
-    )
-    return {pk: int(n) for pk, n in s.execute(q)}
+    return tx.runs.counts(cube_pks)
 
 
 class CubeLocks:
@@ -149,7 +133,7 @@ class Lease:
     database only the holder runs the scheduled maintenance. The holder renews it at every
     tick; if it dies, the lease lapses after `ttl` and another worker takes over."""
 
-    def __init__(self, db: Any, name: str, ttl: float) -> None:
+    def __init__(self, db: Database, name: str, ttl: float) -> None:
         self.db = db
         self.name = name
         self.ttl = ttl

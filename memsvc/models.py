@@ -125,7 +125,9 @@ class Page(_Frozen):
     next_cursor: str | None = None
 
 
-SearchMode = Literal["exact", "int8", "binary+rescore"]
+# An index spec (memsvc/store/index_spec.py: "Flat", "SQ8,Rescore20", "RBin,Rescore20") or a
+# legacy mode name ("exact", "int8", "binary+rescore").
+SearchMode = str
 
 
 class Cube(_Frozen):
@@ -144,7 +146,10 @@ class Cube(_Frozen):
     access: Literal["owner", "read"] = "owner"
     shared_with: list[str] = Field(default_factory=list)
     search_mode: SearchMode | None = Field(
-        default=None, description="Vector search mode; null means the service default."
+        default=None,
+        description='Vector index spec ("Flat", "SQ8,Rescore20", "RBin,Rescore20") or mode name '
+        '("exact", "int8", "binary+rescore"); null means the service default.',
+        max_length=16,
     )
 
 
@@ -167,6 +172,7 @@ class IndexInfo(_Frozen):
     file_exists: bool
     last_rebuild_reason: str | None = None
     mode: str = Field(default="exact", description="The search mode the index runs in.")
+    spec: str | None = Field(default=None, description="The index spec, described back.")
 
 
 class Message(BaseModel):

@@ -24,6 +24,7 @@ import itertools
 import math
 import re
 from collections import Counter
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
@@ -32,13 +33,10 @@ import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
 from sklearn.cluster import KMeans
 from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
-from sqlalchemy import delete, select
-from sqlalchemy.orm import Session
 
-from memsvc.store import repository as repo
+from memsvc.store.data import CubeData, RecordData
 from memsvc.store.database import Database
-from memsvc.store.orm import CubeRow, EdgeRow, RecordRow, TopicRow
-from memsvc.store.precision import encode_stored
+from memsvc.store.tx import Tx
 
 __all__ = ["TopicNamer", "organize_pass", "topic_label"]
 
@@ -102,7 +100,7 @@ class _TopicPlan:
 
 def organize_pass(
     db: Database,
-    cube: CubeRow,
+    cube: CubeData,
     now: datetime,
     *,
     related_threshold: float,
@@ -112,78 +110,51 @@ def organize_pass(
     """Reads in one transaction, clusters outside any (k-means on 100k vectors takes
     seconds and must not hold the write lock), then writes in one transaction."""
     counts = {"follows": 0, "merged": 0, "related": 0, "placed": 0, "topics_rebuilt": 0}
-    with db.read() as s:
-        pks, vecs = repo.active_vectors(s, cube.pk, dim=cube.embedding_dim)
+    with db.reading() as tx:
+        pks, vecs = tx.lifecycle.active_vectors(cube.pk, dim=cube.embedding_dim)
         if len(pks) == 0:
             return counts
-        placed = set(
-            s.scalars(
-                select(EdgeRow.src_pk).where(
-                    EdgeRow.cube_pk == cube.pk,
-                    EdgeRow.type == "part_of",
-                    EdgeRow.src_kind == "record",
-                )
-            )
-        )
+        placed = tx.topics.placed(cube.pk)
         todo = pks[np.fromiter((int(p) not in placed for p in pks), bool, len(pks))]
         if len(todo) == 0:
             return counts
-        built = s.scalar(
-            select(TopicRow.built_n).where(TopicRow.cube_pk == cube.pk, TopicRow.level == 0)
-        )
+        built = tx.topics.built_n(cube.pk)
         rebuild = built is None or len(pks) >= 2 * built
-        texts = _texts(s, pks) if rebuild else {}
+        texts = tx.lifecycle.contents(pks) if rebuild else {}
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
     plan = _plan_tree(pks, vecs, texts, namer) if rebuild else None
-    with db.write() as s:
-        repo.lock_cube_changes(s, cube.pk)
-        rows: dict[int, RecordRow] = {}
-        for i in range(0, len(todo), 5000):
-            part = [int(p) for p in todo[i : i + 5000]]
-            rows.update(repo.records_by_pks(s, part, with_cube=False))
+    with db.writing() as tx:
+        tx.changes.lock(cube.pk)
+        rows = tx.lifecycle.records([int(p) for p in todo], chunk=5000)
         rows = {pk: r for pk, r in rows.items() if r.status == "active"}
-        counts["follows"] = _link_sessions(s, cube, rows.values(), now)
+        counts["follows"] = _link_sessions(tx, cube, rows.values(), now)
         row_of = {int(p): i for i, p in enumerate(pks)}
-        merged = _merge_duplicates(s, cube, rows, pks, vecs, row_of, duplicate_threshold, now)
+        merged = _merge_duplicates(tx, cube, rows, pks, vecs, row_of, duplicate_threshold, now)
         counts["merged"] = len(merged)
         alive = np.fromiter((int(p) not in merged for p in pks), bool, len(pks))
         pks, vecs = pks[alive], vecs[alive]
         row_of = {int(p): i for i, p in enumerate(pks)}
         todo = np.array([p for p in todo if int(p) in rows and int(p) not in merged], np.int64)
-        counts["related"] = _link_related(s, cube, todo, pks, vecs, row_of, related_threshold, now)
+        counts["related"] = _link_related(tx, cube, todo, pks, vecs, row_of, related_threshold, now)
         if plan is not None:
-            counts["placed"] = _write_tree(s, cube, plan, merged, len(pks), now)
+            counts["placed"] = _write_tree(tx, cube, plan, merged, len(pks), now)
             counts["topics_rebuilt"] = 1
         else:
-            counts["placed"] = _place(s, cube, todo, vecs[[row_of[int(p)] for p in todo]], now)
+            counts["placed"] = _place(tx, cube, todo, vecs[[row_of[int(p)] for p in todo]], now)
     return counts
 
 
-def _link_sessions(s: Session, cube: CubeRow, rows, now: datetime) -> int:
+def _link_sessions(tx: Tx, cube: CubeData, rows: Iterable[RecordData], now: datetime) -> int:
     sessions = {r.session_id for r in rows if r.session_id}
     added = 0
     for sid in sorted(sessions):
-        turns = s.execute(
-            select(RecordRow.pk, RecordRow.event_time, RecordRow.created_at).where(
-                RecordRow.cube_pk == cube.pk,
-                RecordRow.session_id == sid,
-                RecordRow.status == "active",
-            )
-        ).all()
+        turns = tx.lifecycle.session_turns(cube.pk, sid)
         turns.sort(key=lambda t: (t[1] or t[2], t[0]))
         order = [t[0] for t in turns]
-        have = set(
-            s.execute(
-                select(EdgeRow.src_pk, EdgeRow.dst_pk).where(
-                    EdgeRow.cube_pk == cube.pk,
-                    EdgeRow.type == "follows",
-                    EdgeRow.src_pk.in_(order),
-                )
-            ).all()
-        )
+        have = set(tx.graph.edge_pairs(cube.pk, "follows", src_pks=order))
         for a, b in itertools.pairwise(order):
             if (a, b) not in have:
-                s.add(_edge(cube, "follows", a, b, now))
+                _edge(tx, cube, "follows", a, b, now)
                 added += 1
     return added
 
@@ -193,7 +164,17 @@ def _jaccard(a: str, b: str) -> float:
     return len(wa & wb) / max(1, len(wa | wb))
 
 
-def _merge_duplicates(s, cube, rows, pks, vecs, row_of, threshold, now) -> set[int]:
+def _merge_duplicates(
+    tx: Tx,
+    cube: CubeData,
+    rows: dict[int, RecordData],
+    pks: np.ndarray,
+    vecs: np.ndarray,
+    row_of: dict[int, int],
+    threshold: float,
+    now: datetime,
+) -> set[int]:
+    """`rows` is kept as the merges leave it (a survivor may later merge in turn)."""
     merged: set[int] = set()
     facts = [pk for pk, r in rows.items() if r.kind != "episode"]
     if not facts:
@@ -205,44 +186,53 @@ def _merge_duplicates(s, cube, rows, pks, vecs, row_of, threshold, now) -> set[i
             other = int(pks[j])
             if other >= pk or other in merged or sims[i, j] < threshold:
                 continue  # only an older record survives a merge
-            keep = s.get(RecordRow, other)
+            keep = tx.lifecycle.get(other)
             if keep is None or keep.kind != row.kind or keep.status != "active":
                 continue
             if _jaccard(keep.content, row.content) < 0.8:
                 continue
-            keep.source = {
-                **(keep.source or {}),
-                "merged": [
-                    *((keep.source or {}).get("merged") or []),
-                    {
-                        "id": row.id,
-                        "source": row.source or {},
-                        "session_id": row.session_id,
-                        "event_time": row.event_time.isoformat() if row.event_time else None,
-                        "created_at": row.created_at.isoformat(),
-                    },
-                ],
-            }
-            keep.importance = max(keep.importance, row.importance)
-            keep.recall_count += row.recall_count
-            row.status = "archived"
-            repo.new_version(s, row, "merge", now, cause_id=keep.id)
-            s.add(_edge(cube, "duplicate_of", row.pk, keep.pk, now))
+            kept = tx.lifecycle.absorb(
+                keep.pk,
+                source={
+                    **(keep.source or {}),
+                    "merged": [
+                        *((keep.source or {}).get("merged") or []),
+                        {
+                            "id": row.id,
+                            "source": row.source or {},
+                            "session_id": row.session_id,
+                            "event_time": row.event_time.isoformat() if row.event_time else None,
+                            "created_at": row.created_at.isoformat(),
+                        },
+                    ],
+                },
+                importance=max(keep.importance, row.importance),
+                recall_count=keep.recall_count + row.recall_count,
+            )
+            if other in rows:
+                rows[other] = kept
+            rows[pk] = tx.records.change(
+                row.pk, {"status": "archived"}, change="merge", at=now, cause_id=keep.id
+            )
+            _edge(tx, cube, "duplicate_of", row.pk, keep.pk, now)
             merged.add(pk)
             break
     return merged
 
 
-def _link_related(s, cube, todo, pks, vecs, row_of, threshold, now) -> int:
+def _link_related(
+    tx: Tx,
+    cube: CubeData,
+    todo: np.ndarray,
+    pks: np.ndarray,
+    vecs: np.ndarray,
+    row_of: dict[int, int],
+    threshold: float,
+    now: datetime,
+) -> int:
     if len(todo) == 0:
         return 0
-    have = set(
-        s.execute(
-            select(EdgeRow.src_pk, EdgeRow.dst_pk).where(
-                EdgeRow.cube_pk == cube.pk, EdgeRow.type == "related"
-            )
-        ).all()
-    )
+    have = set(tx.graph.edge_pairs(cube.pk, "related"))
     added = 0
     for start in range(0, len(todo), 256):
         chunk = todo[start : start + 256]
@@ -256,14 +246,15 @@ def _link_related(s, cube, todo, pks, vecs, row_of, threshold, now) -> int:
                 other = int(pks[j])
                 if (pk, other) in have or (other, pk) in have:
                     continue
-                s.add(_edge(cube, "related", pk, other, now, weight=float(sims[i, j])))
+                _edge(tx, cube, "related", pk, other, now, weight=float(sims[i, j]))
                 have.add((pk, other))
                 added += 1
     return added
 
 
 def _edge(
-    cube: CubeRow,
+    tx: Tx,
+    cube: CubeData,
     typ: str,
     src: int,
     dst: int,
@@ -271,9 +262,9 @@ def _edge(
     *,
     src_topic: bool = False,
     weight: float = 1.0,
-) -> EdgeRow:
+) -> None:
     """`part_of` points at a topic, from a record or (`src_topic`) a subtopic."""
-    return repo.graph_edge(
+    tx.graph.add_edge(
         cube.pk,
         typ,
         src,
@@ -324,69 +315,62 @@ def _plan_tree(pks, vecs, texts: dict[int, str], namer: TopicNamer | None) -> li
 
 
 def _write_tree(
-    s: Session, cube: CubeRow, plan: list[_TopicPlan], skip: set[int], n: int, now: datetime
+    tx: Tx, cube: CubeData, plan: list[_TopicPlan], skip: set[int], n: int, now: datetime
 ) -> int:
     """Replace the cube's tree with `plan` (records in `skip` were merged meanwhile)."""
-    s.execute(delete(EdgeRow).where(EdgeRow.cube_pk == cube.pk, EdgeRow.type == "part_of"))
-    s.execute(delete(TopicRow).where(TopicRow.cube_pk == cube.pk))
+    tx.topics.clear(cube.pk)
     placed = 0
     for topic in plan:
         members = [pk for sub in topic.children for pk in sub.members if pk not in skip]
-        row = _topic_row(cube, None, 0, topic, len(members), n, now)
-        s.add(row)
-        s.flush()
+        top = _add_topic(tx, cube, None, 0, topic, len(members), n, now)
         for sub in topic.children:
             inner = [pk for pk in sub.members if pk not in skip]
-            child = _topic_row(cube, row.pk, 1, sub, len(inner), n, now)
-            s.add(child)
-            s.flush()
-            s.add(_edge(cube, "part_of", child.pk, row.pk, now, src_topic=True))
-            s.add_all(_edge(cube, "part_of", pk, child.pk, now) for pk in inner)
+            child = _add_topic(tx, cube, top, 1, sub, len(inner), n, now)
+            _edge(tx, cube, "part_of", child, top, now, src_topic=True)
+            for pk in inner:
+                _edge(tx, cube, "part_of", pk, child, now)
             placed += len(inner)
     return placed
 
 
-def _topic_row(cube, parent, level, plan: _TopicPlan, size: int, n: int, now) -> TopicRow:  # type: ignore[no-untyped-def]
-    return TopicRow(
-        cube_pk=cube.pk,
+def _add_topic(
+    tx: Tx,
+    cube: CubeData,
+    parent: int | None,
+    level: int,
+    plan: _TopicPlan,
+    size: int,
+    n: int,
+    now: datetime,
+) -> int:
+    return tx.topics.add(
+        cube.pk,
         parent_pk=parent,
         level=level,
         label=plan.label,
         size=size,
         built_n=n,
-        centroid=encode_stored(plan.centroid, "float32"),
-        created_at=now,
-        updated_at=now,
+        centroid=plan.centroid,
+        at=now,
     )
 
 
-def _texts(s: Session, pks) -> dict[int, str]:
-    out: dict[int, str] = {}
-    for i in range(0, len(pks), 20_000):
-        part = [int(p) for p in pks[i : i + 20_000]]
-        q = select(RecordRow.pk, RecordRow.content).where(RecordRow.pk.in_(part))
-        out.update({pk: text for pk, text in s.execute(q)})
-    return out
-
-
-def _place(s: Session, cube: CubeRow, todo, todo_vecs, now: datetime) -> int:
-    subs = list(s.scalars(select(TopicRow).where(TopicRow.cube_pk == cube.pk, TopicRow.level == 1)))
+def _place(tx: Tx, cube: CubeData, todo: np.ndarray, todo_vecs: np.ndarray, now: datetime) -> int:
+    subs = tx.topics.subtopics(cube.pk)
     if not subs or len(todo) == 0:
         return 0
-    cents = np.stack([np.frombuffer(t.centroid, np.float32) for t in subs])
+    cents = np.stack([t.centroid for t in subs])
     cents = cents / np.maximum(np.linalg.norm(cents, axis=1, keepdims=True), 1e-12)
     best = np.argmax(todo_vecs @ cents.T, axis=1)
     parents = {t.pk: t.parent_pk for t in subs}
     grow: Counter[int] = Counter()
     for pk, b in zip(todo, best, strict=True):
         sub = subs[int(b)]
-        s.add(_edge(cube, "part_of", int(pk), sub.pk, now))
+        _edge(tx, cube, "part_of", int(pk), sub.pk, now)
         grow[sub.pk] += 1
-    for t in subs:
-        if grow[t.pk]:
-            t.size += grow[t.pk]
-            t.updated_at = now
-    for top in s.scalars(select(TopicRow).where(TopicRow.pk.in_({parents[p] for p in grow}))):
-        top.size += sum(n for p, n in grow.items() if parents[p] == top.pk)
-        top.updated_at = now
+    tx.topics.grow(grow, now)
+    above: Counter[int] = Counter()
+    for p, n in grow.items():
+        above[parents[p]] += n
+    tx.topics.grow(above, now)
     return len(todo)

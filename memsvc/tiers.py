@@ -14,7 +14,9 @@ so recall never returns them; `list(filters={"tiers": [...]})` does.
   and stores it with its provenance, settings and loss curve.
 
 Files are written before the row that names them and removed after the row is gone, so a
-crash leaves at worst an orphan file, which maintenance sweeps.
+crash leaves at worst an orphan file, which maintenance sweeps. The SQL is in the store
+(`tx.tiers`, memsvc/store/repos/tiers.py); records change through `tx.records`. The SDK
+methods over this (`generate`, `promote`, ...) are `memsvc.services.tiers.TierService`.
 """
 
 from __future__ import annotations
@@ -27,15 +29,13 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import func, select
-
 from memsvc.activation import build_cache, cache_from_tensors, context_ids
 from memsvc.lm import LocalLM
 from memsvc.parametric import LoraSettings, TrainedAdapter, train_adapter, training_pairs
-from memsvc.store import repository as repo
 from memsvc.store.blobs import BlobError, BlobStore
+from memsvc.store.data import CubeData, RecordData, new_id
 from memsvc.store.database import Database
-from memsvc.store.orm import CubeRow, RecallEventRow, RecordRow
+from memsvc.store.tx import Tx
 
 __all__ = ["CacheUse", "TierError", "Tiers", "source_ids"]
 
@@ -51,18 +51,18 @@ class TierError(RuntimeError):
 class CacheUse:
     """The cache chosen for a generation: its record, the memories it covers, in order."""
 
-    row: RecordRow
+    row: RecordData
     covered: list[str]  # plaintext record ids, in the cache's order
     cache: Any  # a DynamicCache, or None when recomputing
     tokens: int
     rebuilt: bool
 
 
-def _sources(rows: Sequence[RecordRow]) -> list[dict[str, Any]]:
+def _sources(rows: Sequence[RecordData]) -> list[dict[str, Any]]:
     return [{"id": r.id, "version": r.version} for r in rows]
 
 
-def source_ids(row: RecordRow) -> list[str]:
+def source_ids(row: RecordData) -> list[str]:
     """The plaintext record ids a tier record was built from, in order."""
     return [str(x["id"]) for x in (row.source or {}).get("records", [])]
 
@@ -95,41 +95,12 @@ class Tiers:
 
     # ---- reading -----------------------------------------------------------------------------
 
-    @staticmethod
-    def tier_rows(s: Any, cube_pk: int, tier: str) -> list[RecordRow]:
-        return list(
-            s.scalars(
-                select(RecordRow)
-                .where(
-                    RecordRow.cube_pk == cube_pk,
-                    RecordRow.tier == tier,
-                    RecordRow.status == "active",
-                )
-                .order_by(RecordRow.pk)
-            )
-        )
-
-    @staticmethod
-    def plain_active(s: Any, cube_pk: int, limit: int) -> list[RecordRow]:
-        return list(
-            s.scalars(
-                select(RecordRow)
-                .where(
-                    RecordRow.cube_pk == cube_pk,
-                    RecordRow.tier == "plaintext",
-                    RecordRow.status == "active",
-                )
-                .order_by(RecordRow.pk)
-                .limit(limit)
-            )
-        )
-
     def lm_unload(self, name: str) -> None:
         """Take an adapter off the model if this process loaded one (no model load)."""
         if self._lm is not None:
             self._lm.unload_adapter(name)
 
-    def stale_reason(self, s: Any, row: RecordRow) -> str | None:
+    def stale_reason(self, tx: Tx, row: RecordData) -> str | None:
         """Why a tier record no longer matches what it was built from, or None."""
         src = row.source or {}
         if src.get("model_id") != self.lm.model_id:
@@ -141,13 +112,7 @@ class Tiers:
         if row.tier == "parametric":
             return None  # an adapter keeps what it learnt; its provenance says from what
         wanted = {str(x["id"]): int(x["version"]) for x in src.get("records", [])}
-        current = dict(
-            s.execute(
-                select(RecordRow.id, RecordRow.version).where(
-                    RecordRow.id.in_(list(wanted)), RecordRow.status == "active"
-                )
-            ).all()
-        )
+        current = tx.tiers.active_versions(list(wanted))
         for rid, version in wanted.items():
             if rid not in current:
                 return "source record gone"
@@ -157,9 +122,9 @@ class Tiers:
 
     # ---- activation ----------------------------------------------------------------------------
 
-    def _plain_rows(self, s: Any, cube: CubeRow, ids: Sequence[str]) -> list[RecordRow]:
-        found = s.scalars(select(RecordRow).where(RecordRow.id.in_(list(ids))))
-        rows = {r.id: r for r in found}
+    @staticmethod
+    def _plain_rows(tx: Tx, cube: CubeData, ids: Sequence[str]) -> list[RecordData]:
+        rows = tx.tiers.by_ids(ids)
         out = []
         for rid in ids:
             r = rows.get(rid)
@@ -174,7 +139,7 @@ class Tiers:
 
     def build_activation(
         self,
-        cube: CubeRow,
+        cube: CubeData,
         ids: Sequence[str],
         now: datetime,
         *,
@@ -185,8 +150,8 @@ class Tiers:
         ids = list(dict.fromkeys(ids))
         if not ids:
             raise TierError("give at least one record to cache")
-        with self.db.read() as s:
-            rows = self._plain_rows(s, cube, ids)
+        with self.db.reading() as tx:
+            rows = self._plain_rows(tx, cube, ids)
             texts = [r.content for r in rows]
             sources = _sources(rows)
             user = rows[0].user_id
@@ -197,7 +162,7 @@ class Tiers:
                 "(MEMSVC_ACTIVATION_MAX_TOKENS)"
             )
         built = build_cache(self.lm, texts, sources)
-        rec_id = replace or repo.new_id()
+        rec_id = replace or new_id()
         rel = self.blobs.relpath(cube.id, rec_id)
         tmp_rel = rel if replace is None else self.blobs.relpath(cube.id, f"{rec_id}-next")
         size = self.blobs.write(tmp_rel, built.tensors, built.header)
@@ -212,10 +177,9 @@ class Tiers:
         }
         content = "\n".join(f"- {t}" for t in texts)
         try:
-            with self.db.write() as s:
+            with self.db.writing() as tx:
                 if replace is None:
-                    repo.insert_records(
-                        s,
+                    tx.records.insert(
                         cube,
                         [
                             {
@@ -232,13 +196,17 @@ class Tiers:
                             }
                         ],
                     )
-                    s.info.pop("change_seqs", None)
                 else:
-                    row = s.scalar(select(RecordRow).where(RecordRow.id == replace))
+                    row = tx.tiers.by_id(replace)
                     if row is None or row.status != "active":
                         raise TierError(f"activation record {replace} is gone")
-                    row.content, row.source = content, source
-                    repo.new_version(s, row, "rebuild", now, op=None)
+                    tx.records.change(
+                        row.pk,
+                        {"content": content, "source": source},
+                        change="rebuild",
+                        at=now,
+                        op=None,
+                    )
         except BaseException:
             self.blobs.remove(tmp_rel)
             raise
@@ -246,30 +214,28 @@ class Tiers:
             self.blobs.path(tmp_rel).replace(self.blobs.path(rel))
         return rec_id
 
-    def fresh_cache(self, cube: CubeRow, row: RecordRow, now: datetime, *, load: bool) -> CacheUse:
+    def fresh_cache(
+        self, cube: CubeData, row: RecordData, now: datetime, *, load: bool
+    ) -> CacheUse:
         """The cache of an activation record, rebuilt first if stale."""
-        with self.db.read() as s:
-            reason = self.stale_reason(s, row)
+        with self.db.reading() as tx:
+            reason = self.stale_reason(tx, row)
         rebuilt = False
         if reason is not None:
             log.info("activation %s is stale (%s): rebuilding", row.id, reason)
-            with self.db.read() as s:
-                found = s.scalars(
-                    select(RecordRow.id).where(
-                        RecordRow.id.in_(source_ids(row)),
-                        RecordRow.status == "active",
-                        RecordRow.cube_pk == cube.pk,
-                    )
-                )
-                live = set(found)
+            with self.db.reading() as tx:
+                live = tx.tiers.active_ids(cube.pk, source_ids(row))
             alive = [rid for rid in source_ids(row) if rid in live]
             if not alive:
                 self.remove(row.id, now, change="evict")
                 raise TierError(f"activation {row.id}: its records are gone")
             self.build_activation(cube, alive, now, replace=row.id)
             rebuilt = True
-            with self.db.read() as s:
-                row = s.scalar(select(RecordRow).where(RecordRow.id == row.id))
+            with self.db.reading() as tx:
+                fresh = tx.tiers.by_id(row.id)
+            if fresh is None:  # removed since the rebuild committed
+                raise TierError(f"activation {row.id}: it is gone")
+            row = fresh
         covered = source_ids(row)
         cache = None
         if load:
@@ -279,12 +245,12 @@ class Tiers:
             cache = cache_from_tensors(self.lm, tensors)
         return CacheUse(row, covered, cache, int(row.source["tokens"]), rebuilt)
 
-    def choose_cache(self, cube: CubeRow, hit_ids: Sequence[str]) -> RecordRow | None:
+    def choose_cache(self, cube: CubeData, hit_ids: Sequence[str]) -> RecordData | None:
         """The activation record covering the most recalled memories and nothing else."""
         wanted = set(hit_ids)
-        best: tuple[int, int, RecordRow] | None = None
-        with self.db.read() as s:
-            for row in self.tier_rows(s, cube.pk, "activation"):
+        best: tuple[int, int, RecordData] | None = None
+        with self.db.reading() as tx:
+            for row in tx.tiers.of_tier(cube.pk, "activation"):
                 cov = source_ids(row)
                 if cov and set(cov) <= wanted:
                     key = (len(cov), row.pk)
@@ -293,37 +259,32 @@ class Tiers:
         return best[2] if best else None
 
     def touch(self, rec_id: str, now: datetime) -> None:
-        with self.db.write() as s:
-            row = s.scalar(select(RecordRow).where(RecordRow.id == rec_id))
+        """A cache was used: recalled now, once more (no new version)."""
+        with self.db.writing() as tx:
+            row = tx.tiers.by_id(rec_id)
             if row is not None:
-                row.last_recalled_at = now
-                row.recall_count += 1
+                tx.records.set_recalled([row.pk], now)
 
     def remove(self, rec_id: str, now: datetime, *, change: str = "delete") -> bool:
         """Delete a tier record (kept in history as deleted) and then its file."""
-        with self.db.write() as s:
-            row = s.scalar(select(RecordRow).where(RecordRow.id == rec_id))
+        with self.db.writing() as tx:
+            row = tx.tiers.for_write(rec_id)
             if row is None or row.status == "deleted":
                 return False
-            repo.lock_cube_changes(s, row.cube_pk)
-            if not self.db.is_sqlite:
-                s.refresh(row)
-            rel = (row.source or {}).get("blob")
-            row.status = "deleted"
-            repo.new_version(s, row, change, now, op=None)
+            rel = row.source.get("blob")
+            tx.records.change(row.pk, {"status": "deleted"}, change=change, at=now, op=None)
         self.blobs.remove(rel)
         return True
 
-    def covering(self, s: Any, cube_pk: int, record_id: str) -> list[str]:
+    @staticmethod
+    def covering(tx: Tx, cube_pk: int, record_id: str) -> list[str]:
         """Ids of the active caches built from plaintext record `record_id`."""
-        return [
-            r.id for r in self.tier_rows(s, cube_pk, "activation") if record_id in source_ids(r)
-        ]
+        return [r.id for r in tx.tiers.of_tier(cube_pk, "activation") if record_id in source_ids(r)]
 
-    def evict(self, cube: CubeRow, now: datetime) -> int:
+    def evict(self, cube: CubeData, now: datetime) -> int:
         """Delete the least recently used caches until the cube is within its byte budget."""
-        with self.db.read() as s:
-            rows = self.tier_rows(s, cube.pk, "activation")
+        with self.db.reading() as tx:
+            rows = tx.tiers.of_tier(cube.pk, "activation")
             used = sum(int((r.source or {}).get("bytes", 0)) for r in rows)
             order = sorted(rows, key=lambda r: (r.last_recalled_at or r.created_at, r.pk))
             plan = []
@@ -334,41 +295,32 @@ class Tiers:
                 used -= int((r.source or {}).get("bytes", 0))
         return sum(self.remove(rid, now, change="evict") for rid in plan)
 
-    def hot_records(self, cube: CubeRow, now: datetime, *, recalls: int, window_hours: float):
+    def hot_records(
+        self, cube: CubeData, now: datetime, *, recalls: int, window_hours: float
+    ) -> list[int]:
+        """Pks of the records recalled `recalls` times within the last `window_hours`."""
         since = now - timedelta(hours=window_hours)
-        with self.db.read() as s:
-            q = (
-                select(RecallEventRow.record_pk, func.sum(RecallEventRow.n))
-                .where(RecallEventRow.cube_pk == cube.pk, RecallEventRow.at >= since)
-                .group_by(RecallEventRow.record_pk)
-                .having(func.sum(RecallEventRow.n) >= recalls)
-            )
-            return [int(pk) for pk, _ in s.execute(q)]
+        with self.db.reading() as tx:
+            return tx.tiers.hot_records(cube.pk, since, recalls)
 
     def maintain(
-        self, cube: CubeRow, now: datetime, *, recalls: int, window_hours: float
+        self, cube: CubeData, now: datetime, *, recalls: int, window_hours: float
     ) -> dict[str, int]:
         """Scheduler pass: promote hot records, rebuild stale caches, evict, sweep files,
         and drop recall events older than the window."""
         counts = {"kv_promoted": 0, "kv_rebuilt": 0, "kv_evicted": 0, "tier_files_swept": 0}
-        with self.db.read() as s:
-            has_tier = s.scalar(
-                select(func.count())
-                .select_from(RecordRow)
-                .where(RecordRow.cube_pk == cube.pk, RecordRow.tier != "plaintext")
-            )
+        with self.db.reading() as tx:
+            has_tier = tx.tiers.count_tiered(cube.pk)
         # Promotion loads the LM: only where generation is in use, never in a cube that
         # is only ever recalled from.
         if recalls > 0 and (has_tier or cube.pk in self.generated):
             for pk in self.hot_records(cube, now, recalls=recalls, window_hours=window_hours):
-                with self.db.read() as s:
-                    r = s.get(RecordRow, pk)
+                with self.db.reading() as tx:
+                    r = tx.records.by_pks([pk]).get(pk)
                     if r is None or r.status != "active" or r.tier != "plaintext":
                         continue
                     rid = r.id
-                    if any(
-                        source_ids(c) == [rid] for c in self.tier_rows(s, cube.pk, "activation")
-                    ):
+                    if any(source_ids(c) == [rid] for c in tx.tiers.of_tier(cube.pk, "activation")):
                         continue
                 try:
                     self.build_activation(cube, [rid], now)
@@ -376,11 +328,11 @@ class Tiers:
                 except TierError as exc:
                     log.info("not promoting %s: %s", pk, exc)
         if has_tier or counts["kv_promoted"]:
-            with self.db.read() as s:
-                rows = self.tier_rows(s, cube.pk, "activation")
+            with self.db.reading() as tx:
+                rows = tx.tiers.of_tier(cube.pk, "activation")
             for row in rows:
-                with self.db.read() as s:
-                    stale = self.stale_reason(s, row)
+                with self.db.reading() as tx:
+                    stale = self.stale_reason(tx, row)
                 if stale is not None:
                     try:
                         self.fresh_cache(cube, row, now, load=False)
@@ -388,27 +340,23 @@ class Tiers:
                     except TierError:
                         counts["kv_evicted"] += 1
             counts["kv_evicted"] += self.evict(cube, now)
-        with self.db.read() as s:
+        with self.db.reading() as tx:
             keep = [
-                (r.source or {}).get("blob", "")
+                r.source.get("blob", "")
                 for tier in ("activation", "parametric")
-                for r in self.tier_rows(s, cube.pk, tier)
+                for r in tx.tiers.of_tier(cube.pk, tier)
             ]
         counts["tier_files_swept"] = self.blobs.sweep(cube.id, keep)
         cutoff = now - timedelta(hours=window_hours)
-        with self.db.write() as s:
-            s.execute(
-                RecallEventRow.__table__.delete().where(
-                    RecallEventRow.cube_pk == cube.pk, RecallEventRow.at < cutoff
-                )
-            )
+        with self.db.writing() as tx:
+            tx.tiers.drop_recall_events(cube.pk, cutoff)
         return counts
 
     # ---- parametric ----------------------------------------------------------------------------
 
     def consolidate(
         self,
-        cube: CubeRow,
+        cube: CubeData,
         ids: Sequence[str],
         now: datetime,
         settings: LoraSettings,
@@ -416,8 +364,8 @@ class Tiers:
         progress: Callable[[int, int, float], None] | None = None,
     ) -> str:
         """Train a LoRA adapter on the records `ids` and store it as a parametric record."""
-        with self.db.read() as s:
-            rows = self._plain_rows(s, cube, ids)
+        with self.db.reading() as tx:
+            rows = self._plain_rows(tx, cube, ids)
             memories = [(r.content, list(r.entities or [])) for r in rows]
             sources = _sources(rows)
             user = rows[0].user_id if rows else None
@@ -425,7 +373,7 @@ class Tiers:
             raise TierError("no active plaintext records to consolidate")
         pairs = training_pairs(memories)
         trained: TrainedAdapter = train_adapter(self.lm, pairs, settings, progress=progress)
-        rec_id = repo.new_id()
+        rec_id = new_id()
         rel = self.blobs.relpath(cube.id, rec_id)
         header = {
             "format": "memsvc.lora.v1",
@@ -449,9 +397,8 @@ class Tiers:
             "loss_curve": trained.loss_curve,
         }
         try:
-            with self.db.write() as s:
-                repo.insert_records(
-                    s,
+            with self.db.writing() as tx:
+                tx.records.insert(
                     cube,
                     [
                         {
@@ -467,18 +414,17 @@ class Tiers:
                         }
                     ],
                 )
-                s.info.pop("change_seqs", None)
         except BaseException:
             self.blobs.remove(rel)
             raise
         return rec_id
 
-    def load_adapter(self, row: RecordRow) -> str:
+    def load_adapter(self, row: RecordData) -> str:
         """Put a parametric record's adapter on the LM (once); returns its adapter name."""
         if row.id in self.lm.loaded_adapters():
             return row.id
-        with self.db.read() as s:
-            reason = self.stale_reason(s, row)
+        with self.db.reading() as tx:
+            reason = self.stale_reason(tx, row)
         if reason == "file missing":  # trained elsewhere, or its file was lost: a conflict
             raise BlobError(f"adapter {row.id} cannot be used here: its file is missing")
         if reason is not None:

@@ -11,10 +11,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy.orm import Session
-
 from memsvc.retrieval.analyze import CONTEXT_TURNS, is_turn, takes_context, turn_line
-from memsvc.store import repository as repo
+from memsvc.store.data import RecordData
+from memsvc.store.tx import Tx
 
 __all__ = ["batch_contexts", "context_of", "session_before"]
 
@@ -33,20 +32,20 @@ def batch_contexts(
 
 
 def session_before(
-    s: Session, cube_pk: int, session_id: str, user_id: str | None
+    tx: Tx, cube_pk: int, session_id: str, user_id: str | None
 ) -> list[tuple[str, dict[str, Any]]]:
     """The last turns of a session so far: the context of the next message added to it."""
-    return repo.preceding_turns(s, cube_pk, session_id, user_id, n=CONTEXT_TURNS)
+    return tx.records.preceding_turns(cube_pk, session_id, user_id, n=CONTEXT_TURNS)
 
 
-def context_of(s: Session, row: Any, content: str | None = None) -> list[str]:
+def context_of(tx: Tx, record: RecordData, content: str | None = None) -> list[str]:
     """The context of a stored record (anything with pk, cube_pk, session_id, user_id,
     source, content), for embedding it, or the new `content` it is given, again; no query
     for a record that takes none."""
-    text = row.content if content is None else content
-    if row.session_id is None or not takes_context(text, row.source):
+    text = record.content if content is None else content
+    if record.session_id is None or not takes_context(text, record.source):
         return []
-    before = repo.preceding_turns(
-        s, row.cube_pk, row.session_id, row.user_id, before_pk=row.pk, n=CONTEXT_TURNS
+    before = tx.records.preceding_turns(
+        record.cube_pk, record.session_id, record.user_id, before_pk=record.pk, n=CONTEXT_TURNS
     )
     return [turn_line(c, src) for c, src in before]

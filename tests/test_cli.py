@@ -2,15 +2,24 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from memsvc.cli import app
+from memsvc import Memory, SentenceTransformerEmbedder
+from memsvc.cli import app, common
 
 runner = CliRunner()
+
+
+@pytest.fixture(autouse=True)
+def one_model(monkeypatch: pytest.MonkeyPatch, embedder: SentenceTransformerEmbedder) -> None:
+    """The CLI's embedded `Memory` uses the session's loaded model: one load, not one per
+    command (what a command does with it is unchanged)."""
+    monkeypatch.setattr(common, "Memory", functools.partial(Memory, embedder=embedder))
 
 
 @pytest.fixture

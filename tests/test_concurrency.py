@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from memsvc import Memory
-from memsvc.store import repository as repo
+from memsvc.store.repos import graph as repo
 
 THREADS = 8
 ADDS_PER_THREAD = 12

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from memsvc import Conflict, InvalidInput, Memory
-from memsvc.store import repository as repo
+from memsvc.store.repos import graph, records
 
 
 def _build(mem: Memory) -> None:
@@ -34,9 +34,9 @@ def _build(mem: Memory) -> None:
 
 def _vectors(mem: Memory, cube: str) -> dict[str, bytes]:
     engine = mem._engine
-    with engine.db.read() as s:
-        row = mem._find_cube(s, cube)
-        return {r.id: r.embedding for r in repo.iter_cube_records(s, row.pk)}
+    with engine.db.reading() as tx:
+        row = mem._cubes.find(tx, cube)
+        return {r.id: r.embedding for r in records.iter_cube_records(tx.session(), row.pk)}
 
 
 def test_round_trip_loses_nothing(open_memory, tmp_path: Path) -> None:
@@ -67,10 +67,10 @@ def test_round_trip_loses_nothing(open_memory, tmp_path: Path) -> None:
     assert np.allclose([s for _, s in ha], [s for _, s in hb])
     graphs = []
     for m in (src, dst):
-        with m._engine.db.read() as s:
-            pk = m._find_cube(s, "user:u").pk
-            names = {e.pk: (e.normalized, e.type) for e in repo.entities_for_cube(s, pk)}
-            edges = repo.edges_for_cube(s, pk)
+        with m._engine.db.reading() as tx:
+            pk, s = m._cubes.find(tx, "user:u").pk, tx.session()
+            names = {e.pk: (e.normalized, e.type) for e in graph.entities_for_cube(s, pk)}
+            edges = graph.edges_for_cube(s, pk)
             graphs.append(
                 sorted(
                     (e.type, names.get(e.dst_pk) if e.dst_kind == "entity" else e.dst_kind)

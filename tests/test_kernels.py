@@ -1,8 +1,13 @@
 """Kernels against the NumPy reference: Triton under TRITON_INTERPRET=1 (no GPU here), the CPU
 paths, and the encoders. Shapes are small and deliberately awkward (not multiples of the block
-size, k beyond the database, empty databases, one query and several)."""
+size, k beyond the database, empty databases, one query and several). Both backends also run
+through the one `KernelBackend` interface against the reference, tolerating ties."""
 
 from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
 
 import numpy as np
 import pytest
@@ -236,9 +241,158 @@ def test_backend_registry_picks_by_device_and_obeys_the_setting(monkeypatch) -> 
     assert backend.default_backend() == "triton"
     codes = _codes(70, 64)
     q = _codes(2, 64)
-    a = backend.binary_scanner(codes, device=DEVICE).search(q, 5)  # Triton (interpreted)
-    b = backend.binary_scanner(codes, backend="cpu").search(q, 5)
+    a = backend.get_backend(device=DEVICE).binary_scanner(codes).search(q, 5)  # Triton
+    b = backend.get_backend("cpu").binary_scanner(codes).search(q, 5)
     assert np.array_equal(a[0], b[0])
     monkeypatch.setenv("MEMSVC_KERNEL_BACKEND", "tpu")
     with pytest.raises(ValueError, match="unknown kernel backend"):
         backend.default_backend()
+
+
+def test_the_registry_falls_back_and_hints_without_triton(monkeypatch) -> None:
+    monkeypatch.setattr(backend, "_has_triton", lambda: False)
+    monkeypatch.setattr(backend, "_cuda", lambda: True)  # a GPU without the gpu extra
+    monkeypatch.delenv("MEMSVC_KERNEL_BACKEND", raising=False)
+    assert backend.get_backend().name == "cpu"
+    with pytest.raises(ImportError, match=r"memsvc\[gpu\]"):
+        backend.get_backend("triton")
+    monkeypatch.setenv("MEMSVC_KERNEL_BACKEND", "triton")
+    with pytest.raises(ImportError, match=r"memsvc\[gpu\]"):
+        backend.get_backend()
+    monkeypatch.setattr(backend, "_cuda", lambda: False)
+    monkeypatch.delenv("MEMSVC_KERNEL_BACKEND")
+    assert backend.get_backend() is backend.get_backend("cpu")  # one object per backend
+
+
+def test_choosing_the_cpu_backend_never_imports_triton() -> None:
+    code = textwrap.dedent(
+        """
+        import sys
+        import numpy as np
+        from memsvc.kernels.backend import get_backend
+
+        b = get_backend("cpu")
+        u8, f32 = np.uint8, np.float32
+        s, i = b.two_stage_topk(
+            np.zeros((1, 4), u8), np.ones((1, 32), f32), np.zeros((3, 4), u8),
+            np.ones((3, 32), f32), 2, candidates=2,
+        )
+        assert s.shape == (1, 2), s
+        assert "triton" not in sys.modules and "torch" not in sys.modules
+        """
+    )
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# ---- one interface, both backends, against the reference -------------------------------------
+
+BACKEND_NAMES = ["cpu", "triton"]
+
+
+@pytest.fixture(params=BACKEND_NAMES)
+def kb(request: pytest.FixtureRequest) -> backend.KernelBackend:
+    return backend.get_backend(request.param, device=DEVICE)
+
+
+def assert_knn(d: np.ndarray, i: np.ndarray, ref_d: np.ndarray, full: np.ndarray) -> None:
+    """(scores, ids) is a correct top-k whatever order ties took: the reference's scores, each
+    id really has its score (`full` [Q, N] holds them all), no id twice."""
+    assert np.array_equal(d, ref_d)
+    for r in range(len(full)):
+        assert np.array_equal(full[r, i[r]], d[r])
+        assert len(set(i[r].tolist())) == len(i[r])
+
+
+def test_both_backends_have_the_whole_interface(kb: backend.KernelBackend) -> None:
+    assert isinstance(kb, backend.KernelBackend) and kb.name in backend.BACKENDS
+    methods = {m for m in dir(backend.KernelBackend) if not m.startswith("_")}
+    assert methods <= set(dir(kb))
+    table = kb.resident_table()
+    assert (table is None) == (kb.name == "cpu")
+
+
+@pytest.mark.parametrize(
+    ("n", "dim", "n_q", "k"), [(300, 70, 3, 10), (37, 384, 1, 50), (0, 64, 2, 5)]
+)
+def test_backend_hamming_matches_the_reference(
+    kb: backend.KernelBackend, n: int, dim: int, n_q: int, k: int
+) -> None:
+    db = _codes(n, dim, dupes=True) if n else np.empty((0, (dim + 7) // 8), np.uint8)
+    q = _codes(n_q, dim)
+    full = ref.hamming_distances(to_words(q), to_words(db))
+    rd, _ = ref.hamming_topk(to_words(q), to_words(db), k)
+    for d, i in (kb.hamming_topk(q, db, k), kb.binary_scanner(db).search(q, k)):
+        assert d.shape == i.shape == (n_q, min(k, n))
+        assert_knn(d, i, rd, full)
+    assert kb.binary_scanner(db).count == n
+
+
+@pytest.mark.parametrize(("n", "dim", "n_q", "k"), [(150, 70, 4, 7), (20, 384, 1, 25)])
+def test_backend_int8_matches_the_reference(
+    kb: backend.KernelBackend, n: int, dim: int, n_q: int, k: int
+) -> None:
+    x = rng.standard_normal((n, dim)).astype(np.float32)
+    quant = Int8Quantizer.fit(x)
+    db8 = quant.encode(x)
+    db8[5] = db8[2]  # a tie
+    q8, _ = quant.query(rng.standard_normal((n_q, dim)).astype(np.float32))
+    full = q8.astype(np.int32) @ db8.astype(np.int32).T
+    rs, _ = ref.int8_topk(q8, db8, k)
+    for s, i in (kb.int8_topk(q8, db8, k), kb.int8_scanner(db8).search(q8, k)):
+        assert s.shape == (n_q, min(k, n))
+        assert_knn(s, i, rs, full)
+
+
+def test_backend_rescore_matches_the_reference(kb: backend.KernelBackend) -> None:
+    x = rng.standard_normal((90, 70)).astype(np.float32)
+    q = rng.standard_normal((3, 70)).astype(np.float32)
+    cand = np.stack([rng.choice(90, 20, replace=False) for _ in range(3)])
+    cand[0, -5:] = -1
+    s, i = kb.rescore_topk(q, x, cand, 8)
+    rs, ri = ref.rescore_topk(q, x, cand, 8)
+    assert np.array_equal(i, ri) and np.allclose(s, rs, atol=1e-4)
+
+
+@pytest.mark.parametrize("codes", ["binary", "int8"])
+@pytest.mark.parametrize("candidates", [12, 40, 500])
+def test_backend_two_stage_is_a_valid_scan_then_exact_rescoring(
+    kb: backend.KernelBackend, codes: str, candidates: int
+) -> None:
+    """Tie-tolerant: the answer must be the exact top k of SOME valid scan result, i.e. of
+    every row strictly inside the scan's cut plus some of the rows tied at it."""
+    x = rng.standard_normal((300, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    x[7] = x[3]  # equal codes and equal scores
+    q = x[:3] + 0.2 * rng.standard_normal((3, 64)).astype(np.float32)
+    if codes == "binary":
+        db, qc = pack_sign_bits(x), pack_sign_bits(q)
+        dist = ref.hamming_distances(to_words(qc), to_words(db)).astype(np.int64)
+    else:
+        quant = Int8Quantizer.fit(x)
+        db, qc = quant.encode(x), quant.query(q)[0]
+        dist = -(qc.astype(np.int64) @ db.astype(np.int64).T)  # smaller is nearer
+    k = 10
+    s, i = kb.two_stage_topk(qc, q, db, x, k, candidates=candidates)
+    exact = q @ x.T
+    assert s.shape == i.shape == (3, k)
+    c = min(candidates, len(x))
+    for r in range(3):
+        cut = np.sort(dist[r])[c - 1]  # the scan's c-th nearest code distance
+        assert (dist[r, i[r]] <= cut).all()  # every answer could have been scanned
+        assert np.allclose(s[r], exact[r, i[r]], atol=1e-5)  # scores are exact
+        assert (np.diff(s[r]) <= 1e-6).all()  # best first
+        surely = np.flatnonzero(dist[r] < cut)  # candidates in every valid scan
+        missed = np.setdiff1d(surely, i[r])
+        assert (exact[r, missed] <= s[r, -1] + 1e-5).all()  # none of them beats the k-th
+
+
+def test_backend_two_stage_on_an_empty_table(kb: backend.KernelBackend) -> None:
+    s, i = kb.two_stage_topk(
+        np.zeros((2, 8), np.uint8),
+        np.zeros((2, 64), np.float32),
+        np.empty((0, 8), np.uint8),
+        np.empty((0, 64), np.float32),
+        5,
+        candidates=5,
+    )
+    assert s.shape == i.shape == (2, 0)

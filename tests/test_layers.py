@@ -90,6 +90,52 @@ def test_imports_point_down_the_layers() -> None:
     assert upward_imports(source_files()) == []
 
 
+# Only the store speaks SQL: no module above it imports SQLAlchemy or an ORM row.
+STORE_ONLY = ("sqlalchemy", "alembic", "memsvc.store.orm", "memsvc.store.repos")
+
+
+def store_internals_outside(files: list[Path], names: list[str] | None = None) -> list[str]:
+    bad = []
+    for i, path in enumerate(files):
+        name = names[i] if names else module_name(path)
+        if layer_of(name) == "store":
+            continue
+        for line, target in imports_of(path, name):
+            if any(target == m or target.startswith(m + ".") for m in STORE_ONLY):
+                bad.append(f"{name}:{line}: imports {target}")
+    return bad
+
+
+def test_only_the_store_speaks_sql() -> None:
+    """SQL, sessions and ORM rows stay in memsvc.store; the core and retrieval get `Tx`
+    repositories and frozen snapshots (memsvc/store/tx.py, data.py)."""
+    assert store_internals_outside(source_files()) == []
+
+
+def test_the_sql_check_catches_a_session_in_the_core(tmp_path: Path) -> None:
+    probe = tmp_path / "probe.py"
+    probe.write_text(
+        "from sqlalchemy.orm import Session\nfrom memsvc.store.orm import RecordRow\n"
+        "from memsvc.store.data import RecordData\n"
+    )
+    assert store_internals_outside([probe], ["memsvc.retrieval.probe"]) == [
+        "memsvc.retrieval.probe:1: imports sqlalchemy.orm",
+        "memsvc.retrieval.probe:2: imports memsvc.store.orm",
+    ]
+    assert store_internals_outside([probe], ["memsvc.store.probe"]) == []
+
+
+def test_retrieval_imports_no_core_module() -> None:
+    bad = [
+        f"{module_name(p)}:{line}: {t}"
+        for p in source_files()
+        if layer_of(module_name(p)) == "retrieval"
+        for line, t in imports_of(p)
+        if layer_of(t) == "core"
+    ]
+    assert bad == []
+
+
 def test_the_contract_catches_an_upward_import(tmp_path: Path) -> None:
     """The checker itself: a store module importing the core, even lazily, is reported."""
     probe = tmp_path / "probe.py"

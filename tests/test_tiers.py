@@ -16,6 +16,7 @@ from memsvc.activation import build_cache, cache_from_tensors, context_ids
 from memsvc.lm import LocalLM
 from memsvc.parametric import prompt_ids
 from memsvc.store.blobs import BlobStore
+from memsvc.store.data import RecordData
 from memsvc.store.orm import RecordRow
 from tests.conftest import Served
 
@@ -95,24 +96,22 @@ def test_stale_cache_is_detected_and_rebuilt(open_memory: Callable[..., Memory])
     dog = mem.add(FACTS[0], user_id="u")[0]
     act = mem.promote(dog.id)
     tiers = mem._engine.tiers
-    with mem._engine.db.read() as s:
-        row = s.query(RecordRow).filter_by(id=act.id).one()
-        assert tiers.stale_reason(s, row) is None
+    with mem._engine.db.reading() as tx:
+        assert tiers.stale_reason(tx, _row(mem, act.id)) is None
     mem.update(dog.id, text="Alice's dog is called Max now; Rufus went to her sister.")
-    with mem._engine.db.read() as s:
-        row = s.query(RecordRow).filter_by(id=act.id).one()
-        assert tiers.stale_reason(s, row) == "source record changed"
+    with mem._engine.db.reading() as tx:
+        assert tiers.stale_reason(tx, _row(mem, act.id)) == "source record changed"
     g = mem.generate(QUESTION, user_id="u", k=1)
     assert g.cache_id == act.id and g.cache_rebuilt and "Max" in g.text
     assert mem.get(act.id).source["records"][0]["version"] == 2
     assert [v.change for v in mem.history(act.id)] == ["create", "rebuild"]
     # another model: the header and the record say which weights the cache belongs to
+    # (tampered with below the store's API: no new version, no change-log row)
     with mem._engine.db.write() as s:
         row = s.query(RecordRow).filter_by(id=act.id).one()
         row.source = {**row.source, "model_id": "other-model@0"}
-    with mem._engine.db.read() as s:
-        row = s.query(RecordRow).filter_by(id=act.id).one()
-        assert tiers.stale_reason(s, row) == "model changed"
+    with mem._engine.db.reading() as tx:
+        assert tiers.stale_reason(tx, _row(mem, act.id)) == "model changed"
     runs = mem.maintain("user:u")
     assert runs[0].counts["kv_rebuilt"] == 1
     # a missing file is rebuilt too; a deleted source record ends the cache
@@ -236,9 +235,11 @@ def test_adapter_learns_invented_facts_and_survives_restart_and_export(
     assert restored.status == "active" and len(_tier_files(tmp_path / "elsewhere")) == 1
 
 
-def _row(mem: Memory, rec_id: str) -> RecordRow:
-    with mem._engine.db.read() as s:
-        return s.query(RecordRow).filter_by(id=rec_id).one()
+def _row(mem: Memory, rec_id: str) -> RecordData:
+    with mem._engine.db.reading() as tx:
+        row = tx.tiers.by_id(rec_id)
+    assert row is not None
+    return row
 
 
 def test_tiers_over_http(served: Served) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -10,8 +11,11 @@ from pydantic import ValidationError
 
 from memsvc import Settings
 from memsvc.evals.corpus import texts
+from memsvc.store.index_spec import parse_index_spec
+from memsvc.store.indexes import IndexManager
+from memsvc.store.orm import CubeRow
 from memsvc.store.two_stage import CodeTable
-from memsvc.store.vector_index import CubeIndex
+from memsvc.store.vector_index import CubeIndex, read_index_file
 
 
 @pytest.fixture(scope="module")
@@ -131,3 +135,52 @@ def test_per_cube_search_mode(open_memory, tmp_path: Path) -> None:
     other = open_memory(tmp_path / "o")
     assert other.import_cube(path, cube="copy").search_mode == "exact"
     assert other.index_info("copy").mode == "exact"
+
+
+def test_code_tables_take_specs_and_legacy_names_alike() -> None:
+    a = CodeTable(32, "binary+rescore", oversample=4)
+    b = CodeTable(32, "RBin,Rescore4")
+    c = CodeTable(32, parse_index_spec("SQ8"))
+    assert a.spec == b.spec and (a.mode, a.oversample) == ("binary+rescore", 4)
+    assert (c.mode, c.oversample, c.codes.dtype) == ("int8", 1, np.int8)
+    with pytest.raises(ValueError, match="two-stage mode"):
+        CodeTable(32, "Flat")
+
+
+def test_the_manager_builds_each_cube_from_its_spec(tmp_path: Path) -> None:
+    no_db: Any = None  # spec_for reads only the cube row
+    manager = IndexManager(no_db, tmp_path, search_mode="binary+rescore", oversample=7)
+    spec = manager.spec_for
+    assert spec(CubeRow(search_mode=None)).describe() == "RBin,Rescore7"  # service default
+    assert spec(CubeRow(search_mode="int8")).describe() == "SQ8,Rescore7"  # legacy: service's
+    assert spec(CubeRow(search_mode="SQ8,Rescore3")).describe() == "SQ8,Rescore3"  # its own
+    assert spec(CubeRow(search_mode="exact")).describe() == "Flat"
+    assert IndexManager(no_db, tmp_path, search_mode="SQ8").default_spec.describe() == "SQ8"
+
+
+def test_each_index_file_records_its_cubes_spec(open_memory, tmp_path: Path) -> None:
+    mem = open_memory(tmp_path / "s", search_mode="binary+rescore", search_oversample=2)
+    mem.create_cube("exact-notes", search_mode="exact")
+    mem.add("ferns like shade", user_id="u")
+    mem.add("ferns like shade", cube="exact-notes", user_id="u")
+    mem.flush()
+    assert mem.index_info("user:u").mode == "binary+rescore"
+    assert read_index_file(Path(mem.index_info("user:u").file)).spec.describe() == "RBin,Rescore2"
+    assert read_index_file(Path(mem.index_info("exact-notes").file)).spec.describe() == "Flat"
+
+
+@pytest.mark.sqlite_only
+def test_a_spec_stored_with_the_cube_builds_its_index(open_memory, tmp_path: Path) -> None:
+    import sqlite3
+
+    mem = open_memory(tmp_path / "p", search_mode="binary+rescore")
+    mem.create_cube("notes", search_mode="exact")
+    recs = mem.add(["ferns like shade", "cacti like sun"], cube="notes", user_id="u")
+    mem.close()
+    with sqlite3.connect(tmp_path / "p" / "memsvc.db") as db:  # as the SDK will store one
+        db.execute("UPDATE cubes SET search_mode = 'SQ8,Rescore5' WHERE name = 'notes'")
+    again = open_memory(tmp_path / "p", search_mode="binary+rescore")
+    assert again.index_info("notes").mode == "int8"
+    assert again.recall("shade plants", cube="notes", user_id="u")[0].record.id == recs[0].id
+    again.flush()
+    assert read_index_file(Path(again.index_info("notes").file)).spec.describe() == "SQ8,Rescore5"

@@ -1,4 +1,8 @@
-"""One JSON error shape for every failure: {"error": {"code", "message", "details"}}."""
+"""One JSON error shape for every failure: {"error": {"code", "message", "details"}}.
+
+A memsvc error's status comes from the core's one table (`memsvc.errors.STATUS_BY_ERROR`,
+re-exported here), the same table the remote clients read an error response back with.
+"""
 
 from __future__ import annotations
 
@@ -11,34 +15,11 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from memsvc.errors import (
-    AuthError,
-    Conflict,
-    InvalidInput,
-    MemsvcError,
-    NotFound,
-    PayloadTooLarge,
-    PermissionDenied,
-    RateLimited,
-    StorageError,
-)
+from memsvc.errors import STATUS_BY_ERROR, InvalidInput, MemsvcError, http_status
 
 __all__ = ["STATUS_BY_ERROR", "error_response", "install_error_handlers", "memsvc_error_response"]
 
 log = logging.getLogger(__name__)
-
-# Most specific first: PayloadTooLarge is an InvalidInput.
-STATUS_BY_ERROR: list[tuple[type[MemsvcError], int]] = [
-    (NotFound, 404),
-    (PayloadTooLarge, 413),
-    (InvalidInput, 422),
-    (Conflict, 409),
-    (AuthError, 401),
-    (PermissionDenied, 403),
-    (RateLimited, 429),
-    (StorageError, 503),
-]
-
 
 _TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none", "datetime"}
 
@@ -59,7 +40,7 @@ def error_response(
 
 def memsvc_error_response(exc: MemsvcError, request: Request | None = None) -> JSONResponse:
     """A memsvc error as HTTP: its status, and the header a client needs to act on it."""
-    status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 500)
+    status = http_status(exc)
     headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
     if status == 429:
         headers = {"Retry-After": str(max(1, math.ceil(exc.details.get("retry_after", 1))))}
@@ -84,16 +65,15 @@ def install_error_handlers(app: FastAPI) -> None:
         message = f"{first['field'] or 'body'}: {first['msg']}"
         field = first["field"] or "body"
         details = {"field": field, "errors": errors}
-        return error_response(422, "invalid_input", message, details, request=req)
+        return memsvc_error_response(InvalidInput(message, details=details), req)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_req: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 400 and "parsing the body" in str(exc.detail):
             # FastAPI's answer to a body that is not JSON at all (bad UTF-8, absurd nesting):
             # the same 422 as any other malformed JSON.
-            return error_response(
-                422, "invalid_input", "body: not valid JSON", {"field": "body", "errors": []}
-            )
+            bad = InvalidInput("body: not valid JSON", details={"field": "body", "errors": []})
+            return memsvc_error_response(bad)
         codes = {400: "bad_request", 404: "not_found", 405: "method_not_allowed"}
         return error_response(
             exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)

@@ -63,8 +63,11 @@ class CubeCreate(_Body):
     description: str | None = None
     owner_user_id: str | None = None
     metadata: dict[str, Any] | None = None
-    search_mode: Literal["exact", "int8", "binary+rescore"] | None = Field(
-        default=None, description="Vector search mode; omitted: the service default."
+    search_mode: str | None = Field(
+        default=None,
+        max_length=16,
+        description='Vector index spec ("Flat", "SQ8,Rescore20", "RBin,Rescore20") or mode name '
+        '("exact", "int8", "binary+rescore"); omitted: the service default.',
     )
 
 

@@ -1,43 +1,102 @@
-"""One small registry: which implementation runs each search, picked by device.
+"""Which implementation runs each search: one backend object, picked once.
 
-`triton` (GPU kernels) when CUDA is available, else `cpu` (FAISS / NumPy); the environment
-variable MEMSVC_KERNEL_BACKEND=cpu|triton overrides. Both backends expose the same scanners,
-so callers never branch on the device.
+A backend has the methods of `KernelBackend`; two implement them, with the same names and
+signatures, NumPy arrays in and out:
+- `cpu.CpuBackend` (FAISS / NumPy), always there;
+- `triton_kernels.TritonBackend` (Triton kernels on a CUDA GPU, or on the CPU under
+  `TRITON_INTERPRET=1` for tests), with the `memsvc[gpu]` extra. It is imported only when chosen.
+
+`get_backend(name)` picks: `name` if given, else MEMSVC_KERNEL_BACKEND=cpu|triton, else
+`triton` when CUDA is available and Triton installed, `cpu` otherwise. Asking for `triton` (by
+name or by the variable) without Triton raises ImportError with the install hint; a GPU
+without the extra quietly gets `cpu`. Callers hold the object and never branch on the device.
 """
 
 from __future__ import annotations
 
 import functools
 import importlib.util
+import logging
 import os
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from memsvc.kernels import cpu
 
-__all__ = [
-    "BACKENDS",
-    "Scanner",
-    "binary_scanner",
-    "default_backend",
-    "hamming_topk",
-    "int8_topk",
-    "rescore_topk",
-]
+__all__ = ["BACKENDS", "KernelBackend", "Scanner", "default_backend", "get_backend"]
 
+log = logging.getLogger(__name__)
 BACKENDS = ("cpu", "triton")
+ENV = "MEMSVC_KERNEL_BACKEND"
 
 
 class Scanner(Protocol):
-    count: int
+    """Codes held for repeated top-k scans."""
+
+    @property
+    def count(self) -> int: ...
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]: ...
 
 
+@runtime_checkable
+class KernelBackend(Protocol):
+    """The similarity searches, one implementation per device. Codes: uint8 sign bits
+    (`encoders.pack_sign_bits` layout) or int8. Every top-k returns (scores, int64 row ids)
+    [Q, min(k, N)], best first, equal scores to the lower row (the reference's order; FAISS's
+    Hamming scan may order equal distances otherwise)."""
+
+    name: str
+
+    def binary_scanner(self, codes: np.ndarray) -> Scanner:
+        """Hamming scans over uint8 codes [N, bytes]: int32 distances, smallest first."""
+        ...
+
+    def int8_scanner(self, codes: np.ndarray) -> Scanner:
+        """Dot-product scans over int8 codes [N, D] with int8 queries: int32, largest first."""
+        ...
+
+    def hamming_topk(
+        self, q_codes: np.ndarray, db_codes: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """One stateless Hamming scan over uint8 codes."""
+        ...
+
+    def int8_topk(self, q8: np.ndarray, db8: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """One stateless int8 dot-product scan."""
+        ...
+
+    def rescore_topk(
+        self, queries: np.ndarray, vectors: np.ndarray, candidates: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Exact float32 inner products with each query's candidate rows (-1 = none); rows with
+        fewer candidates end in (-inf, -1)."""
+        ...
+
+    def two_stage_topk(
+        self,
+        q_codes: np.ndarray,
+        queries: np.ndarray,
+        db_codes: np.ndarray,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        candidates: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Scan the codes (uint8: Hamming, int8: dot product) for `candidates` rows, then
+        `rescore_topk` them: exact scores of the best k."""
+        ...
+
+    def resident_table(self) -> Any:
+        """A table kept on the device between searches (`resident.ResidentTable`), or None
+        where there is no device (the caller searches host arrays through this backend)."""
+        ...
+
+
 @functools.cache
 def _cuda() -> bool:
-    """Asked once per process: every two-stage search dispatches through here."""
+    """Asked once per process: every automatic choice comes through here."""
     try:
         import torch
     except ImportError:  # pragma: no cover - torch is a dependency
@@ -45,115 +104,36 @@ def _cuda() -> bool:
     return bool(torch.cuda.is_available())
 
 
-def default_backend(override: str | None = None) -> str:
-    choice = override or os.environ.get("MEMSVC_KERNEL_BACKEND") or ("triton" if _cuda() else "cpu")
-    if choice not in BACKENDS:
-        raise ValueError(f"unknown kernel backend {choice!r}; choose from {', '.join(BACKENDS)}")
-    if choice == "triton" and not _has_triton():
-        if override or os.environ.get("MEMSVC_KERNEL_BACKEND"):
-            raise ImportError("the triton kernel backend needs Triton: pip install 'memsvc[gpu]'")
-        return "cpu"  # a GPU without the gpu extra: the CPU path still answers
-    return choice
-
-
 @functools.cache
 def _has_triton() -> bool:
     return importlib.util.find_spec("triton") is not None
 
 
-def resident_table(backend: str | None = None) -> Any:
-    """A device-resident two-stage table (kernels.resident) when the backend is triton, else
-    None: the caller keeps searching on the host."""
-    if default_backend(backend) != "triton":
-        return None
-    from memsvc.kernels.resident import ResidentTable
-
-    return ResidentTable("cuda" if _cuda() else "cpu")
-
-
-class _TritonBinary:
-    """Packed codes resident on the GPU (or CPU tensors under TRITON_INTERPRET=1)."""
-
-    def __init__(self, codes: np.ndarray, device: str) -> None:
-        import torch
-
-        from memsvc.kernels.encoders import to_words
-
-        self.device = device
-        self.words = torch.from_numpy(to_words(codes)).to(device)
-        self.count = int(self.words.shape[0])
-
-    def search(self, q_codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        from memsvc.kernels import triton_kernels
-        from memsvc.kernels.encoders import to_words
-
-        d, i = triton_kernels.hamming_topk(to_words(q_codes), self.words, k, device=self.device)
-        return d.cpu().numpy(), i.cpu().numpy()
+def default_backend(override: str | None = None) -> str:
+    """The backend's name: `override`, else MEMSVC_KERNEL_BACKEND, else by device."""
+    asked = override or os.environ.get(ENV)
+    choice = asked or ("triton" if _cuda() else "cpu")
+    if choice not in BACKENDS:
+        raise ValueError(f"unknown kernel backend {choice!r}; choose from {', '.join(BACKENDS)}")
+    if choice == "triton" and not _has_triton():
+        if asked:
+            raise ImportError("the triton kernel backend needs Triton: pip install 'memsvc[gpu]'")
+        return "cpu"  # a GPU without the gpu extra: the CPU path still answers
+    return choice
 
 
-def binary_scanner(
-    codes: np.ndarray, *, backend: str | None = None, device: str | None = None
-) -> Any:
-    """A Hamming scanner over uint8 codes [N, bytes]."""
-    if default_backend(backend) == "triton":
-        return _TritonBinary(codes, device or ("cuda" if _cuda() else "cpu"))
-    return cpu.BinaryScanCPU(codes)
+def get_backend(name: str | None = None, *, device: str | None = None) -> KernelBackend:
+    """The backend object (one per name and device per process). `device` places the triton
+    backend's tensors (default: cuda when there is one, else the CPU for the interpreter)."""
+    return _backend(default_backend(name), device)
 
 
-def hamming_topk(
-    q_codes: np.ndarray,
-    db_codes: np.ndarray,
-    k: int,
-    *,
-    backend: str | None = None,
-    device: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(distances, row ids) over uint8 codes, nearest first (stateless)."""
-    if default_backend(backend) == "triton":
-        from memsvc.kernels import triton_kernels
-        from memsvc.kernels.encoders import to_words
+@functools.cache
+def _backend(name: str, device: str | None) -> KernelBackend:
+    if name == "cpu":
+        return cpu.CpuBackend()
+    from memsvc.kernels.triton_kernels import TritonBackend
 
-        d, i = triton_kernels.hamming_topk(
-            to_words(q_codes),
-            to_words(db_codes),
-            k,
-            device=device or ("cuda" if _cuda() else "cpu"),
-        )
-        return d.cpu().numpy(), i.cpu().numpy()
-    return cpu.hamming_knn(q_codes, db_codes, k)
-
-
-def int8_topk(
-    q8: np.ndarray,
-    db8: np.ndarray,
-    k: int,
-    *,
-    backend: str | None = None,
-    device: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(int32 dot products, row ids) over int8 codes, largest first (stateless)."""
-    if default_backend(backend) == "triton":
-        from memsvc.kernels import triton_kernels
-
-        s, i = triton_kernels.int8_topk(q8, db8, k, device=device or ("cuda" if _cuda() else "cpu"))
-        return s.cpu().numpy(), i.cpu().numpy()
-    return cpu.int8_knn(q8, db8, k)
-
-
-def rescore_topk(
-    queries: np.ndarray,
-    vectors: np.ndarray,
-    candidates: np.ndarray,
-    k: int,
-    *,
-    backend: str | None = None,
-    device: str | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    if default_backend(backend) == "triton":
-        from memsvc.kernels import triton_kernels
-
-        s, i = triton_kernels.rescore_topk(
-            queries, vectors, candidates, k, device=device or ("cuda" if _cuda() else "cpu")
-        )
-        return s.cpu().numpy(), i.cpu().numpy()
-    return cpu.rescore_topk(queries, vectors, candidates, k)
+    chosen = device or ("cuda" if _cuda() else "cpu")
+    log.info("kernel backend: triton on %s", chosen)
+    return TritonBackend(chosen)

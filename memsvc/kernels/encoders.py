@@ -18,6 +18,8 @@ __all__ = [
     "Int8Quantizer",
     "RotatedSignEncoder",
     "pack_sign_bits",
+    "symmetric_codes",
+    "to_kernel_codes",
     "to_words",
 ]
 
@@ -35,6 +37,13 @@ def to_words(codes: np.ndarray) -> np.ndarray:
     if pad:
         codes = np.concatenate([codes, np.zeros((codes.shape[0], pad), np.uint8)], axis=1)
     return codes.view("<u4").astype(np.uint32).view(np.int32)
+
+
+def to_kernel_codes(codes: np.ndarray) -> np.ndarray:
+    """The layout the Triton kernels read: uint8 sign codes as int32 words (`to_words`), int8
+    codes as they are."""
+    codes = np.atleast_2d(codes)
+    return to_words(codes) if codes.dtype == np.uint8 else np.ascontiguousarray(codes, np.int8)
 
 
 @dataclass
@@ -75,7 +84,7 @@ def _per_dim_scale(x: np.ndarray, percentile: float, levels: int) -> np.ndarray:
     return np.maximum(top, 1e-12).astype(np.float32) / levels
 
 
-def _symmetric_codes(x: np.ndarray, scale: np.ndarray, level: int) -> np.ndarray:
+def symmetric_codes(x: np.ndarray, scale: np.ndarray, level: int) -> np.ndarray:
     """Round x / scale to the nearest integer in [-level, level] (int8)."""
     x = np.atleast_2d(np.asarray(x, dtype=np.float32))
     return np.clip(np.rint(x / scale), -level, level).astype(np.int8)
@@ -97,7 +106,7 @@ class Int8Quantizer:
         return cls(_per_dim_scale(x, percentile, 127))
 
     def encode(self, x: np.ndarray) -> np.ndarray:
-        return _symmetric_codes(x, self.scale, 127)
+        return symmetric_codes(x, self.scale, 127)
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         return codes.astype(np.float32) * self.scale
@@ -122,7 +131,7 @@ class Int4Quantizer:
 
     def codes(self, x: np.ndarray) -> np.ndarray:
         """Unpacked int8 codes in [-7, 7]."""
-        return _symmetric_codes(x, self.scale, 7)
+        return symmetric_codes(x, self.scale, 7)
 
     def encode(self, x: np.ndarray) -> np.ndarray:
         c = self.codes(x)

@@ -113,9 +113,9 @@ class ResidentTable:
         capacity changed, else only the dirty rows. False if the table does not fit."""
         import torch
 
-        from memsvc.kernels.encoders import to_words
+        from memsvc.kernels.encoders import to_kernel_codes
 
-        host_codes = to_words(codes) if codes.dtype == np.uint8 else codes
+        host_codes = to_kernel_codes(codes)
         with self._lock:
             same_shape = (
                 self.resident
@@ -151,15 +151,12 @@ class ResidentTable:
         import torch
 
         from memsvc.kernels import triton_kernels as tk
-        from memsvc.kernels.encoders import to_words
+        from memsvc.kernels.encoders import to_kernel_codes
 
         with self._lock:
             q = torch.from_numpy(np.ascontiguousarray(queries, np.float32)).to(self.device)
-            if q_codes.dtype == np.uint8:
-                qw = torch.from_numpy(to_words(q_codes)).to(self.device)
-                _, cand = tk.hamming_topk(qw, self.codes[:n], candidates)
-            else:
-                q8 = torch.from_numpy(np.ascontiguousarray(q_codes)).to(self.device)
-                _, cand = tk.int8_topk(q8, self.codes[:n], candidates)
-            scores, rows = tk.rescore_topk(q, self.vecs[:n], cand, k)
+            qc = to_kernel_codes(q_codes)
+            scores, rows = tk.two_stage_topk(
+                qc, q, self.codes[:n], self.vecs[:n], k, candidates=candidates, device=self.device
+            )
             return scores.cpu().numpy(), rows.cpu().numpy()

@@ -28,6 +28,13 @@ hardware popcount on sm_80/sm_90 while still running under `TRITON_INTERPRET=1` 
 correctness harness only: far too slow to be a CPU path).
 
 Tie order matches the NumPy reference: equal scores keep the lower database index first.
+
+This module is longer than our others (about 550 lines) because each kernel sits beside its
+launcher and grid: they share constexpr globals and block sizes that must agree, and the
+compile check (memsvc/kernels/compile_check.py) reads them from one `KERNELS` table here.
+
+`TritonBackend` puts these behind the methods of `backend.KernelBackend` (NumPy in and out);
+this module is imported only when that backend is chosen, so Triton stays optional.
 """
 
 from __future__ import annotations
@@ -39,7 +46,17 @@ import torch
 import triton
 import triton.language as tl
 
-__all__ = ["KERNELS", "hamming_topk", "int8_topk", "rescore_topk", "two_stage_topk"]
+from memsvc.kernels.encoders import to_kernel_codes, to_words
+
+__all__ = [
+    "KERNELS",
+    "DeviceScanner",
+    "TritonBackend",
+    "hamming_topk",
+    "int8_topk",
+    "rescore_topk",
+    "two_stage_topk",
+]
 
 NONE_KEY = 0x7FFFFFFFFFFFFFFF  # sorts after every real key
 INT8_OFFSET = 1 << 30  # int8 keys: OFFSET - score stays in (0, 2^31) for any dimension < 66k
@@ -431,16 +448,105 @@ def rescore_topk(
 
 
 def two_stage_topk(
-    q_words: np.ndarray | torch.Tensor,
+    q_codes: np.ndarray | torch.Tensor,
     queries: np.ndarray | torch.Tensor,
-    db_words: torch.Tensor,
-    vectors: torch.Tensor,
+    db_codes: np.ndarray | torch.Tensor,
+    vectors: np.ndarray | torch.Tensor,
     k: int,
     *,
     oversample: int = 20,
+    candidates: int | None = None,
     device: str | torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Hamming scan for `oversample * k` candidates, then exact rescoring of them: both on the
-    device, the candidates never leaving it. (scores, ids) [Q, min(k, N)], best first."""
-    _, cand = hamming_topk(q_words, db_words, oversample * k, device=device)
-    return rescore_topk(queries, vectors, cand, k, device=device)
+    """Scan for `candidates` rows (default `oversample * k`), then rescore them exactly: both
+    on the device, the candidates never leaving it. The codes say the scan: int32 sign-bit
+    words by Hamming distance, int8 codes by dot product. (scores, ids) [Q, min(k, N)], best
+    first."""
+    db = _tensor(db_codes, device)
+    scan = int8_topk if db.dtype == torch.int8 else hamming_topk
+    c = candidates if candidates is not None else oversample * k
+    _, cand = scan(q_codes, db, c, device=db.device)
+    return rescore_topk(queries, vectors, cand, k, device=db.device)
+
+
+# ---- the backend: NumPy in and out ------------------------------------------------------------
+
+
+def _host(found: tuple[torch.Tensor, torch.Tensor]) -> tuple[np.ndarray, np.ndarray]:
+    scores, ids = found
+    return scores.cpu().numpy(), ids.cpu().numpy()
+
+
+class DeviceScanner:
+    """Codes kept on the device between searches: uint8 sign bits (Hamming distances, nearest
+    first) or int8 codes (dot products, largest first)."""
+
+    def __init__(self, codes: np.ndarray, device: str) -> None:
+        codes = np.atleast_2d(codes)
+        self.binary = codes.dtype == np.uint8
+        self.device = device
+        self.db = torch.from_numpy(to_kernel_codes(codes)).to(device)
+
+    @property
+    def count(self) -> int:
+        return int(self.db.shape[0])
+
+    def search(self, q_codes: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        scan = hamming_topk if self.binary else int8_topk
+        return _host(scan(to_kernel_codes(q_codes), self.db, k, device=self.device))
+
+
+class TritonBackend:
+    """The Triton implementation of `backend.KernelBackend`: host arrays go to `device` for
+    each call (a `resident_table` keeps a store table there between searches)."""
+
+    name = "triton"
+
+    def __init__(self, device: str) -> None:
+        self.device = device
+
+    def binary_scanner(self, codes: np.ndarray) -> DeviceScanner:
+        return DeviceScanner(np.asarray(codes, np.uint8), self.device)
+
+    def int8_scanner(self, codes: np.ndarray) -> DeviceScanner:
+        return DeviceScanner(np.asarray(codes, np.int8), self.device)
+
+    def hamming_topk(
+        self, q_codes: np.ndarray, db_codes: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _host(hamming_topk(to_words(q_codes), to_words(db_codes), k, device=self.device))
+
+    def int8_topk(self, q8: np.ndarray, db8: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return _host(int8_topk(q8, db8, k, device=self.device))
+
+    def rescore_topk(
+        self, queries: np.ndarray, vectors: np.ndarray, candidates: np.ndarray, k: int
+    ) -> tuple[np.ndarray, np.ndarray]:
+        return _host(rescore_topk(queries, vectors, candidates, k, device=self.device))
+
+    def two_stage_topk(
+        self,
+        q_codes: np.ndarray,
+        queries: np.ndarray,
+        db_codes: np.ndarray,
+        vectors: np.ndarray,
+        k: int,
+        *,
+        candidates: int,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        found = two_stage_topk(
+            to_kernel_codes(q_codes),
+            np.asarray(queries, np.float32),
+            to_kernel_codes(db_codes),
+            vectors,
+            k,
+            candidates=candidates,
+            device=self.device,
+        )
+        return _host(found)
+
+    def resident_table(self) -> Any:
+        """A `resident.ResidentTable` on this backend's device."""
+        from memsvc.kernels.resident import ResidentTable
+
+        return ResidentTable(self.device)

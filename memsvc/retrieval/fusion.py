@@ -1,12 +1,18 @@
-"""Fusing channel rankings into one score per record."""
+"""Fusing channel rankings into one score per record, and folding boosters and rescorers in.
+
+Pure functions over ranked lists and score maps: `FUSIONS` fuses the generators, `FOLDS`
+turns a booster's signal into a bonus per record, `RESCORES` re-weighs the head of the list
+by a rescorer's signal. The channel registry (`memsvc/retrieval/channels/`) names which fold
+each channel takes.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from memsvc.retrieval.context import Ranked
 
-__all__ = ["rrf", "weighted_sum"]
+__all__ = ["FOLDS", "FUSIONS", "RESCORES", "rrf", "weighted_sum"]
 
 
 def rrf(rankings: Mapping[str, Ranked], weights: Mapping[str, float], k: int) -> dict[int, float]:
@@ -32,3 +38,64 @@ def weighted_sum(rankings: Mapping[str, Ranked], weights: Mapping[str, float]) -
         for pk, s in ranked:
             out[pk] = out.get(pk, 0.0) + w * ((s - lo) / span if span > 0 else 1.0)
     return out
+
+
+Fusion = Callable[[Mapping[str, Ranked], Mapping[str, float], int], dict[int, float]]
+FUSIONS: Mapping[str, Fusion] = {
+    "rrf": rrf,
+    "weighted": lambda rankings, weights, rrf_k: weighted_sum(rankings, weights),
+}
+
+
+# ---- boosters: (signal, scores so far, weight, rrf_k) -> bonus per record ------------------------
+
+
+def add(
+    signal: Mapping[int, float], scores: Mapping[int, float], weight: float, rrf_k: int
+) -> dict[int, float]:
+    """weight * signal (session: a share of the asking hit's score)."""
+    return {pk: weight * s for pk, s in signal.items()}
+
+
+def scale(
+    signal: Mapping[int, float], scores: Mapping[int, float], weight: float, rrf_k: int
+) -> dict[int, float]:
+    """weight * signal * score, for the records scored so far (speaker)."""
+    return {pk: weight * signal[pk] * s for pk, s in scores.items() if pk in signal}
+
+
+def by_rank(
+    signal: Mapping[int, float], scores: Mapping[int, float], weight: float, rrf_k: int
+) -> dict[int, float]:
+    """weight / (rrf_k + rank), ranking the records scored so far by signal (recency)."""
+    mine = {pk: signal[pk] for pk in scores if pk in signal}
+    order = sorted(mine, key=lambda p: (-mine[p], p))
+    return {pk: weight / (rrf_k + rank) for rank, pk in enumerate(order, start=1)}
+
+
+Fold = Callable[[Mapping[int, float], Mapping[int, float], float, int], dict[int, float]]
+FOLDS: Mapping[str, Fold] = {"add": add, "scale": scale, "rank": by_rank}
+
+
+# ---- rescorers: (order, head length, signal, weight) -> (new order, signal held per record) ----
+
+
+def retain(
+    order: Ranked, head: int, signal: Mapping[int, float], weight: float
+) -> tuple[Ranked, dict[int, float]]:
+    """Scale the head's scores by (1 - w + w * signal) (a record without one keeps 1) and
+    re-sort it; the rest of the list follows unchanged."""
+    w = min(max(weight, 0.0), 1.0)
+    held: dict[int, float] = {}
+    rescored = []
+    for pk, score in order[:head]:
+        r = signal.get(pk, 1.0)
+        held[pk] = r
+        f = 1.0 - w + w * r
+        rescored.append((pk, score * f if score >= 0 else score / max(f, 1e-6)))
+    rescored.sort(key=lambda x: (-x[1], x[0]))
+    return rescored + order[head:], held
+
+
+Rescore = Callable[[Ranked, int, Mapping[int, float], float], tuple[Ranked, dict[int, float]]]
+RESCORES: Mapping[str, Rescore] = {"retain": retain}

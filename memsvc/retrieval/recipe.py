@@ -3,35 +3,83 @@
 Named presets cover most uses; a recipe can also be given as a dict (REST: a JSON object) or
 as a compact string, FAISS-factory style: "dense=1+keyword=1+session=0.5|rrf20|n100"
 (channels with weights joined by "+", then fusion: `rrf<k>` or `weighted`, then candidates
-per channel, then an optional fixed final k as `k<N>`).
+per channel, then an optional fixed final k as `k<N>`). `Recipe.describe()` writes that
+string back, and it parses to an equal recipe.
+
+A recipe is immutable, its channel weights included, so a preset is shared safely: change
+one with `recipe.replace(candidates=200)` (a new, validated recipe), never in place.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import re
-from dataclasses import asdict, dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal
+from types import MappingProxyType
 from typing import Any
 
-from memsvc.retrieval.channels import BOOSTERS, CHANNELS, GENERATORS
+from memsvc.retrieval.channels import BOOSTERS, CHANNELS, GENERATORS, REGISTRY, RESCORERS
 
-__all__ = ["PRESETS", "Recipe", "RecipeError", "parse_recipe"]
+__all__ = ["PRESETS", "Recipe", "RecipeError", "Weights", "parse_recipe"]
+
+DEFAULT_RRF_K = 20
+DEFAULT_CANDIDATES = 50
 
 
 class RecipeError(ValueError):
     """A recipe names an unknown preset or channel, or has a bad weight or setting."""
 
 
+class Weights(Mapping[str, float]):
+    """Channel weights: an immutable, hashable mapping, equal to a dict of the same items."""
+
+    __slots__ = ("_d",)
+
+    def __init__(self, items: Mapping[str, float]) -> None:
+        self._d = {str(k): float(v) for k, v in items.items()}
+
+    def __getitem__(self, key: str) -> float:
+        return self._d[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._d)
+
+    def __len__(self) -> int:
+        return len(self._d)
+
+    def __eq__(self, other: object) -> bool:
+        if isinstance(other, Mapping):
+            return self._d == dict(other.items())
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return hash(frozenset(self._d.items()))
+
+    def __repr__(self) -> str:
+        return repr(self._d)
+
+
+def _number(w: float) -> str:
+    """The shortest text that parses back to `w`, without an exponent (1e-05 -> 0.00001)."""
+    text = repr(float(w))
+    if "e" in text:
+        text = f"{Decimal(text):f}"
+    return text[:-2] if text.endswith(".0") else text
+
+
 @dataclass(frozen=True)
 class Recipe:
-    name: str = "custom"
-    channels: dict[str, float] = field(default_factory=lambda: {"dense": 1.0})
+    name: str = field(default="custom", compare=False)  # a label: equal recipes act alike
+    channels: Mapping[str, float] = field(default_factory=lambda: Weights({"dense": 1.0}))
     fusion: str = "rrf"  # "rrf" or "weighted"
-    rrf_k: int = 20
-    candidates: int = 50  # per generator channel; at least 3 * k are always taken
+    rrf_k: int = DEFAULT_RRF_K  # rrf's k; also the recency booster's rank constant
+    candidates: int = DEFAULT_CANDIDATES  # per generator; at least 3 * k are always taken
     k: int | None = None  # final k, when the recipe fixes it (else the caller's k)
 
     def __post_init__(self) -> None:
-        if not isinstance(self.channels, dict):
+        if not isinstance(self.channels, Mapping):
             raise RecipeError("channels must map channel names to weights")
         unknown = sorted(set(self.channels) - set(CHANNELS))
         if unknown:
@@ -41,6 +89,7 @@ class Recipe:
         for name, w in self.channels.items():
             if not isinstance(w, int | float) or not 0 <= w <= 100:
                 raise RecipeError(f"weight of {name} must be a number in [0, 100], got {w!r}")
+        object.__setattr__(self, "channels", Weights(self.channels))
         if not any(self.channels.get(g, 0) > 0 for g in GENERATORS):
             raise RecipeError(f"a recipe needs one of {', '.join(GENERATORS)} with weight > 0")
         if self.fusion not in ("rrf", "weighted"):
@@ -54,10 +103,20 @@ class Recipe:
 
     @property
     def dense_only(self) -> bool:
-        return {c for c, w in self.channels.items() if w > 0} == {"dense"}
+        return set(self.active()) == {"dense"}
+
+    @property
+    def needs_vector(self) -> bool:
+        """Whether any channel, booster or rescorer it runs ranks by cosine to the query (the
+        query is embedded only then)."""
+        return any(REGISTRY[c].needs_vector for c in self.active())
 
     def weight(self, channel: str) -> float:
         return float(self.channels.get(channel, 0.0))
+
+    def active(self) -> list[str]:
+        """The channels it runs (weight > 0), in registry order."""
+        return [c for c in CHANNELS if self.weight(c) > 0]
 
     def generators(self) -> list[str]:
         return [c for c in GENERATORS if self.weight(c) > 0]
@@ -65,8 +124,40 @@ class Recipe:
     def boosters(self) -> list[str]:
         return [c for c in BOOSTERS if self.weight(c) > 0]
 
+    def rescorers(self) -> list[str]:
+        return [c for c in RESCORERS if self.weight(c) > 0]
+
+    def replace(self, **changes: Any) -> Recipe:
+        """A copy with some fields changed (validated again); the name becomes "custom" unless
+        given."""
+        changes.setdefault("name", "custom")
+        return dataclasses.replace(self, **changes)
+
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {
+            "name": self.name,
+            "channels": dict(self.channels),
+            "fusion": self.fusion,
+            "rrf_k": self.rrf_k,
+            "candidates": self.candidates,
+            "k": self.k,
+        }
+
+    def describe(self) -> str:
+        """The compact string of this recipe; `parse_recipe` reads it back to an equal one
+        ("dense=1+keyword=1|rrf20", "dense=1+temporal=1+retention=0.2|weighted|n100")."""
+        parts = ["+".join(f"{c}={_number(w)}" for c, w in self.channels.items())]
+        if self.fusion == "rrf":
+            parts.append(f"rrf{self.rrf_k}")
+        else:
+            if self.rrf_k != DEFAULT_RRF_K:  # recency's rank constant: "rrf30|weighted"
+                parts.append(f"rrf{self.rrf_k}")
+            parts.append(self.fusion)
+        if self.candidates != DEFAULT_CANDIDATES:
+            parts.append(f"n{self.candidates}")
+        if self.k is not None:
+            parts.append(f"k{self.k}")
+        return "|".join(parts)
 
 
 # Weights were measured on LoCoMo dev (evals/README.md has the table); the mechanisms, not the
@@ -74,35 +165,37 @@ class Recipe:
 # questions, session follows a question to its answer, entity adds 1-2 hop neighbours;
 # retention 0.2 scales a hit by 0.8 + 0.2 R, so a faded memory yields only to a fresh one
 # about as relevant.
-PRESETS: dict[str, Recipe] = {
-    "fast": Recipe("fast", {"dense": 1.0}),
-    "balanced": Recipe(
-        "balanced",
-        {
-            "dense": 1.0,
-            "keyword": 1.0,
-            "temporal": 1.0,
-            "session": 0.7,
-            "speaker": 0.5,
-            "retention": 0.2,
-        },
-        fusion="weighted",
-    ),
-    "deep": Recipe(
-        "deep",
-        {
-            "dense": 1.0,
-            "keyword": 1.0,
-            "temporal": 1.0,
-            "entity": 0.3,
-            "session": 0.7,
-            "speaker": 0.5,
-            "retention": 0.2,
-        },
-        fusion="weighted",
-        candidates=100,
-    ),
-}
+PRESETS: Mapping[str, Recipe] = MappingProxyType(
+    {
+        "fast": Recipe("fast", {"dense": 1.0}),
+        "balanced": Recipe(
+            "balanced",
+            {
+                "dense": 1.0,
+                "keyword": 1.0,
+                "temporal": 1.0,
+                "session": 0.7,
+                "speaker": 0.5,
+                "retention": 0.2,
+            },
+            fusion="weighted",
+        ),
+        "deep": Recipe(
+            "deep",
+            {
+                "dense": 1.0,
+                "keyword": 1.0,
+                "temporal": 1.0,
+                "entity": 0.3,
+                "session": 0.7,
+                "speaker": 0.5,
+                "retention": 0.2,
+            },
+            fusion="weighted",
+            candidates=100,
+        ),
+    }
+)
 DEFAULT_PRESET = "balanced"
 
 _PART = re.compile(r"^([a-z]+)\s*=\s*([0-9.]+)$")

@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from memsvc.store.errors import StoreConflict, StoreError
+from memsvc.store.tx import Tx
 
 __all__ = ["MIGRATIONS_DIR", "Database", "alembic_config"]
 
@@ -104,6 +105,17 @@ class Database:
                     yield session
             except SQLAlchemyError as exc:
                 raise StoreError(f"database read failed: {exc}") from exc
+
+    @contextmanager
+    def writing(self) -> Iterator[Tx]:
+        """`write()` as the core sees it: repositories, no session."""
+        with self.write() as s:
+            yield Tx(s, is_sqlite=self.is_sqlite)
+
+    @contextmanager
+    def reading(self) -> Iterator[Tx]:
+        with self.read() as s:
+            yield Tx(s, is_sqlite=self.is_sqlite)
 
     def dispose(self) -> None:
         self.write_engine.dispose()

@@ -7,6 +7,10 @@ processes are seen too. A missing, corrupt or foreign index file is rebuilt from
 Files are saved at most every `flush_seconds` (and on close): an unsaved index loses nothing,
 it is caught up from the change log on the next start.
 
+Each cube's index is built from its spec (store.index_spec): the cube's `search_mode` (an index
+spec string or a legacy mode name), else the service default; a legacy name takes the service
+oversample. The index file's header keeps the spec it was built with.
+
 Recall may skip the change-log check when the index was checked less than `sync_seconds` ago:
 writes made through this manager are applied at once anyway, so only other processes' writes
 (other server workers, the CLI) can take up to `sync_seconds` to show.
@@ -26,9 +30,11 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from memsvc.store import repository as repo
 from memsvc.store.database import Database
+from memsvc.store.index_spec import IndexSpec, parse_index_spec
 from memsvc.store.orm import CubeRow
+from memsvc.store.repos.changes import changes_since, max_change_seq
+from memsvc.store.repos.queries import active_text_rows, active_vectors
 from memsvc.store.text_index import CubeTextIndex, TextDoc
 from memsvc.store.vector_index import CubeIndex, IndexFileError, read_index_file, write_index_file
 
@@ -46,7 +52,8 @@ class IndexState:
     file: str
     file_exists: bool
     last_rebuild_reason: str | None
-    mode: str
+    mode: str  # the legacy name of the spec's encoding: exact, int8, binary+rescore
+    spec: str = "Flat"  # the canonical index spec, e.g. RBin,Rescore20
 
 
 class IndexManager:
@@ -67,6 +74,7 @@ class IndexManager:
         self.sync_seconds = sync_seconds
         self.search_mode = search_mode
         self.oversample = oversample
+        self.default_spec = parse_index_spec(search_mode, oversample=oversample)
         self._indexes: dict[int, CubeIndex] = {}
         self._checked_at: dict[int, float] = {}
         self._saved_at: dict[int, float] = {}
@@ -93,7 +101,7 @@ class IndexManager:
             index = self._indexes.get(cube.pk)
             if index is None:
                 index = self._load(cube)
-                index.set_mode(self.mode_for(cube), oversample=self.oversample)
+                index.set_spec(self.spec_for(cube))  # a no-op unless saved in another spec
                 self._indexes[cube.pk] = index
             now = time.monotonic()
             if not fresh and now - self._checked_at.get(cube.pk, -1e18) < self.sync_seconds:
@@ -107,8 +115,14 @@ class IndexManager:
             return index
 
     def mode_for(self, cube: CubeRow) -> str:
-        """The cube's own search mode, else the service default."""
+        """The cube's own search mode or index spec, as stored, else the service default."""
         return cube.search_mode or self.search_mode
+
+    def spec_for(self, cube: CubeRow) -> IndexSpec:
+        """The index spec the cube's index is built from (`mode_for`, parsed)."""
+        if not cube.search_mode:
+            return self.default_spec
+        return parse_index_spec(cube.search_mode, oversample=self.oversample)
 
     def apply_write(
         self,
@@ -143,7 +157,7 @@ class IndexManager:
             if index.dim != cube.embedding_dim or index.model != cube.embedding_model:
                 raise IndexFileError("index was built for another embedding model")
             with self.db.read() as s:
-                db_seq = repo.max_change_seq(s, cube.pk)
+                db_seq = max_change_seq(s, cube.pk)
             if index.seq > db_seq:
                 raise IndexFileError("index is newer than the database (restored backup?)")
             self._saved_at[cube.pk] = time.monotonic()
@@ -156,9 +170,11 @@ class IndexManager:
 
     def _rebuild(self, cube: CubeRow, reason: str | None) -> CubeIndex:
         with self.db.read() as s:
-            seq = repo.max_change_seq(s, cube.pk)
-            pks, vecs = repo.active_vectors(s, cube.pk, dim=cube.embedding_dim)
-        index = CubeIndex(cube.embedding_dim, cube.embedding_model, seq=seq)
+            seq = max_change_seq(s, cube.pk)
+            pks, vecs = active_vectors(s, cube.pk, dim=cube.embedding_dim)
+        index = CubeIndex(
+            cube.embedding_dim, cube.embedding_model, seq=seq, spec=self.spec_for(cube)
+        )
         index.upsert(pks, vecs)
         if reason is not None:
             self._rebuild_reason[cube.pk] = reason
@@ -166,10 +182,10 @@ class IndexManager:
         return index
 
     def _catch_up(self, cube: CubeRow, index: CubeIndex, s: Session) -> None:
-        new_seq, changed = repo.changes_since(s, cube.pk, index.seq)
+        new_seq, changed = changes_since(s, cube.pk, index.seq)
         if not changed:
             return
-        pks, vecs = repo.active_vectors(s, cube.pk, changed, dim=cube.embedding_dim)
+        pks, vecs = active_vectors(s, cube.pk, changed, dim=cube.embedding_dim)
         index.remove(np.asarray(changed, dtype=np.int64))
         index.upsert(pks, vecs)
         text = self._texts.get(cube.pk)
@@ -190,16 +206,16 @@ class IndexManager:
                 with self._lock:
                     text = self._texts.get(cube.pk)
                 if text is None:
-                    seq = repo.max_change_seq(session, cube.pk)  # the snapshot read below
+                    seq = max_change_seq(session, cube.pk)  # the snapshot read below
                     text = CubeTextIndex(seq=seq)
-                    rows = repo.active_text_rows(session, cube.pk)
+                    rows = active_text_rows(session, cube.pk)
                     text.upsert([self._analyze(r) for r in rows])
                     with self._lock:
                         text = self._texts.setdefault(cube.pk, text)
         with self._lock:
             index = self._indexes.get(cube.pk)
             if index is None or text.seq != index.seq:  # in step: no query at all
-                new_seq, changed = repo.changes_since(session, cube.pk, text.seq)
+                new_seq, changed = changes_since(session, cube.pk, text.seq)
                 if changed:
                     self._apply_text(text, session, cube.pk, changed, new_seq)
             return text
@@ -213,7 +229,7 @@ class IndexManager:
         self, text: CubeTextIndex, s: Session, cube_pk: int, changed: list[int], new_seq: int
     ) -> None:
         text.remove(changed)
-        text.upsert([self._analyze(r) for r in repo.active_text_rows(s, cube_pk, changed)])
+        text.upsert([self._analyze(r) for r in active_text_rows(s, cube_pk, changed)])
         text.seq = new_seq
 
     # ---- persistence ----------------------------------------------------------------------------
@@ -245,7 +261,6 @@ class IndexManager:
         with self._lock:
             self._texts.pop(cube.pk, None)
             index = self._rebuild(cube, "requested")
-            index.set_mode(self.mode_for(cube), oversample=self.oversample)
             self._indexes[cube.pk] = index
             return index
 
@@ -265,7 +280,7 @@ class IndexManager:
     def state(self, cube: CubeRow) -> IndexState:
         index = self.get(cube)
         with self.db.read() as s:
-            db_seq = repo.max_change_seq(s, cube.pk)
+            db_seq = max_change_seq(s, cube.pk)
         path = self.path_for(cube)
         return IndexState(
             cube_id=cube.id,
@@ -276,4 +291,5 @@ class IndexManager:
             file_exists=path.exists(),
             last_rebuild_reason=self._rebuild_reason.get(cube.pk),
             mode=index.mode,
+            spec=index.spec.describe(),
         )

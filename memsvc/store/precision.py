@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from memsvc.kernels.encoders import _symmetric_codes, pack_sign_bits
+from memsvc.kernels.encoders import pack_sign_bits, symmetric_codes
 
 __all__ = ["PRECISIONS", "decode_stored", "encode_stored", "stored_bytes"]
 
@@ -34,7 +34,7 @@ def encode_stored(vec: np.ndarray, precision: str) -> bytes:
         return x.tobytes()
     if precision == "int8":
         scale = np.float32(max(float(np.abs(x).max(initial=0.0)), 1e-12) / 127.0)
-        return scale.tobytes() + _symmetric_codes(x, np.full_like(x, scale), 127)[0].tobytes()
+        return scale.tobytes() + symmetric_codes(x, np.full_like(x, scale), 127)[0].tobytes()
     if precision == "binary":
         norm = np.float32(np.linalg.norm(x))
         return norm.tobytes() + pack_sign_bits(x)[0].tobytes()

@@ -1,15 +1,19 @@
 """Two-stage search for one cube: scan compact codes for `k * oversample` candidates, then
 rescore them exactly.
 
-`binary+rescore` scans centered, randomly rotated sign bits (48 bytes at 384 dimensions) by
-Hamming distance; `int8` scans int8 codes (per-dimension scales) by integer dot product.
-Rescoring reads the float vectors. Measured on 100k real MiniLM vectors, one thread:
-rotated sign bits + rescoring of 20 x k gave recall@10 1.000 in 0.48 ms per query against
+The table is built from an `IndexSpec` (store.index_spec): `RBin` scans centered, randomly
+rotated sign bits (48 bytes at 384 dimensions) by Hamming distance, `SQ8` int8 codes
+(per-dimension scales) by integer dot product; `Rescore<N>` is the oversample. Rescoring reads
+the float vectors. Measured on 100k real MiniLM vectors, one thread: rotated sign bits +
+rescoring of 20 x k (`RBin,Rescore20`) gave recall@10 1.000 in 0.48 ms per query against
 14.8 ms for exact search (1M: 0.992, 2.7 ms vs 121 ms; `python -m memsvc.evals.bench_kernels`).
 
-The table is derived data: rows live in growable arrays (swap-remove on delete) rebuilt from
-the cube's exact index on load, so the index file format does not change. The encoder is
-fitted on the data it indexes and refitted (codes recomputed) whenever the table has doubled.
+The codes are derived data: rows live in growable arrays (swap-remove on delete), the cube's
+index file keeps only the vectors (and the spec) and the codes are recomputed on load. The
+encoder is fitted on the data it indexes and refitted (codes recomputed) whenever the table
+has doubled.
+Searches run on the kernel backend's device-resident table when it has one (triton), else
+through the CPU backend.
 """
 
 from __future__ import annotations
@@ -20,36 +24,64 @@ import numpy as np
 
 from memsvc.kernels import backend
 from memsvc.kernels.encoders import Int8Quantizer, RotatedSignEncoder
+from memsvc.store.index_spec import DEFAULT_OVERSAMPLE, MODES, IndexSpec, parse_index_spec
 
 __all__ = ["MODES", "CodeTable"]
 
-MODES = ("exact", "int8", "binary+rescore")
-
 
 class CodeTable:
-    def __init__(self, dim: int, mode: str, *, oversample: int = 20, seed: int = 0) -> None:
-        if mode not in MODES or mode == "exact":
-            raise ValueError(f"two-stage mode must be int8 or binary+rescore, not {mode!r}")
+    """Codes for the scan and float32 vectors for rescoring, one row per record pk.
+
+    `spec`: an `IndexSpec` or a string `parse_index_spec` accepts (a legacy mode name takes
+    `oversample`), naming a two-stage index (`SQ8` or `RBin`)."""
+
+    def __init__(
+        self,
+        dim: int,
+        spec: IndexSpec | str,
+        *,
+        oversample: int = DEFAULT_OVERSAMPLE,
+        seed: int = 0,
+    ) -> None:
+        if isinstance(spec, str):
+            spec = parse_index_spec(spec, oversample=oversample)
+        if not spec.two_stage:
+            raise ValueError(
+                f"two-stage mode must be int8 or binary+rescore (spec SQ8 or RBin), "
+                f"not {spec.mode!r} ({spec})"
+            )
         self.dim = dim
-        self.mode = mode
-        self.oversample = max(1, oversample)
+        self.spec = spec
         self.seed = seed
         self.n = 0
         self.pks = np.empty(0, np.int64)
         self.vecs = np.empty((0, dim), np.float32)
-        self.codes = np.empty(
-            (0, self._code_width()), np.uint8 if mode == "binary+rescore" else np.int8
-        )
+        self.codes = np.empty((0, spec.scan_bytes(dim)), np.uint8 if self._binary else np.int8)
         self.row: dict[int, int] = {}
         self._sorted: tuple[np.ndarray, np.ndarray] | None = None  # (sorted pks, their rows)
         self._encoder: RotatedSignEncoder | Int8Quantizer | None = None
         self._fitted_at = 0
         # With the triton backend the codes and vectors live on the device too; rows changed
         # since the last search are re-sent (None: everything is, after a refit or a resize).
-        self._device = backend.resident_table()
+        # Without a device table (or when it does not fit) the CPU backend searches the host.
+        self._device = backend.get_backend().resident_table()
+        self._host = backend.get_backend("cpu")
         self._dirty: set[int] | None = None
         if self._device is not None:  # a dropped table gives its device memory back
             weakref.finalize(self, self._device.drop)
+
+    @property
+    def mode(self) -> str:
+        """The legacy mode name (int8, binary+rescore)."""
+        return self.spec.mode
+
+    @property
+    def oversample(self) -> int:
+        return self.spec.oversample
+
+    @property
+    def _binary(self) -> bool:
+        return self.spec.encoding == "RBin"
 
     # ---- maintenance -----------------------------------------------------------------------
 
@@ -101,9 +133,6 @@ class CodeTable:
         if self._dirty is not None:
             self._dirty.update(range(start, end))
 
-    def _code_width(self) -> int:
-        return (self.dim + 7) // 8 if self.mode == "binary+rescore" else self.dim
-
     def _append(self, pks: np.ndarray, vecs: np.ndarray) -> None:
         if not len(pks):
             return
@@ -120,7 +149,7 @@ class CodeTable:
 
     def _refit(self) -> None:
         data = self.vecs[: self.n]
-        if self.mode == "binary+rescore":
+        if self._binary:
             self._encoder = (
                 RotatedSignEncoder.fit(data, seed=self.seed)
                 if self.n
@@ -195,13 +224,9 @@ class CodeTable:
         )
         found = self._search_on_device(q_codes, q, k, c)
         if found is None:
-            if c >= self.n:  # small table: everything is a candidate
-                rows = np.tile(np.arange(self.n), (len(q), 1))
-            elif isinstance(self._encoder, RotatedSignEncoder):
-                rows = backend.hamming_topk(q_codes, self.codes[: self.n], c, backend="cpu")[1]
-            else:
-                rows = backend.int8_topk(q_codes, self.codes[: self.n], c, backend="cpu")[1]
-            found = backend.rescore_topk(q, self.vecs[: self.n], rows, k, backend="cpu")
+            found = self._host.two_stage_topk(
+                q_codes, q, self.codes[: self.n], self.vecs[: self.n], k, candidates=c
+            )
         scores, best = found
         out = []
         for s, b in zip(scores, best, strict=True):

@@ -1,9 +1,11 @@
 """One cube's vector index and its on-disk file.
 
 The file holds a small JSON header (format, dim, embedding model, change-log sequence covered,
-CRC of the payload) and a FAISS index. It is written to a temporary file, fsynced and renamed,
-so a crash leaves either the old file or the new one, never a torn one; a file that fails its
-checks is treated as missing and rebuilt from the database.
+the index spec it was built with, CRC of the payload) and a payload: a FAISS index (`Flat`), or
+the pks and float32 vectors of a two-stage table (whose codes are derived on load). It is
+written to a temporary file, fsynced and renamed, so a crash leaves either the old file or the
+new one, never a torn one; a file that fails its checks (a spec it cannot parse included) is
+treated as missing and rebuilt from the database.
 """
 
 from __future__ import annotations
@@ -22,7 +24,13 @@ import faiss
 import numpy as np
 
 from memsvc.store.errors import StoreError
-from memsvc.store.two_stage import MODES, CodeTable
+from memsvc.store.index_spec import (
+    DEFAULT_OVERSAMPLE,
+    IndexSpec,
+    IndexSpecError,
+    parse_index_spec,
+)
+from memsvc.store.two_stage import CodeTable
 
 __all__ = [
     "CubeIndex",
@@ -62,43 +70,65 @@ class IndexHeader:
 
 
 class CubeIndex:
-    """Inner-product search over one cube's active record vectors (ids = record pks).
+    """Inner-product search over one cube's active record vectors (ids = record pks), built
+    from an `IndexSpec` (default `Flat`).
 
-    `exact` mode keeps a FAISS flat index. A two-stage `mode` ("int8", "binary+rescore") keeps
-    a code table instead (codes for the scan plus the float vectors for rescoring, one copy);
-    filtered searches (an `allowed` set) are exact in both."""
+    `Flat` keeps a FAISS flat index. A two-stage spec (`SQ8...`, `RBin...`) keeps a code table
+    instead (codes for the scan plus the float vectors for rescoring, one copy); filtered
+    searches (an `allowed` set) are exact in both."""
 
-    def __init__(self, dim: int, model: str, *, seq: int = 0) -> None:
+    def __init__(
+        self, dim: int, model: str, *, seq: int = 0, spec: IndexSpec | str = "Flat"
+    ) -> None:
         self.dim = dim
         self.model = model
         self.seq = seq
         self.dirty = False
         self.lock = threading.Lock()
-        self._index: faiss.IndexIDMap2 | None = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        self.spec = parse_index_spec(spec) if isinstance(spec, str) else spec
+        self._index: faiss.IndexIDMap2 | None = None
         # remove_ids rewrites the whole flat array, so only ids actually held are removed.
         self._ids: set[int] = set()
-        self.mode = "exact"
         self._table: CodeTable | None = None
+        self._build(np.empty(0, np.int64), np.empty((0, dim), np.float32))
 
-    def set_mode(self, mode: str, *, oversample: int = 20) -> None:
-        """Switch the search mode; a two-stage table is built from the vectors held."""
-        if mode not in MODES:
-            raise ValueError(f"unknown search mode {mode!r}; choose from {', '.join(MODES)}")
+    @property
+    def mode(self) -> str:
+        """The legacy name of the spec's encoding (exact, int8, binary+rescore)."""
+        return self.spec.mode
+
+    def set_spec(self, spec: IndexSpec | str) -> None:
+        """Rebuild in another spec from the vectors held (nothing to do if it is the same);
+        the file is then out of date (`dirty`) until saved again."""
+        spec = parse_index_spec(spec) if isinstance(spec, str) else spec
         with self.lock:
-            pks, vecs = self._held()
-            self.mode = mode
-            if mode == "exact":
-                self._table = None
-                self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
-                if len(pks):
-                    self._index.add_with_ids(vecs, pks)
-                self._ids = {int(p) for p in pks}
+            if spec == self.spec:
                 return
-            table = CodeTable(self.dim, mode, oversample=oversample)
-            table.rebuild(pks, vecs)
-            self._table = table
-            self._index = None  # the table holds the only copy of the vectors
-            self._ids = set()
+            pks, vecs = self._held()
+            self.spec = spec
+            self._build(pks, vecs)
+            self.dirty = True
+
+    def set_mode(self, mode: str, *, oversample: int = DEFAULT_OVERSAMPLE) -> None:
+        """`set_spec` by a legacy mode name (which takes `oversample`) or a spec string."""
+        self.set_spec(parse_index_spec(mode, oversample=oversample))
+
+    def _build(self, pks: np.ndarray, vecs: np.ndarray) -> None:
+        """The structure `self.spec` names, holding (pks, vecs)."""
+        if self._table is not None:
+            self._table.close()
+        if not self.spec.two_stage:
+            self._table = None
+            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.dim))
+            if len(pks):
+                self._index.add_with_ids(vecs, pks)
+            self._ids = {int(p) for p in pks}
+            return
+        table = CodeTable(self.dim, self.spec)
+        table.rebuild(pks, vecs)
+        self._table = table
+        self._index = None  # the table holds the only copy of the vectors
+        self._ids = set()
 
     def _held(self) -> tuple[np.ndarray, np.ndarray]:
         """(pks, vectors) of every record held, copied."""
@@ -194,6 +224,7 @@ class CubeIndex:
             header = {
                 "format": FORMAT,
                 "kind": kind,
+                "spec": self.spec.describe(),
                 "dim": self.dim,
                 "model": self.model,
                 "seq": self.seq,
@@ -215,17 +246,24 @@ class CubeIndex:
         payload = data[12 + hlen :]
         if header.get("format") != FORMAT or zlib.crc32(payload) != header.get("crc32"):
             raise IndexFileError("index file is corrupt (format or checksum mismatch)")
-        idx = cls(int(header["dim"]), str(header["model"]), seq=int(header["seq"]))
-        if header.get("kind", "faiss") == "vectors":  # written in a two-stage mode
+        kind = header.get("kind", "faiss")
+        try:  # files from before specs were saved: a FAISS payload is Flat
+            spec = parse_index_spec(header.get("spec") or "Flat")
+        except IndexSpecError as exc:
+            raise IndexFileError(f"index file names an unknown spec: {exc}") from exc
+        dim, model, seq = int(header["dim"]), str(header["model"]), int(header["seq"])
+        if kind == "vectors":  # written by a two-stage table: its codes are rebuilt here
             with np.load(io.BytesIO(payload)) as arrays:
                 pks, vecs = arrays["pks"], arrays["vecs"]
-            if len(pks) != header["count"] or vecs.shape != (len(pks), idx.dim):
+            if len(pks) != header["count"] or vecs.shape != (len(pks), dim):
                 raise IndexFileError("index file disagrees with its header")
-            if len(pks):
-                assert idx._index is not None
-                idx._index.add_with_ids(np.ascontiguousarray(vecs, np.float32), pks)
-                idx._ids = {int(p) for p in pks}
+            idx = cls(dim, model, seq=seq)
+            idx.spec = spec
+            idx._build(np.asarray(pks, np.int64), np.ascontiguousarray(vecs, np.float32))
             return idx
+        if spec.two_stage:
+            raise IndexFileError("index file disagrees with its header (spec and payload)")
+        idx = cls(dim, model, seq=seq)
         loaded = faiss.deserialize_index(np.frombuffer(payload, dtype=np.uint8))
         if loaded.ntotal != header["count"] or loaded.d != idx.dim:
             raise IndexFileError("index file disagrees with its header")

@@ -29,7 +29,7 @@ async def search_memories(body: SearchRequest, memory: TenantMemory) -> Response
     """The k most relevant records, best first, with per-channel explanations."""
     # The hot path: served on the event loop (the embedding is awaited, no pool thread is
     # held) and serialized once, without re-validating hits that are already models.
-    hits = await memory._recall_async(**body.model_dump(exclude_unset=True))
+    hits = await memory.arecall(**body.model_dump(exclude_unset=True))
     return Response(_HITS.dump_json(hits), media_type="application/json")
 
 

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from memsvc.retrieval.context import QueryContext, Ranked
 
 
-def dense(ctx: QueryContext) -> Ranked:
-    pks, scores = ctx.index.search(ctx.qvec, ctx.n, allowed=ctx.allowed, candidates=ctx.scan)
-    out = [(int(p), float(s)) for p, s in zip(pks, scores, strict=True)]
-    ctx.pool.update(out)
-    return out
+def dense(ctx: QueryContext, scores: Mapping[int, float]) -> Ranked:
+    return list(ctx.dense_hits)

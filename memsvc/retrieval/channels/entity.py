@@ -10,6 +10,8 @@ through "Alice's sister is Beth".
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from memsvc.retrieval.context import QueryContext, Ranked
@@ -18,7 +20,7 @@ from memsvc.retrieval.entities import query_names
 HOP_SEEDS = 20  # best 1-hop records whose other entities are followed
 
 
-def entity(ctx: QueryContext) -> Ranked:
+def entity(ctx: QueryContext, scores: Mapping[int, float]) -> Ranked:
     text = ctx.text
     if text is None:
         return []

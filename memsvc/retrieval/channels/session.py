@@ -8,20 +8,23 @@ evidence recall@10 0.62 -> 0.68 with weight 0.5).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
-from memsvc.retrieval.context import QueryContext
+from memsvc.retrieval.context import QueryContext, Ranked
 
 PARENTS = 30  # how many of the best fused hits may pass a boost on
 
 
-def session(ctx: QueryContext, fused: dict[int, float], weight: float) -> dict[int, float]:
-    """Bonus per record (added to its fused score)."""
+def session(ctx: QueryContext, scores: Mapping[int, float]) -> Ranked:
+    """(answer, the fused score of the hit asking before it): the pipeline adds `weight`
+    times it."""
     text = ctx.text
-    if text is None or weight <= 0:
-        return {}
+    if text is None:
+        return []
     pairs: list[tuple[int, int]] = []  # (asking hit, the record after it)
-    for pk in sorted(fused, key=lambda p: -fused[p])[:PARENTS]:
+    for pk in sorted(scores, key=lambda p: -scores[p])[:PARENTS]:
         doc = text.docs.get(pk)
         if doc is None or not doc.asks:
             continue
@@ -31,7 +34,7 @@ def session(ctx: QueryContext, fused: dict[int, float], weight: float) -> dict[i
     if pairs and ctx.allowed is not None:  # the answer must pass the filters too
         ok = np.isin(np.fromiter((n for _, n in pairs), np.int64, len(pairs)), ctx.allowed)
         pairs = [p for p, keep in zip(pairs, ok, strict=True) if keep]
-    bonus: dict[int, float] = {}
+    signal: dict[int, float] = {}
     for pk, nxt in pairs:
-        bonus[nxt] = bonus.get(nxt, 0.0) + weight * fused[pk]
-    return bonus
+        signal[nxt] = signal.get(nxt, 0.0) + scores[pk]
+    return sorted(signal.items(), key=lambda x: (-x[1], x[0]))

@@ -9,13 +9,15 @@ ranked by cosine; other questions get nothing from this channel.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import numpy as np
 
 from memsvc.retrieval.context import QueryContext, Ranked
 from memsvc.retrieval.timeexpr import asks_when, find_times
 
 
-def temporal(ctx: QueryContext) -> Ranked:
+def temporal(ctx: QueryContext, scores: Mapping[int, float]) -> Ranked:
     if ctx.text is None:
         return []
     spans = find_times(ctx.query, ctx.at)

@@ -1,5 +1,12 @@
-"""The SDK methods of the activation and parametric tiers, mixed into `Memory`:
-`generate`, `promote`, `demote` and `consolidate` (memsvc/tiers.py does the work)."""
+"""The activation and parametric tiers as a service: `generate`, `promote`, `demote` and
+`consolidate` (the SDK methods `Memory` delegates to), and the two hooks the lifecycle
+calls when a tier record is deleted (`files_gone`) or restored (`restore`).
+
+memsvc/tiers.py (`engine.tiers`) does the work: building, checking and evicting caches and
+adapters. This module checks the caller's input and access (through `CubeService`) and turns
+tier failures into the public errors. `get` and `recall` are the facade's own methods, passed
+in so that nothing here imports `Memory`.
+"""
 
 from __future__ import annotations
 
@@ -9,21 +16,22 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
 from memsvc.activation import context_ids
-from memsvc.errors import Conflict, InvalidInput, ModelUnavailable
+from memsvc.errors import Conflict, CubeNotFound, InvalidInput, ModelUnavailable
 from memsvc.lm import LMError, LocalLM
 from memsvc.models import Filters, Generation, Hit, MemoryRecord
 from memsvc.parametric import LoraSettings
 from memsvc.retrieval.recipe import Recipe
-from memsvc.store import repository as repo
 from memsvc.store.blobs import BlobError
-from memsvc.store.orm import CubeRow, RecordRow
+from memsvc.store.data import CubeData, RecordData
+from memsvc.store.tx import Tx
 from memsvc.tiers import TierError, Tiers
 from memsvc.validation import check_text
 
 if TYPE_CHECKING:
-    from memsvc.memory import _Engine
+    from memsvc.services.cubes import CubeService
+    from memsvc.services.engine import Engine
 
-__all__ = ["TierMethods"]
+__all__ = ["MAX_CONSOLIDATE", "MAX_NEW_TOKENS", "TierName", "TierService"]
 
 TierName = Literal["activation", "parametric"]
 MAX_NEW_TOKENS = 1024
@@ -38,17 +46,26 @@ def _tier_error(exc: Exception) -> Exception:
     return InvalidInput(str(exc))
 
 
-class TierMethods:
-    _engine: _Engine
+def _cube_of(tx: Tx, record: RecordData) -> CubeData:
+    cube = tx.cubes.by_pk(record.cube_pk)
+    if cube is None:  # cannot happen inside one transaction: a record's cube outlives it
+        raise CubeNotFound(f"the cube of record {record.id} is gone", details={"id": record.id})
+    return cube
 
-    # provided by Memory
-    def _get_row(self, s: Any, id: str, *, write: bool = False) -> RecordRow: ...
-    def _find_cube(self, s: Any, cube: str, *, write: bool = False) -> CubeRow: ...
-    def _cube_for(
-        self, *, cube: str | None, user_id: str | None, create: bool, write: bool = False
-    ) -> CubeRow | None: ...
-    def recall(self, query: str, **kw: Any) -> list[Hit]: ...
-    def get(self, id: str) -> MemoryRecord: ...
+
+class TierService:
+    """The tier methods of one tenant's `Memory`."""
+
+    def __init__(
+        self,
+        cubes: CubeService,
+        get: Callable[[str], MemoryRecord],
+        recall: Callable[..., list[Hit]],
+    ) -> None:
+        self._cubes = cubes
+        self._engine: Engine = cubes.engine
+        self._get = get
+        self._recall = recall
 
     @property
     def _tiers(self) -> Tiers:
@@ -60,7 +77,7 @@ class TierMethods:
         return self._engine.tiers.lm
 
     def _now(self) -> datetime:
-        return self._engine.clock.now()
+        return self._engine.now()
 
     def generate(
         self,
@@ -96,29 +113,29 @@ class TierMethods:
         if not isinstance(use_cache, bool):
             raise InvalidInput("use_cache must be true or false", details={"field": "use_cache"})
         hits = (
-            self.recall(prompt, user_id=user_id, k=k, filters=filters, cube=cube, recipe=recipe)
+            self._recall(prompt, user_id=user_id, k=k, filters=filters, cube=cube, recipe=recipe)
             if k
             else []
         )
-        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False)
+        cube_data = self._cubes.cube_for(cube=cube, user_id=user_id, create=False)
         adapter_name = None
         if adapter is not None:
-            with self._engine.db.read() as s:
-                arow = self._get_row(s, adapter)
-                if arow.tier != "parametric" or arow.status != "active":
-                    raise InvalidInput(
-                        f"{adapter} is not an active parametric record",
-                        details={"field": "adapter"},
-                    )
+            with self._engine.db.reading() as tx:
+                arec = self._cubes.record(tx, adapter)
+            if arec.tier != "parametric" or arec.status != "active":
+                raise InvalidInput(
+                    f"{adapter} is not an active parametric record",
+                    details={"field": "adapter"},
+                )
             try:
-                adapter_name = self._tiers.load_adapter(arow)
+                adapter_name = self._tiers.load_adapter(arec)
             except (TierError, LMError, BlobError) as exc:
                 raise _tier_error(exc) from exc
         try:
             return self._generate(
                 prompt,
                 hits,
-                cube_row,
+                cube_data,
                 use_cache=use_cache,
                 adapter=adapter_name,
                 max_tokens=max_tokens,
@@ -131,7 +148,7 @@ class TierMethods:
         self,
         prompt: str,
         hits: list[Hit],
-        cube_row: CubeRow | None,
+        cube: CubeData | None,
         *,
         use_cache: bool,
         adapter: str | None,
@@ -144,12 +161,12 @@ class TierMethods:
         lm = tiers.lm
         by_id = {h.record.id: h for h in hits}
         use = None
-        if cube_row is not None and hits and adapter is None:
-            tiers.generated.add(cube_row.pk)
-            choice = tiers.choose_cache(cube_row, list(by_id))
+        if cube is not None and hits and adapter is None:
+            tiers.generated.add(cube.pk)
+            choice = tiers.choose_cache(cube, list(by_id))
             if choice is not None:
                 try:
-                    use = tiers.fresh_cache(cube_row, choice, now, load=use_cache)
+                    use = tiers.fresh_cache(cube, choice, now, load=use_cache)
                 except (TierError, BlobError):  # its records are gone, or a bad file
                     use = None
         covered = [by_id[i] for i in use.covered if i in by_id] if use else []
@@ -185,16 +202,16 @@ class TierMethods:
 
     def _ids_in_one_cube(
         self, ids: str | Sequence[str], *, write: bool
-    ) -> tuple[CubeRow, list[str]]:
+    ) -> tuple[CubeData, list[str]]:
         ids = [ids] if isinstance(ids, str) else list(ids)
         if not ids or not all(isinstance(i, str) for i in ids):
             raise InvalidInput("give one or more record ids", details={"field": "id"})
-        with self._engine.db.read() as s:
-            rows = [self._get_row(s, i, write=write) for i in ids]
-            cubes = {r.cube_pk for r in rows}
+        with self._engine.db.reading() as tx:
+            recs = [self._cubes.record(tx, i, write=write) for i in ids]
+            cubes = {r.cube_pk for r in recs}
             if len(cubes) != 1:
                 raise InvalidInput("the records are in different cubes", details={"field": "id"})
-            return rows[0].cube, [r.id for r in rows]
+            return _cube_of(tx, recs[0]), [r.id for r in recs]
 
     def promote(self, id: str | Sequence[str], *, tier: TierName = "activation") -> MemoryRecord:
         """Move memories up a tier: "activation" builds one KV cache of the records (in the
@@ -203,26 +220,26 @@ class TierMethods:
         if tier not in ("activation", "parametric"):
             raise InvalidInput("tier must be activation or parametric", details={"field": "tier"})
         if tier == "parametric":
-            cube_row, ids = self._ids_in_one_cube(id, write=True)
-            return self.consolidate(cube_row.id, record_ids=ids)
-        cube_row, ids = self._ids_in_one_cube(id, write=True)
+            cube, ids = self._ids_in_one_cube(id, write=True)
+            return self.consolidate(cube.id, record_ids=ids)
+        cube, ids = self._ids_in_one_cube(id, write=True)
         try:
-            rec_id = self._tiers.build_activation(cube_row, ids, self._now())
-            self._tiers.evict(cube_row, self._now())
+            rec_id = self._tiers.build_activation(cube, ids, self._now())
+            self._tiers.evict(cube, self._now())
         except (TierError, LMError, BlobError) as exc:
             raise _tier_error(exc) from exc
-        return self.get(rec_id)
+        return self._get(rec_id)
 
     def demote(self, id: str) -> list[str]:
         """Move down a tier: an activation or parametric record is deleted with its file
         (listed as deleted, kept in history); for a plaintext record, the caches built from
         it are. Returns the ids of the tier records removed."""
-        with self._engine.db.read() as s:
-            row = self._get_row(s, id, write=True)
+        with self._engine.db.reading() as tx:
+            rec = self._cubes.record(tx, id, write=True)
             targets = (
-                [row.id]
-                if row.tier != "plaintext"
-                else self._tiers.covering(s, row.cube_pk, row.id)
+                [rec.id]
+                if rec.tier != "plaintext"
+                else self._tiers.covering(tx, rec.cube_pk, rec.id)
             )
         now = self._now()
         removed = [t for t in targets if self._tiers.remove(t, now, change="demote")]
@@ -255,18 +272,18 @@ class TierMethods:
             ).check()
         except (TypeError, ValueError) as exc:
             raise InvalidInput(str(exc), details={"field": "steps"}) from exc
-        cube_row = self._cube_for(cube=cube, user_id=user_id, create=False, write=True)
-        if cube_row is None:
+        cube_data = self._cubes.cube_for(cube=cube, user_id=user_id, create=False, write=True)
+        if cube_data is None:
             raise InvalidInput("the user has no memories yet", details={"field": "user_id"})
         if record_ids is None:
-            with self._engine.db.read() as s:
-                rows = Tiers.plain_active(s, cube_row.pk, MAX_CONSOLIDATE + 1)
-            if len(rows) > MAX_CONSOLIDATE:
+            with self._engine.db.reading() as tx:
+                recs = tx.tiers.plain_active(cube_data.pk, MAX_CONSOLIDATE + 1)
+            if len(recs) > MAX_CONSOLIDATE:
                 raise InvalidInput(
                     f"the cube has over {MAX_CONSOLIDATE} memories: pass record_ids",
                     details={"field": "record_ids"},
                 )
-            ids = [r.id for r in rows]
+            ids = [r.id for r in recs]
         else:
             if isinstance(record_ids, str) or not all(isinstance(i, str) for i in record_ids):
                 raise InvalidInput(
@@ -281,40 +298,39 @@ class TierMethods:
             raise InvalidInput("no memories to consolidate", details={"field": "record_ids"})
         try:
             rec_id = self._tiers.consolidate(
-                cube_row, ids, self._now(), settings, progress=progress
+                cube_data, ids, self._now(), settings, progress=progress
             )
         except (TierError, LMError, BlobError, ValueError) as exc:
             raise _tier_error(exc) from exc
-        return self.get(rec_id)
+        return self._get(rec_id)
 
-    def _tier_files_gone(self, row: RecordRow) -> None:
+    # ---- hooks of the lifecycle ---------------------------------------------------------------
+
+    def files_gone(self, record: RecordData) -> None:
         """After a tier record was deleted: its file goes, and its adapter off the model."""
-        if row.tier != "plaintext":
-            self._tiers.blobs.remove((row.source or {}).get("blob"))
-            self._tiers.lm_unload(row.id)
+        if record.tier != "plaintext":
+            self._tiers.blobs.remove(record.source.get("blob"))
+            self._tiers.lm_unload(record.id)
 
-    def _restore_tier(self, row: RecordRow) -> MemoryRecord:
+    def restore(self, record: RecordData) -> MemoryRecord:
         """An activation record comes back with its cache rebuilt; an adapter only while
         its file is still there (training again is `consolidate`)."""
         now = self._now()
-        rel = (row.source or {}).get("blob", "")
-        if row.tier == "parametric" and not self._tiers.blobs.exists(rel):
+        rel = record.source.get("blob", "")
+        if record.tier == "parametric" and not self._tiers.blobs.exists(rel):
             raise Conflict(
-                f"adapter {row.id} has no file any more: consolidate again",
-                details={"id": row.id},
+                f"adapter {record.id} has no file any more: consolidate again",
+                details={"id": record.id},
             )
-        with self._engine.db.write() as s:
-            live = self._row_for_write(s, row.id)
-            live.status = "active"
-            repo.new_version(s, live, "restore", now, op=None)
-            cube_row = live.cube
-        if row.tier == "activation":
+        with self._engine.db.writing() as tx:
+            live = self._cubes.record_for_write(tx, record.id)
+            live = tx.records.change(
+                live.pk, {"status": "active"}, change="restore", at=now, op=None
+            )
+            cube = _cube_of(tx, live)
+        if record.tier == "activation":
             try:
-                self._tiers.fresh_cache(cube_row, self._tiers_row(row.id), now, load=False)
+                self._tiers.fresh_cache(cube, live, now, load=False)
             except (TierError, LMError, BlobError) as exc:
                 raise _tier_error(exc) from exc
-        return self.get(row.id)
-
-    def _tiers_row(self, id: str) -> RecordRow:
-        with self._engine.db.read() as s:
-            return self._get_row(s, id)
+        return self._get(record.id)

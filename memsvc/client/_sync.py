@@ -1,0 +1,361 @@
+"""`MemoryClient`: `Memory` over HTTP, blocking (httpx.Client).
+
+Requests are built and responses parsed by `_base._BaseClient`; this twin only sends them.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+import httpx
+
+from memsvc.client._base import (
+    Progress,
+    StatusArg,
+    _BaseClient,
+    _Call,
+    _counts,
+    _cube_file,
+    _drop_none,
+    _owned,
+    _report_training,
+    _seg,
+    _tmp_path,
+    raise_for_error,
+)
+from memsvc.models import (
+    Cube,
+    Filters,
+    Generation,
+    GraphPage,
+    Hit,
+    MaintenanceRun,
+    MemoryRecord,
+    Message,
+    Neighbor,
+    Page,
+    RecordVersion,
+)
+from memsvc.retrieval.recipe import Recipe
+
+
+class MemoryClient(_BaseClient):
+    """`Memory` over HTTP (sync). Parameters: base_url, api_key, timeout, transport."""
+
+    def __init__(
+        self,
+        base_url: str = "http://127.0.0.1:8000",
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self._headers, timeout=timeout, transport=transport
+        )
+
+    def _send(self, call: _Call) -> Any:
+        try:
+            resp = self._http.request(call.method, call.path, **self._encode(call))
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        raise_for_error(resp)
+        return call.parse(resp)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> MemoryClient:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def add(
+        self,
+        text: str | Sequence[str] | None = None,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        *,
+        user_id: str,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        cube: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        kind: str | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        pinned: bool = False,
+    ) -> list[MemoryRecord]:
+        return self._send(
+            self._add(
+                text,
+                messages,
+                user_id=user_id,
+                agent_id=agent_id,
+                session_id=session_id,
+                cube=cube,
+                metadata=metadata,
+                timestamp=timestamp,
+                kind=kind,
+                tags=tags,
+                importance=importance,
+                pinned=pinned,
+            )
+        )
+
+    def recall(
+        self,
+        query: str,
+        *,
+        user_id: str,
+        k: int = 10,
+        filters: Filters | dict[str, Any] | None = None,
+        at: datetime | str | float | None = None,
+        cube: str | None = None,
+        recipe: str | dict[str, Any] | Recipe | None = None,
+    ) -> list[Hit]:
+        return self._send(
+            self._recall(
+                query, user_id=user_id, k=k, filters=filters, at=at, cube=cube, recipe=recipe
+            )
+        )
+
+    def get(self, id: str) -> MemoryRecord:
+        return self._send(self._get(id))
+
+    def update(
+        self,
+        id: str,
+        *,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        kind: str | None = None,
+        event_time: datetime | str | float | None = None,
+        valid_from: datetime | str | float | None = None,
+        valid_to: datetime | str | float | None = None,
+        pinned: bool | None = None,
+    ) -> MemoryRecord:
+        return self._send(
+            self._update(
+                id,
+                text=text,
+                metadata=metadata,
+                tags=tags,
+                importance=importance,
+                kind=kind,
+                event_time=event_time,
+                valid_from=valid_from,
+                valid_to=valid_to,
+                pinned=pinned,
+            )
+        )
+
+    def delete(self, id: str, *, hard: bool = False) -> None:
+        self._send(self._delete(id, hard))
+
+    def history(self, id: str) -> list[RecordVersion]:
+        return self._send(self._history(id))
+
+    def lineage(self, id: str) -> list[MemoryRecord]:
+        return self._send(self._lineage(id))
+
+    def generate(
+        self,
+        prompt: str,
+        *,
+        user_id: str,
+        cube: str | None = None,
+        k: int = 5,
+        use_cache: bool = True,
+        adapter: str | None = None,
+        max_tokens: int = 64,
+        filters: Filters | dict[str, Any] | None = None,
+        recipe: str | dict[str, Any] | Recipe | None = None,
+    ) -> Generation:
+        return self._send(
+            self._generate(
+                prompt,
+                user_id=user_id,
+                cube=cube,
+                k=k,
+                use_cache=use_cache,
+                adapter=adapter,
+                max_tokens=max_tokens,
+                filters=filters,
+                recipe=recipe,
+            )
+        )
+
+    def promote(
+        self, id: str | Sequence[str], *, tier: Literal["activation", "parametric"] = "activation"
+    ) -> MemoryRecord:
+        return self._send(self._promote(id, tier))
+
+    def demote(self, id: str) -> list[str]:
+        return self._send(self._demote(id))
+
+    def consolidate(
+        self,
+        cube: str | None = None,
+        *,
+        user_id: str | None = None,
+        record_ids: Sequence[str] | None = None,
+        steps: int | None = None,
+        rank: int | None = None,
+        learning_rate: float | None = None,
+        progress: Callable[[int, int, float], None] | None = None,
+    ) -> MemoryRecord:
+        """Training runs on the server; `progress` is called once, when it is done."""
+        rec = self._send(
+            self._consolidate(
+                cube,
+                user_id,
+                record_ids=record_ids,
+                steps=steps,
+                rank=rank,
+                learning_rate=learning_rate,
+            )
+        )
+        _report_training(rec, progress)
+        return rec
+
+    def restore(self, id: str) -> MemoryRecord:
+        return self._send(self._restore(id))
+
+    def maintain(self, cube: str | None = None) -> list[MaintenanceRun]:
+        """Maintenance now on one cube, or on each cube this key's tenant owns."""
+        names = [cube] if cube else _owned(self.list_cubes())
+        return [self._send(self._maintain(n)) for n in names]
+
+    def maintenance_runs(self, cube: str | None = None) -> list[MaintenanceRun]:
+        names = [cube] if cube else _owned(self.list_cubes())
+        runs = [self._send(self._last_run(n)) for n in names]
+        return [r for r in runs if r is not None]
+
+    def graph(
+        self,
+        cube: str,
+        *,
+        types: Sequence[str] | str | None = None,
+        limit: int = 200,
+        cursor: str | None = None,
+    ) -> GraphPage:
+        return self._send(self._graph(cube, types=types, limit=limit, cursor=cursor))
+
+    def neighbors(
+        self, id: str, *, types: Sequence[str] | str | None = None, depth: int = 1
+    ) -> list[Neighbor]:
+        return self._send(self._neighbors(id, types=types, depth=depth))
+
+    def list(
+        self,
+        *,
+        user_id: str | None = None,
+        cube: str | None = None,
+        filters: Filters | dict[str, Any] | None = None,
+        status: StatusArg = "active",
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> Page:
+        return self._send(
+            self._list(
+                user_id=user_id,
+                cube=cube,
+                filters=filters,
+                status=status,
+                limit=limit,
+                cursor=cursor,
+            )
+        )
+
+    def create_cube(
+        self,
+        name: str,
+        *,
+        description: str | None = None,
+        owner_user_id: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        search_mode: str | None = None,
+    ) -> Cube:
+        return self._send(
+            self._create_cube(
+                name,
+                description=description,
+                owner_user_id=owner_user_id,
+                metadata=metadata,
+                search_mode=search_mode,
+            )
+        )
+
+    def get_cube(self, cube: str) -> Cube:
+        return self._send(self._get_cube(cube))
+
+    def list_cubes(self) -> list[Cube]:
+        return self._send(self._list_cubes())
+
+    def delete_cube(self, cube: str) -> None:
+        self._send(self._delete_cube(cube))
+
+    def share_cube(self, cube: str, tenant: str) -> Cube:
+        return self._send(self._share_cube(cube, tenant))
+
+    def export_cube(
+        self, cube: str, path: str | Path, *, progress: Progress | None = None
+    ) -> dict[str, int]:
+        """Download the cube file to `path` (atomically); `progress` gets bytes so far."""
+        path = Path(path)
+        tmp = _tmp_path(path)
+        try:
+            with self._http.stream("POST", f"/v1/cubes/{_seg(cube)}/export") as resp:
+                if resp.status_code >= 400:
+                    resp.read()
+                    raise_for_error(resp)
+                total = int(resp.headers.get("content-length", 0)) or None
+                with open(tmp, "wb") as fh:
+                    for chunk in resp.iter_bytes():
+                        fh.write(chunk)
+                        if progress:
+                            progress(resp.num_bytes_downloaded, total)
+                counts = _counts(resp)
+            os.replace(tmp, path)
+            return counts
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def import_cube(
+        self, path: str | Path, *, cube: str | None = None, progress: Progress | None = None
+    ) -> Cube:
+        """Upload a cube file; `progress` gets bytes sent so far."""
+        path, total = _cube_file(path)
+
+        def chunks():  # type: ignore[no-untyped-def]
+            sent = 0
+            with open(path, "rb") as fh:
+                while chunk := fh.read(1 << 20):
+                    sent += len(chunk)
+                    if progress:
+                        progress(sent, total)
+                    yield chunk
+
+        params = _drop_none({"cube": cube})
+        try:
+            resp = self._http.post(
+                "/v1/cubes/import",
+                params=params,
+                content=chunks(),
+                headers={"Content-Type": "application/gzip", "Content-Length": str(total)},
+            )
+        except httpx.TransportError as exc:
+            raise self._unreachable(exc) from exc
+        raise_for_error(resp)
+        return self._cube(resp)

@@ -1,0 +1,102 @@
+"""Operating the service: maintenance of every cube, cube stats, index operations.
+
+These views span tenants (the scheduler's and the metrics' calls) or manage the derived
+indexes of one cube; key administration and the rate limiter are the engine's
+(`engine.keys`, `engine.rate_limiter`), the maintenance lease is `Lease` (memsvc/maintenance.py).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from memsvc.errors import StorageError
+from memsvc.maintenance import last_runs, maintain_cube, run_counts
+from memsvc.models import IndexInfo, MaintenanceRun
+from memsvc.services.cubes import CubeService
+from memsvc.services.lifecycle import run_model
+from memsvc.store.errors import StoreError
+from memsvc.store.vector_index import IndexFileError
+
+__all__ = ["AdminService"]
+
+log = logging.getLogger(__name__)
+
+
+class AdminService:
+    def __init__(self, cubes: CubeService) -> None:
+        self.cubes = cubes
+        self.engine = cubes.engine
+
+    def maintain_all(self) -> list[MaintenanceRun]:
+        with self.engine.db.reading() as tx:
+            cubes = tx.cubes.all()
+        out = []
+        for c in cubes:
+            try:
+                out.append(run_model(maintain_cube(self.engine, c, trigger="scheduled")))
+            except Exception:  # recorded in its run row; the next tick tries again
+                log.exception("maintenance of cube %s failed", c.id)
+        return out
+
+    def cube_stats(self) -> list[dict[str, Any]]:
+        with self.engine.db.reading() as tx:
+            cubes = tx.cubes.all()
+            pks = [c.pk for c in cubes]
+            counts = tx.cubes.record_counts(pks)
+            n_runs = run_counts(tx, pks)
+            latest = last_runs(tx, pks)
+        loaded = self.engine.indexes.loaded_counts()
+        return [
+            {
+                "cube_id": c.id,
+                "tenant": c.tenant,
+                "records": counts[c.pk],
+                "index_vectors": loaded.get(c.pk),
+                "maintenance": {
+                    "runs": n_runs.get(c.pk, 0),
+                    "last": None
+                    if c.pk not in latest
+                    else {
+                        "finished_at": latest[c.pk].finished_at,
+                        "counts": latest[c.pk].counts or {},
+                    },
+                },
+            }
+            for c in cubes
+        ]
+
+    def index_info(self, cube: str) -> IndexInfo:
+        with self.engine.db.reading() as tx:
+            row = self.cubes.find(tx, cube)
+        st = self.engine.indexes.state(row)
+        return IndexInfo(
+            cube=row.name,
+            vectors=st.vectors,
+            seq=st.seq,
+            db_seq=st.db_seq,
+            file=st.file,
+            file_exists=st.file_exists,
+            last_rebuild_reason=st.last_rebuild_reason,
+            mode=st.mode,
+            spec=st.spec,
+        )
+
+    def rebuild_index(self, cube: str) -> IndexInfo:
+        with self.engine.db.reading() as tx:
+            row = self.cubes.find(tx, cube)
+        self.engine.indexes.rebuild(row)
+        return self.index_info(cube)
+
+    def load_indexes(self) -> int:
+        with self.engine.db.reading() as tx:
+            cubes = tx.cubes.all()
+        for c in cubes:
+            self.engine.indexes.get(c)
+        return len(cubes)
+
+    def flush(self) -> None:
+        try:
+            self.engine.indexes.flush()
+        except (StoreError, IndexFileError, OSError) as exc:
+            raise StorageError(f"index flush failed: {exc}") from exc

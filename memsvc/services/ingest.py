@@ -1,0 +1,333 @@
+"""Writes that embed: add, update and restore, one pipeline.
+
+    validate -> items -> turn context -> embed -> one transaction -> index
+
+Validation and embedding run before the transaction (embedding is the slow part and must
+not hold the write lock); the transaction writes records, versions, entity links, follows
+edges and supersession together; the index then applies the write from its change
+sequence numbers, or catches up from the change log when older records changed too.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+
+from memsvc._convert import record_model
+from memsvc.errors import Conflict, InvalidInput
+from memsvc.models import MemoryRecord, Message
+from memsvc.retrieval.analyze import embedding_text, speaker_of
+from memsvc.retrieval.entities import extract_entities
+from memsvc.services.cubes import CubeService
+from memsvc.store.data import CubeData, RecordData
+from memsvc.supersession import key_of, resolve_records
+from memsvc.turn_context import batch_contexts, context_of, session_before
+from memsvc.validation import (
+    check_ident,
+    check_importance,
+    check_message,
+    check_metadata,
+    check_tags,
+    check_text,
+    to_utc,
+)
+
+__all__ = ["IngestService"]
+
+
+@dataclass
+class _Item:
+    """One record to write, before embedding."""
+
+    content: str
+    kind: str
+    source: dict[str, Any]
+    event_time: datetime | None
+    meta: dict[str, Any]
+    context: list[str] = field(default_factory=list)
+
+
+def _check_kind(kind: Any) -> None:
+    if kind is not None and (not isinstance(kind, str) or not 0 < len(kind) <= 32):
+        raise InvalidInput("kind must be 1-32 characters", details={"field": "kind"})
+
+
+def _check_pinned(pinned: Any) -> None:
+    if not isinstance(pinned, bool):
+        raise InvalidInput("pinned must be true or false", details={"field": "pinned"})
+
+
+def _mentions(content: str, source: dict[str, Any]) -> list[tuple[str, str, str]]:
+    ents = extract_entities(content, speaker=speaker_of(source))
+    return [(e.name, e.normalized, e.type) for e in ents]
+
+
+class IngestService:
+    def __init__(
+        self, cubes: CubeService, restore_tier: Callable[[RecordData], MemoryRecord]
+    ) -> None:
+        self.cubes = cubes
+        self.engine = cubes.engine
+        self._restore_tier = restore_tier
+
+    # ---- add -----------------------------------------------------------------------------------
+
+    def add(
+        self,
+        text: str | Sequence[str] | None = None,
+        messages: Sequence[Message | dict[str, Any]] | None = None,
+        *,
+        user_id: str,
+        agent_id: str | None = None,
+        session_id: str | None = None,
+        cube: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        timestamp: datetime | str | float | None = None,
+        kind: str | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        pinned: bool = False,
+    ) -> list[MemoryRecord]:
+        _check_pinned(pinned)
+        check_ident(user_id, field="user_id", required=True)
+        check_ident(agent_id, field="agent_id")
+        check_ident(session_id, field="session_id")
+        when = to_utc(timestamp, field="timestamp")
+        meta = check_metadata(metadata)
+        tag_list = check_tags(tags)
+        imp = check_importance(importance)
+        _check_kind(kind)
+        items = self._items(text, messages, kind=kind, when=when, meta=meta)
+
+        # An explicitly named cube must exist: fail before the (slow) embedding.
+        cube_row = self.cubes.cube_for(cube=cube, user_id=user_id, create=False, write=True)
+        if cube_row is not None:
+            self.cubes.check_model(cube_row)
+        if messages is not None:
+            self._turn_context(items, cube_row, session_id, user_id)
+        vectors = self.engine.embedder.encode(
+            [embedding_text(it.content, it.source, it.event_time, it.context) for it in items]
+        )
+        now = self.engine.now()
+        mentions = [_mentions(it.content, it.source) for it in items]
+        fields = [
+            {
+                "kind": it.kind,
+                "content": it.content,
+                "source": it.source,
+                "user_id": user_id,
+                "agent_id": agent_id,
+                "session_id": session_id,
+                "event_time": it.event_time,
+                "valid_from": it.event_time or now,
+                "created_at": now,
+                "tags": tag_list,
+                "importance": imp,
+                "embedding": vec.tobytes(),
+                "meta": it.meta,
+                "entities": list(dict.fromkeys(m[1] for m in ments)),
+                "pinned": pinned,
+                "fact_key": key_of(it.content, it.source, user_id),
+            }
+            for it, vec, ments in zip(items, vectors, mentions, strict=True)
+        ]
+        if cube_row is None:  # the user's default cube, made now with this model
+            cube_row = self.cubes.cube_for(cube=None, user_id=user_id, create=True)
+            assert cube_row is not None
+            self.cubes.check_model(cube_row)
+        with self.engine.db.writing() as tx:
+            rows, seqs = tx.records.insert(cube_row, fields)
+            tx.graph.link_entities(
+                cube_row.pk, [(r.pk, m) for r, m in zip(rows, mentions, strict=True) if m]
+            )
+            closed = resolve_records(
+                tx,
+                cube_row,
+                [r.pk for r, f in zip(rows, fields, strict=True) if f["fact_key"]],
+                now,
+            )
+            if messages is not None and len(rows) > 1:
+                tx.graph.add_edges(
+                    cube_row.pk, "follows", ((a.pk, b.pk) for a, b in itertools.pairwise(rows)), now
+                )
+        self.engine.indexes.apply_write(
+            cube_row,
+            None if closed else seqs,  # older records changed too: catch up from the log
+            np.fromiter((r.pk for r in rows), np.int64, len(rows)),
+            vectors,
+            rows=rows,
+        )
+        return [record_model(r, cube_row) for r in rows]
+
+    def _items(
+        self,
+        text: str | Sequence[str] | None,
+        messages: Sequence[Message | dict[str, Any]] | None,
+        *,
+        kind: str | None,
+        when: datetime | None,
+        meta: dict[str, Any],
+    ) -> list[_Item]:
+        """The records an add asks for, checked: one per text, or one episode per message."""
+        limit = self.engine.settings.max_text_bytes
+        if (text is None) == (messages is None):
+            raise InvalidInput("give exactly one of text or messages", details={"field": "text"})
+        items: list[_Item] = []
+        if text is not None:
+            texts = [text] if isinstance(text, str | bytes | bytearray) else list(text)
+            if not texts:
+                raise InvalidInput("text list is empty", details={"field": "text"})
+            for i, t in enumerate(texts):
+                field_name = "text" if len(texts) == 1 else f"text[{i}]"
+                content = check_text(t, field=field_name, max_bytes=limit)
+                items.append(_Item(content, kind or "fact", {}, when, meta))
+        else:
+            if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
+                raise InvalidInput("messages must be a list", details={"field": "messages"})
+            if not messages:
+                raise InvalidInput("messages is empty", details={"field": "messages"})
+            for i, raw in enumerate(messages):
+                msg = check_message(raw, i)
+                content = check_text(msg.content, field=f"messages[{i}].content", max_bytes=limit)
+                source = {"role": msg.role, "speaker": msg.name or msg.role, "message_index": i}
+                event_time = to_utc(msg.timestamp, field=f"messages[{i}].timestamp") or when
+                items.append(
+                    _Item(content, kind or "episode", source, event_time, {**meta, **msg.metadata})
+                )
+        most = self.engine.settings.max_batch_records
+        if len(items) > most:
+            raise InvalidInput(
+                f"{len(items)} records in one add; the limit is {most}",
+                details={"field": "text" if text is not None else "messages"},
+            )
+        return items
+
+    def _turn_context(
+        self,
+        items: list[_Item],
+        cube: CubeData | None,
+        session_id: str | None,
+        user_id: str,
+    ) -> None:
+        """Short chat turns are embedded with the turns before them (memsvc/turn_context.py)."""
+        earlier: list[tuple[str, dict[str, Any]]] = []
+        if cube is not None and session_id is not None:
+            with self.engine.db.reading() as tx:
+                earlier = session_before(tx, cube.pk, session_id, user_id)
+        contexts = batch_contexts(earlier, [(it.content, it.source) for it in items])
+        for it, ctx in zip(items, contexts, strict=True):
+            it.context = ctx
+
+    # ---- update --------------------------------------------------------------------------------
+
+    def update(
+        self,
+        id: str,
+        *,
+        text: str | None = None,
+        metadata: dict[str, Any] | None = None,
+        tags: Sequence[str] | None = None,
+        importance: float | None = None,
+        kind: str | None = None,
+        event_time: datetime | str | float | None = None,
+        valid_from: datetime | str | float | None = None,
+        valid_to: datetime | str | float | None = None,
+        pinned: bool | None = None,
+    ) -> RecordData:
+        changes: dict[str, Any] = {}
+        if pinned is not None:
+            _check_pinned(pinned)
+            changes["pinned"] = pinned
+        if text is not None:
+            changes["content"] = check_text(
+                text, field="text", max_bytes=self.engine.settings.max_text_bytes
+            )
+        if metadata is not None:
+            changes["meta"] = check_metadata(metadata)
+        if tags is not None:
+            changes["tags"] = check_tags(tags)
+        if importance is not None:
+            changes["importance"] = check_importance(importance)
+        if kind is not None:
+            _check_kind(kind)
+            changes["kind"] = kind
+        for name, value in (
+            ("event_time", event_time),
+            ("valid_from", valid_from),
+            ("valid_to", valid_to),
+        ):
+            if value is not None:
+                changes[name] = to_utc(value, field=name)
+        if not changes:
+            raise InvalidInput("nothing to update: give at least one field", details={})
+        mentions: list[tuple[str, str, str]] = []
+        if "content" in changes:
+            with self.engine.db.reading() as tx:
+                old = self.cubes.record(tx, id)
+                when = changes.get("event_time", old.event_time)
+                context = context_of(tx, old, changes["content"])
+            text_in = embedding_text(changes["content"], old.source, when, context)
+            vec = self.engine.embedder.encode([text_in])[0]
+            mentions = _mentions(changes["content"], old.source)
+            changes["entities"] = list(dict.fromkeys(m[1] for m in mentions))
+            changes["fact_key"] = key_of(changes["content"], old.source, old.user_id)
+            changes["embedding"], changes["embedding_precision"] = vec.tobytes(), "float32"
+        with self.engine.db.writing() as tx:
+            row = self.cubes.record_for_write(tx, id)
+            if row.status == "deleted":
+                raise Conflict(f"record {id} is deleted", details={"id": id})
+            cube_row = None
+            if "content" in changes:
+                cube_row = tx.cubes.by_pk(row.cube_pk)
+                assert cube_row is not None
+                self.cubes.check_model(cube_row)
+            vf = changes.get("valid_from", row.valid_from)
+            vt = changes.get("valid_to", row.valid_to)
+            if vf is not None and vt is not None and vt <= vf:
+                raise InvalidInput(
+                    "valid_to must be after valid_from", details={"field": "valid_to"}
+                )
+            now = self.engine.now()
+            row = tx.records.change(row.pk, changes, change="update", at=now)
+            if "content" in changes:
+                tx.graph.link_entities(row.cube_pk, [(row.pk, mentions)])
+            if "content" in changes or "valid_from" in changes or "event_time" in changes:
+                cube_row = cube_row or tx.cubes.by_pk(row.cube_pk)
+                assert cube_row is not None
+                resolve_records(tx, cube_row, [row.pk], now)
+            cube_row = cube_row or tx.cubes.by_pk(row.cube_pk)
+        assert cube_row is not None
+        self.engine.indexes.get(cube_row)  # catch up with the change log now
+        return row
+
+    # ---- restore -------------------------------------------------------------------------------
+
+    def restore(self, id: str) -> MemoryRecord | None:
+        """None when restored (the caller reads it back); the record when nothing to do."""
+        with self.engine.db.reading() as tx:
+            row, cube_row = self.cubes.located(tx, id, write=True)
+            if row.status == "active":
+                return record_model(row, cube_row)
+            if row.tier != "plaintext":
+                return self._restore_tier(row)
+            text_in = embedding_text(row.content, row.source, row.event_time, context_of(tx, row))
+        vec = self.engine.embedder.encode([text_in])[0]
+        with self.engine.db.writing() as tx:
+            row = self.cubes.record_for_write(tx, id)
+            self.cubes.check_model(cube_row)
+            if row.status != "active":
+                now = self.engine.now()
+                values = {
+                    "status": "active",
+                    "embedding": vec.tobytes(),
+                    "embedding_precision": "float32",
+                    "last_recalled_at": now,
+                }
+                tx.records.change(row.pk, values, change="restore", at=now)
+        self.engine.indexes.get(cube_row)
+        return None

@@ -1,0 +1,203 @@
+"""Records as the lifecycle passes read and write them: supersession (fact keys, statements
+of one fact), organization (vectors, texts, session order, duplicate merge), forgetting
+(fading batches, stored precision) and reinforcement (strength, recall events).
+
+The writes here are the ones that do not version a record (they never did): the fields
+they set are not part of a record's history. Whether the indexes must see one is the
+caller's call (`tx.changes.append`), as before; a change that versions a record goes
+through `tx.records.change`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Any
+
+import numpy as np
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
+
+from memsvc.store.data import RecordData
+from memsvc.store.errors import StoreError
+from memsvc.store.orm import RecallEventRow, RecordRow
+from memsvc.store.repos.queries import active_vectors
+from memsvc.store.repos.records import records_by_pks
+
+__all__ = ["Lifecycle"]
+
+
+class Lifecycle:
+    def __init__(self, s: Session) -> None:
+        self._s = s
+
+    # ---- reads ---------------------------------------------------------------------------
+
+    def records(self, pks: Sequence[int], *, chunk: int = 500) -> dict[int, RecordData]:
+        """Records by pk (any status), read `chunk` at a time."""
+        wanted = [int(p) for p in pks]
+        out: dict[int, RecordData] = {}
+        for i in range(0, len(wanted), chunk):
+            part = records_by_pks(self._s, wanted[i : i + chunk], with_cube=False)
+            out.update({pk: RecordData.of(r) for pk, r in part.items()})
+        return out
+
+    def get(self, pk: int) -> RecordData | None:
+        """One record as this transaction sees it (its own changes included)."""
+        row = self._s.get(RecordRow, pk)
+        return None if row is None else RecordData.of(row)
+
+    def embedding(self, pk: int) -> bytes | None:
+        """A record's stored vector (in its `embedding_precision`), None if it has none."""
+        return self._s.scalar(select(RecordRow.embedding).where(RecordRow.pk == pk))
+
+    def active_vectors(self, cube_pk: int, *, dim: int) -> tuple[np.ndarray, np.ndarray]:
+        """(pks, float32 vectors) of the cube's active records with an embedding, pk order."""
+        return active_vectors(self._s, cube_pk, dim=dim)
+
+    def contents(self, pks: Sequence[int]) -> dict[int, str]:
+        """Content by record pk."""
+        out: dict[int, str] = {}
+        for i in range(0, len(pks), 20_000):
+            part = [int(p) for p in pks[i : i + 20_000]]
+            q = select(RecordRow.pk, RecordRow.content).where(RecordRow.pk.in_(part))
+            out.update({pk: text for pk, text in self._s.execute(q)})
+        return out
+
+    def session_turns(
+        self, cube_pk: int, session_id: str
+    ) -> list[tuple[int, datetime | None, datetime]]:
+        """(pk, event_time, created_at) of a session's active records in a cube, unordered."""
+        q = select(RecordRow.pk, RecordRow.event_time, RecordRow.created_at).where(
+            RecordRow.cube_pk == cube_pk,
+            RecordRow.session_id == session_id,
+            RecordRow.status == "active",
+        )
+        return [(pk, et, ca) for pk, et, ca in self._s.execute(q)]
+
+    def unkeyed(self, cube_pk: int) -> list[tuple[int, str, Any, str | None]]:
+        """(pk, content, source, user_id) of the cube's plaintext records with no fact key
+        yet (imported, or written before keys existed)."""
+        q = select(RecordRow.pk, RecordRow.content, RecordRow.source, RecordRow.user_id).where(
+            RecordRow.cube_pk == cube_pk,
+            RecordRow.fact_key.is_(None),
+            RecordRow.tier == "plaintext",
+        )
+        return [
+            (pk, content, source, user_id) for pk, content, source, user_id in self._s.execute(q)
+        ]
+
+    def fact_stats(
+        self, cube_pk: int, keys: Iterable[str]
+    ) -> dict[str, tuple[int, datetime | None]]:
+        """Per fact key: how many active statements and the latest valid_from."""
+        q = (
+            select(RecordRow.fact_key, func.count(), func.max(RecordRow.valid_from))
+            .where(
+                RecordRow.cube_pk == cube_pk,
+                RecordRow.fact_key.in_(set(keys)),
+                RecordRow.status == "active",
+            )
+            .group_by(RecordRow.fact_key)
+        )
+        return {key: (int(n), latest) for key, n, latest in self._s.execute(q)}
+
+    def _statements(self, cube_pk: int, fact_key: str, other_than: int, *cols: Any) -> Any:
+        return select(*(cols or (RecordRow,))).where(
+            RecordRow.cube_pk == cube_pk,
+            RecordRow.fact_key == fact_key,
+            RecordRow.status == "active",
+            RecordRow.pk != other_than,
+        )
+
+    def earlier_statements(
+        self, cube_pk: int, fact_key: str, other_than: int, before: datetime, *, limit: int
+    ) -> list[tuple[int, datetime | None]]:
+        """(pk, valid_to) of the `limit` active statements of a fact nearest before `before`
+        (by valid_from), newest first, open or not, leaving out record `other_than`."""
+        q = (
+            self._statements(cube_pk, fact_key, other_than, RecordRow.pk, RecordRow.valid_to)
+            .where(RecordRow.valid_from < before)
+            .order_by(RecordRow.valid_from.desc(), RecordRow.pk.desc())
+            .limit(limit)
+        )
+        return [(pk, valid_to) for pk, valid_to in self._s.execute(q)]
+
+    def later_statements(
+        self, cube_pk: int, fact_key: str, other_than: int, after: datetime, *, limit: int
+    ) -> list[RecordData]:
+        """The `limit` active statements of a fact nearest after `after` (by valid_from),
+        oldest first, leaving out record `other_than`."""
+        q = (
+            self._statements(cube_pk, fact_key, other_than)
+            .where(RecordRow.valid_from > after)
+            .order_by(RecordRow.valid_from, RecordRow.pk)
+            .limit(limit)
+        )
+        return [RecordData.of(r) for r in self._s.scalars(q)]
+
+    def fading(self, cube_pk: int, *, after_pk: int, limit: int) -> list[RecordData]:
+        """The next `limit` records retention applies to (active, plaintext, unpinned: caches
+        and adapters go by budget) after `after_pk`, in pk order."""
+        q = (
+            select(RecordRow)
+            .where(
+                RecordRow.cube_pk == cube_pk,
+                RecordRow.status == "active",
+                RecordRow.tier == "plaintext",
+                RecordRow.pinned.is_(False),
+                RecordRow.pk > after_pk,
+            )
+            .order_by(RecordRow.pk)
+            .limit(limit)
+        )
+        return [RecordData.of(r) for r in self._s.scalars(q)]
+
+    # ---- unversioned writes --------------------------------------------------------------
+
+    def set_fact_key(self, pk: int, fact_key: str) -> None:
+        """A record's fact key ("" for none): no version, no change-log row."""
+        self._s.execute(update(RecordRow).where(RecordRow.pk == pk).values(fact_key=fact_key))
+
+    def absorb(
+        self, pk: int, *, source: dict[str, Any], importance: float, recall_count: int
+    ) -> RecordData:
+        """The survivor of a duplicate merge takes the duplicate's provenance, importance and
+        recalls: no version, no change-log row (the duplicate's "merge" version has them)."""
+        row = self._s.get(RecordRow, pk)
+        if row is None:
+            raise StoreError(f"record {pk} vanished during the write")
+        row.source = source
+        row.importance = importance
+        row.recall_count = recall_count
+        return RecordData.of(row)
+
+    def set_embeddings(self, changes: Sequence[tuple[int, bytes, str]]) -> None:
+        """(pk, stored vector, precision) of records re-encoded at another precision: no
+        version; the caller appends the change-log rows the indexes catch up with."""
+        for pk, embedding, precision in changes:
+            self._s.execute(
+                update(RecordRow)
+                .where(RecordRow.pk == pk)
+                .values(embedding=embedding, embedding_precision=precision)
+            )
+
+    def reinforce(self, hits: Sequence[tuple[RecordData, float, int, datetime]]) -> None:
+        """(record, new strength, recalls, last recall time) of records recalled since the
+        last flush: strength, recall count and last_recalled_at (no version, no change-log
+        row), and one recall event each."""
+        if not hits:
+            return
+        for rec, strength, n, at in hits:
+            self._s.execute(
+                update(RecordRow)
+                .where(RecordRow.pk == rec.pk)
+                .values(strength=strength, recall_count=rec.recall_count + n, last_recalled_at=at)
+            )
+        self._s.execute(
+            insert(RecallEventRow),
+            [
+                {"cube_pk": rec.cube_pk, "record_pk": rec.pk, "at": at, "n": n}
+                for rec, _, n, at in hits
+            ],
+        )

@@ -1,0 +1,118 @@
+"""Moving a cube's rows in and out as they are: the streaming reads behind an export and
+the inserts of an import, which keep the file's ids, versions and times.
+
+An import writes records that already have a history, so it does not go through
+`Records.insert` (which would make each a new version 1); its records reach the change log
+through `Changes.append` once their embeddings are final.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, update
+from sqlalchemy.orm import Session
+
+from memsvc.store.data import EdgeData, EntityData, RecordData
+from memsvc.store.orm import EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
+from memsvc.store.repos.graph import edges_for_cube, entities_for_cube
+from memsvc.store.repos.records import RECORD_DEFAULTS, iter_cube_records
+
+__all__ = ["Transfer"]
+
+
+class Transfer:
+    def __init__(self, s: Session) -> None:
+        self._s = s
+
+    # ---- export --------------------------------------------------------------------------------
+
+    def records(self, cube_pk: int) -> Iterator[tuple[RecordData, bytes | None]]:
+        """Every record of a cube (any status) with its stored embedding, in pk order,
+        streamed in batches."""
+        for row in iter_cube_records(self._s, cube_pk):
+            yield RecordData.of(row), row.embedding
+
+    def entities(self, cube_pk: int) -> list[EntityData]:
+        return [
+            EntityData(pk=e.pk, name=e.name, normalized=e.normalized, type=e.type)
+            for e in entities_for_cube(self._s, cube_pk)
+        ]
+
+    def edges(self, cube_pk: int) -> list[EdgeData]:
+        return [
+            EdgeData(
+                pk=e.pk,
+                type=e.type,
+                src_kind=e.src_kind,
+                src_pk=e.src_pk,
+                dst_kind=e.dst_kind,
+                dst_pk=e.dst_pk,
+                weight=e.weight,
+                meta=dict(e.meta or {}),
+                created_at=e.created_at,
+            )
+            for e in edges_for_cube(self._s, cube_pk)
+        ]
+
+    # ---- import --------------------------------------------------------------------------------
+
+    def add_record(
+        self, cube_pk: int, values: dict[str, Any], versions: Sequence[dict[str, Any]]
+    ) -> RecordData:
+        """Insert one record as it was exported (`values`: its columns, `embedding` bytes
+        included) with its versions (`record_pk` is filled in). Not in the change log yet:
+        `Changes.append` it once its embedding is final."""
+        v = {**RECORD_DEFAULTS, **values, "cube_pk": cube_pk}
+        pk = self._s.scalar(insert(RecordRow).values(v).returning(RecordRow.pk))
+        if versions:
+            self._s.execute(insert(VersionRow), [{**x, "record_pk": pk} for x in versions])
+        return RecordData.of(RecordRow(pk=pk, **v))
+
+    def set_embeddings(self, vectors: dict[int, bytes]) -> None:
+        """Float32 embeddings for records just added (their versions are unchanged: the
+        vector is derived, not part of the record's history)."""
+        for pk, vec in vectors.items():
+            self._s.execute(
+                update(RecordRow)
+                .where(RecordRow.pk == pk)
+                .values(embedding=vec, embedding_precision="float32")
+            )
+
+    def add_entity(self, cube_pk: int, *, name: str, normalized: str, type: str) -> int:
+        """A new entity node; returns its pk."""
+        return int(
+            self._s.scalar(
+                insert(EntityRow)
+                .values(cube_pk=cube_pk, name=name, normalized=normalized, type=type)
+                .returning(EntityRow.pk)
+            )
+        )
+
+    def add_edge(
+        self,
+        cube_pk: int,
+        *,
+        type: str,
+        src: tuple[str, int],
+        dst: tuple[str, int],
+        weight: float,
+        meta: dict[str, Any],
+        created_at: datetime | None,
+    ) -> None:
+        """A graph edge between two nodes (kind, pk); `created_at` None: now."""
+        self._s.add(
+            EdgeRow(
+                cube_pk=cube_pk,
+                type=type,
+                src_kind=src[0],
+                src_pk=src[1],
+                dst_kind=dst[0],
+                dst_pk=dst[1],
+                weight=weight,
+                meta=meta,
+                created_at=created_at or utcnow(),
+            )
+        )
