@@ -170,18 +170,18 @@ class Memory:
     @property
     def keys(self) -> KeyManager:
         """API key administration for the service (all tenants)."""
-        return self._engine.keys
+        return self._admin.keys
 
     @property
     def rate_limiter(self) -> RateLimiter:
         """Requests per API key: in this process, or shared through the database."""
-        return self._engine.rate_limiter
+        return self._admin.rate_limiter
 
     def maintenance_lease(self, ttl: float) -> Lease:
         """The lease that lets one of several workers on this database run the scheduled
         maintenance (`memsvc serve` takes it at each tick).
         """
-        return Lease(self._engine.db, "maintenance", ttl)
+        return self._admin.maintenance_lease(ttl)
 
     @property
     def tenant(self) -> str:

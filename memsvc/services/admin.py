@@ -1,8 +1,8 @@
-"""Operating the service: maintenance of every cube, cube stats, index operations.
+"""Operating the service: API keys, the rate limiter, the maintenance lease, maintenance of
+every cube, cube stats and index operations.
 
-These views span tenants (the scheduler's and the metrics' calls) or manage the derived
-indexes of one cube; key administration and the rate limiter are the engine's
-(`engine.keys`, `engine.rate_limiter`), the maintenance lease is `Lease` (memsvc/maintenance.py).
+These views span tenants (the scheduler's, the metrics' and the key administrator's calls) or
+manage the derived indexes of one cube; they are not scoped to the caller's tenant.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import logging
 from typing import Any
 
 from memsvc.errors import StorageError
-from memsvc.maintenance import last_runs, maintain_cube, run_counts
+from memsvc.keys import KeyManager
+from memsvc.maintenance import Lease, last_runs, maintain_cube, run_counts
 from memsvc.models import IndexInfo, MaintenanceRun
+from memsvc.ratelimit import RateLimiter
 from memsvc.services.cubes import CubeService
 from memsvc.services.lifecycle import run_model
 from memsvc.store.errors import StoreError
@@ -27,6 +29,17 @@ class AdminService:
     def __init__(self, cubes: CubeService) -> None:
         self.cubes = cubes
         self.engine = cubes.engine
+
+    @property
+    def keys(self) -> KeyManager:
+        return self.engine.keys
+
+    @property
+    def rate_limiter(self) -> RateLimiter:
+        return self.engine.rate_limiter
+
+    def maintenance_lease(self, ttl: float) -> Lease:
+        return Lease(self.engine.db, "maintenance", ttl)
 
     def maintain_all(self) -> list[MaintenanceRun]:
         with self.engine.db.reading() as tx:
