@@ -296,3 +296,30 @@ def test_cli_names_the_failing_exception(tmp_path: Path) -> None:
     assert done.returncode == 1
     assert "error: NotADirectoryError: [Errno 20] Not a directory" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_empty_turns_are_skipped_but_stay_documents(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """Real LongMemEval sessions hold empty turns: the runner stores none of them (an empty
+    message is bad input to `add`) but counts them as documents of the haystack, as the
+    official scorer does."""
+    data = json.loads(FIXTURE.read_text())
+    q = data[0]
+    q["haystack_sessions"][0].insert(0, {"role": "user", "content": ""})
+    q["haystack_sessions"][0].append({"role": "user", "content": "   "})
+    path = tmp_path / "empty_turns.json"
+    path.write_text(json.dumps(data))
+    plain = run_longmemeval(
+        EvalConfig(data=FIXTURE, out=tmp_path / "a", granularity="turn", progress=False),
+        embedder,
+    )
+    res = run_longmemeval(
+        EvalConfig(data=path, out=tmp_path / "b", granularity="turn", progress=False), embedder
+    )
+    for name in ("memsvc", "bm25", "dense"):
+        before = next(r for r in plain["rows"] if r["system"] == name)
+        row = next(r for r in res["rows"] if r["system"] == name)
+        assert row["question_id"] == q["question_id"]
+        assert row["documents"] == before["documents"] + 2 and row["empty_documents"] == 2
+        assert row["metrics"]["turn"]["recall_any@50"] == 1.0

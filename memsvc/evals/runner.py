@@ -347,22 +347,26 @@ def run_longmemeval(cfg: EvalConfig, embedder: Embedder | None = None) -> dict[s
             with _running(system, name):
                 for q in bars.track(questions, f"{name}: questions"):
                     ids, texts, dates = lme.documents(q, cfg.granularity)
+                    # Empty turns (real users send them) are not stored, but they stay
+                    # documents of the haystack, as the official scorer counts them.
                     docs = [
                         Doc(
                             i,
-                            t or " ",
+                            t,
                             _lme_time(d),
                             session=i
                             if cfg.granularity == "session"
                             else "_".join(i.split("_")[:-1]),
                         )
                         for i, t, d in zip(ids, texts, dates, strict=True)
+                        if t.strip()
                     ]
                     t0 = time.perf_counter()
                     system.load(docs)
                     ingest_s.append(time.perf_counter() - t0)
                     t0 = time.perf_counter()
-                    ranked = [i for i, _ in system.search(q.question, min(len(docs), 1000))]
+                    found = system.search(q.question, min(len(docs), 1000)) if docs else []
+                    ranked = [i for i, _ in found]
                     recall_s.append(time.perf_counter() - t0)
                     gold = sorted({i for i in ids if "answer" in i})
                     metrics: dict[str, dict[str, float]] = {"session": {}, "turn": {}}
@@ -385,7 +389,8 @@ def run_longmemeval(cfg: EvalConfig, embedder: Embedder | None = None) -> dict[s
                         "scored": lme.scored(q),
                         "gold": gold,
                         "retrieved": ranked[: max(max(ks), cfg.qa_k)],
-                        "documents": len(docs),
+                        "documents": len(ids),
+                        "empty_documents": len(ids) - len(docs),
                         "ingest_seconds": round(ingest_s[-1], 4),
                         "query_seconds": round(recall_s[-1], 4),
                         "context_tokens": sum(
