@@ -90,3 +90,49 @@ def test_arecall_is_recall_for_an_event_loop(open_memory, tmp_path) -> None:  # 
     hits = asyncio.run(mem.arecall("who bakes?", user_id="u", k=2))
     assert [h.record.id for h in hits] == [h.record.id for h in sync]
     assert isinstance(hits[0], memsvc.Hit)
+
+
+def test_a_second_tenant_reaches_nothing_through_the_services(open_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Tenant B, on the same data directory, tries every record and cube call on tenant A's
+    data: not found before a share; read-only after it."""
+    from memsvc.errors import CubeNotFound, PermissionDenied, RecordNotFound
+
+    alice = open_memory(tmp_path / "m")
+    a = alice.for_tenant("a")
+    b = alice.for_tenant("b")
+    a.create_cube("private")
+    rec = a.add("Alice's door code is 4711.", user_id="u", cube="private")[0]
+    cube_id = a.get_cube("private").id
+    for call in (
+        lambda: b.get(rec.id),
+        lambda: b.history(rec.id),
+        lambda: b.lineage(rec.id),
+        lambda: b.neighbors(rec.id),
+        lambda: b.update(rec.id, text="changed"),
+        lambda: b.delete(rec.id, hard=True),
+        lambda: b.restore(rec.id),
+    ):
+        with pytest.raises(RecordNotFound):
+            call()
+    for call in (
+        lambda: b.get_cube(cube_id),
+        lambda: b.graph(cube_id),
+        lambda: b.recall("door code", user_id="u", cube=cube_id),
+        lambda: b.list(cube=cube_id),
+        lambda: b.delete_cube(cube_id),
+        lambda: b.index_info(cube_id),
+    ):
+        with pytest.raises(CubeNotFound):
+            call()
+    assert b.recall("door code", user_id="u") == []  # B's own default cube: empty
+    a.share_cube("private", "b")
+    assert b.get(rec.id).content == rec.content
+    for call in (
+        lambda: b.update(rec.id, text="changed"),
+        lambda: b.delete(rec.id),
+        lambda: b.add("mine now", user_id="u", cube=cube_id),
+        lambda: b.delete_cube(cube_id),
+    ):
+        with pytest.raises(PermissionDenied):
+            call()
+    assert a.get(rec.id).content == rec.content and a.get(rec.id).status == "active"
