@@ -91,14 +91,17 @@ class CubeService:
     def record(self, tx: Tx, id: str, *, write: bool = False) -> RecordData:
         return self.located(tx, id, write=write)[0]
 
-    def record_for_write(self, tx: Tx, id: str) -> RecordData:
-        """`record` in a write transaction: the cube's change-log lock first, then the record
-        as the last writer left it."""
-        self.record(tx, id, write=True)
-        fresh = tx.records.for_write(self.tenant_pk, id)
+    def located_for_write(self, tx: Tx, id: str) -> tuple[RecordData, CubeData]:
+        """`located` in a write transaction: the cube's change-log lock first, then the
+        record as the last writer left it."""
+        record, cube = self.located(tx, id, write=True)
+        fresh = tx.records.for_write(record.pk)
         if fresh is None:
             raise RecordNotFound(f"record {id} not found", details={"id": id})
-        return fresh
+        return fresh, cube
+
+    def record_for_write(self, tx: Tx, id: str) -> RecordData:
+        return self.located_for_write(tx, id)[0]
 
     def check_model(self, cube: CubeData) -> None:
         emb = self.engine.embedder

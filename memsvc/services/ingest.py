@@ -278,13 +278,10 @@ class IngestService:
             changes["fact_key"] = key_of(changes["content"], old.source, old.user_id)
             changes["embedding"], changes["embedding_precision"] = vec.tobytes(), "float32"
         with self.engine.db.writing() as tx:
-            row = self.cubes.record_for_write(tx, id)
+            row, cube_row = self.cubes.located_for_write(tx, id)
             if row.status == "deleted":
                 raise Conflict(f"record {id} is deleted", details={"id": id})
-            cube_row = None
             if "content" in changes:
-                cube_row = tx.cubes.by_pk(row.cube_pk)
-                assert cube_row is not None
                 self.cubes.check_model(cube_row)
             vf = changes.get("valid_from", row.valid_from)
             vt = changes.get("valid_to", row.valid_to)
@@ -297,11 +294,7 @@ class IngestService:
             if "content" in changes:
                 tx.graph.link_entities(row.cube_pk, [(row.pk, mentions)])
             if "content" in changes or "valid_from" in changes or "event_time" in changes:
-                cube_row = cube_row or tx.cubes.by_pk(row.cube_pk)
-                assert cube_row is not None
                 resolve_records(tx, cube_row, [row.pk], now)
-            cube_row = cube_row or tx.cubes.by_pk(row.cube_pk)
-        assert cube_row is not None
         self.engine.indexes.get(cube_row)  # catch up with the change log now
         return row
 

@@ -34,8 +34,7 @@ class LifecycleService:
 
     def delete(self, id: str, *, hard: bool = False) -> None:
         with self.engine.db.writing() as tx:
-            row = self.cubes.record_for_write(tx, id)
-            cube = tx.cubes.by_pk(row.cube_pk)
+            row, cube = self.cubes.located_for_write(tx, id)
             if hard:
                 tx.records.hard_delete(row.pk)
             elif row.status != "deleted":
@@ -44,7 +43,6 @@ class LifecycleService:
                     row.pk, {"status": "deleted"}, change="delete", at=now, op="delete"
                 )
         self._files_gone(row)
-        assert cube is not None
         self.engine.indexes.get(cube)
 
     def maintain(self, cube: str | None = None) -> list[MaintenanceRun]:

@@ -228,13 +228,13 @@ class Records:
             return None
         return RecordData.of(found[0]), CubeData.of(found[0].cube), found[1]
 
-    def for_write(self, tenant_pk: int, record_id: str) -> RecordData | None:
+    def for_write(self, pk: int) -> RecordData | None:
         """The record as the last writer left it, its cube's change-log lock held first (see
-        `lock_cube_changes`): what a read-modify-write starts from."""
-        found = get_record(self._s, tenant_pk, record_id)
-        if found is None:
+        `lock_cube_changes`): what a read-modify-write starts from. The caller has already
+        checked access in this transaction, so the row usually comes from the session."""
+        row = self._s.get(RecordRow, pk)
+        if row is None:
             return None
-        row = found[0]
         lock_cube_changes(self._s, row.cube_pk)
         if not self._is_sqlite:  # read before the lock: another writer may have won
             self._s.refresh(row)
