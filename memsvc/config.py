@@ -56,6 +56,16 @@ class Settings(BaseSettings):
     )
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
     max_text_bytes: int = Field(default=32 * 1024, ge=1)
+    chunk_bytes: int = Field(
+        default=32 * 1024,
+        ge=64,
+        description="add stores a longer text or message as linked chunk records of this size.",
+    )
+    max_add_bytes: int = Field(
+        default=4 * 1024 * 1024,
+        ge=1024,
+        description="Bytes of text and metadata one add may store (batch metadata: per record).",
+    )
     max_batch_records: int = Field(default=10_000, ge=1)
     max_k: int = Field(default=1000, ge=1)
     index_flush_seconds: float = Field(

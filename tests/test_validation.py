@@ -18,8 +18,8 @@ def _state(mem: Memory) -> tuple[list[tuple[str, int]], int]:
 BAD_ADDS: list[tuple[dict[str, Any], str]] = [
     ({"text": ""}, "text is empty"),
     ({"text": "   \n\t "}, "text is empty"),
-    ({"text": "x" * (32 * 1024 + 1)}, "limit is 32768"),
-    ({"text": "é" * (16 * 1024 + 1)}, "limit is 32768"),  # bytes, not characters
+    ({"text": "x" * (4 * 1024 * 1024 + 1)}, "limit is 4194304"),
+    ({"text": "é" * (2 * 1024 * 1024 + 1)}, "limit is 4194304"),  # bytes, not characters
     ({"text": b"caf\xe9 latin-1"}, "not valid UTF-8"),
     ({"text": "lone \udcff surrogate"}, "not valid UTF-8"),
     ({"text": "nul \x00 inside"}, "contains a NUL character"),
@@ -52,10 +52,10 @@ def test_bad_add_raises_and_writes_nothing(mem: Memory, kwargs: dict[str, Any], 
 
 
 def test_text_size_limit_is_configurable(open_memory) -> None:
-    mem = open_memory(max_text_bytes=10)
+    mem = open_memory(max_add_bytes=1024)
     mem.add("0123456789", user_id="u")
-    with pytest.raises(InvalidInput, match="limit is 10"):
-        mem.add("0123456789A", user_id="u")
+    with pytest.raises(InvalidInput, match="limit is 1024"):
+        mem.add("x" * 1025, user_id="u")
 
 
 def test_unknown_cube_raises_and_creates_nothing(mem: Memory) -> None:

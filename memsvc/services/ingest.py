@@ -11,6 +11,7 @@ sequence numbers, or catches up from the change log when older records changed t
 from __future__ import annotations
 
 import itertools
+import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -19,12 +20,13 @@ from typing import Any
 import numpy as np
 
 from memsvc._convert import record_model
-from memsvc.errors import Conflict, InvalidInput
+from memsvc.chunking import chunk_id, split_text
+from memsvc.errors import Conflict, InvalidInput, PayloadTooLarge
 from memsvc.models import MemoryRecord, Message
 from memsvc.retrieval.analyze import embedding_text, speaker_of
 from memsvc.retrieval.entities import extract_entities
 from memsvc.services.cubes import CubeService
-from memsvc.store.data import CubeData, RecordData
+from memsvc.store.data import CubeData, RecordData, new_id
 from memsvc.supersession import key_of, resolve_records
 from memsvc.turn_context import batch_contexts, context_of, session_before
 from memsvc.validation import (
@@ -65,6 +67,48 @@ def _check_pinned(pinned: Any) -> None:
 def _mentions(content: str, source: dict[str, Any]) -> list[tuple[str, str, str]]:
     ents = extract_entities(content, speaker=speaker_of(source))
     return [(e.name, e.normalized, e.type) for e in ents]
+
+
+def _chunked(
+    content: str, source: dict[str, Any], chunk_bytes: int
+) -> list[tuple[str, dict[str, Any]]]:
+    """(content, source) of each record one text or message becomes; chunks of one message
+    share its id and say their place, so a hit tells which message and chunk it is."""
+    pieces = split_text(content, chunk_bytes)
+    if len(pieces) == 1:
+        return [(content, source)]
+    message_id = new_id()
+    return [
+        (piece, {**source, "message_id": message_id, "chunk": i, "chunks": len(pieces)})
+        for i, piece in enumerate(pieces)
+    ]
+
+
+def _chunk_record_id(source: dict[str, Any]) -> dict[str, str]:
+    if "message_id" not in source:
+        return {}
+    return {"id": chunk_id(source["message_id"], source["chunk"])}
+
+
+class _StoredBytes:
+    """Bounds what an add stores, not only what it sends: metadata given once for a batch is
+    copied into every record (and its first version), so it counts once per record."""
+
+    def __init__(self, limit: int, shared: dict[str, Any]) -> None:
+        self.limit = limit
+        self.shared = len(json.dumps(shared)) if shared else 0
+        self.total = 0
+
+    def add(self, content: str, own: dict[str, Any], *, field: str) -> None:
+        self.total += len(content.encode("utf-8")) + self.shared
+        if own:
+            self.total += len(json.dumps(own, default=str))
+        if self.total > self.limit:
+            raise PayloadTooLarge(
+                f"this add would store more than {self.limit} bytes of text and metadata "
+                "(metadata given for a batch is stored with every record)",
+                details={"field": field, "limit": self.limit},
+            )
 
 
 class IngestService:
@@ -117,6 +161,7 @@ class IngestService:
         mentions = [_mentions(it.content, it.source) for it in items]
         fields = [
             {
+                **_chunk_record_id(it.source),
                 "kind": it.kind,
                 "content": it.content,
                 "source": it.source,
@@ -173,8 +218,11 @@ class IngestService:
         when: datetime | None,
         meta: dict[str, Any],
     ) -> list[_Item]:
-        """The records an add asks for, checked: one per text, or one episode per message."""
-        limit = self.engine.settings.max_text_bytes
+        """The records an add asks for, checked: one per text, or one episode per message; a
+        text or message over `chunk_bytes` becomes linked chunk records (memsvc/chunking.py)."""
+        settings = self.engine.settings
+        budget = _StoredBytes(settings.max_add_bytes, meta)
+        chunk = min(settings.chunk_bytes, settings.max_text_bytes)  # no record over the limit
         if (text is None) == (messages is None):
             raise InvalidInput("give exactly one of text or messages", details={"field": "text"})
         items: list[_Item] = []
@@ -184,8 +232,10 @@ class IngestService:
                 raise InvalidInput("text list is empty", details={"field": "text"})
             for i, t in enumerate(texts):
                 field_name = "text" if len(texts) == 1 else f"text[{i}]"
-                content = check_text(t, field=field_name, max_bytes=limit)
-                items.append(_Item(content, kind or "fact", {}, when, meta))
+                content = check_text(t, field=field_name, max_bytes=settings.max_add_bytes)
+                for piece, source in _chunked(content, {}, chunk):
+                    budget.add(piece, {}, field=field_name)
+                    items.append(_Item(piece, kind or "fact", source, when, meta))
         else:
             if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
                 raise InvalidInput("messages must be a list", details={"field": "messages"})
@@ -193,13 +243,17 @@ class IngestService:
                 raise InvalidInput("messages is empty", details={"field": "messages"})
             for i, raw in enumerate(messages):
                 msg = check_message(raw, i)
-                content = check_text(msg.content, field=f"messages[{i}].content", max_bytes=limit)
+                field_name = f"messages[{i}].content"
+                content = check_text(
+                    msg.content, field=field_name, max_bytes=settings.max_add_bytes
+                )
                 source = {"role": msg.role, "speaker": msg.name or msg.role, "message_index": i}
                 event_time = to_utc(msg.timestamp, field=f"messages[{i}].timestamp") or when
-                items.append(
-                    _Item(content, kind or "episode", source, event_time, {**meta, **msg.metadata})
-                )
-        most = self.engine.settings.max_batch_records
+                msg_meta = {**meta, **msg.metadata} if msg.metadata else meta
+                for piece, src in _chunked(content, source, chunk):
+                    budget.add(piece, msg.metadata, field=field_name)
+                    items.append(_Item(piece, kind or "episode", src, event_time, msg_meta))
+        most = settings.max_batch_records
         if len(items) > most:
             raise InvalidInput(
                 f"{len(items)} records in one add; the limit is {most}",

@@ -7,10 +7,12 @@ from typing import Any, Literal
 
 from memsvc import browse
 from memsvc._convert import record_model, version_model
-from memsvc.errors import InvalidInput
+from memsvc.chunking import chunk_id
+from memsvc.errors import InvalidInput, RecordNotFound
 from memsvc.models import Filters, GraphPage, MemoryRecord, Neighbor, Page, RecordVersion
 from memsvc.services.cubes import CubeService
 from memsvc.services.recall import record_query
+from memsvc.store.tx import Tx
 from memsvc.supersession import chain_pks
 from memsvc.validation import check_ident, check_k, decode_cursor, encode_cursor
 
@@ -25,8 +27,44 @@ class ReadService:
         self.engine = cubes.engine
 
     def get(self, id: str) -> MemoryRecord:
+        """A record by id, or a chunked message by its message id, reassembled."""
         with self.engine.db.reading() as tx:
-            return record_model(*self.cubes.located(tx, id))
+            try:
+                return record_model(*self.cubes.located(tx, id))
+            except RecordNotFound:
+                message = self._message(tx, id)
+                if message is None:
+                    raise
+                return message
+
+    def _message(self, tx: Tx, message_id: str) -> MemoryRecord | None:
+        """The message whose chunks `add` stored (memsvc/chunking.py), as one record: the first
+        chunk's fields, the chunks' text joined, and `source.chunk_ids` naming them."""
+        try:
+            first_id = chunk_id(message_id, 0)
+        except ValueError:  # not a UUID: no message has this id
+            return None
+        try:
+            first, cube = self.cubes.located(tx, first_id)
+        except RecordNotFound:
+            return None
+        if first.source.get("message_id") != message_id:
+            return None
+        parts, ids = [first.content], [first.id]
+        chunks = first.source.get("chunks")
+        count = chunks if isinstance(chunks, int) else 1
+        for i in range(1, min(count, self.engine.settings.max_batch_records)):
+            try:
+                row, _ = self.cubes.located(tx, chunk_id(message_id, i))
+            except RecordNotFound:  # a chunk deleted for good: the rest still reads
+                continue
+            parts.append(row.content)
+            ids.append(row.id)
+        source = {k: v for k, v in first.source.items() if k != "chunk"}
+        source["chunk_ids"] = ids
+        return record_model(first, cube).model_copy(
+            update={"id": message_id, "content": "".join(parts), "source": source}
+        )
 
     def lineage(self, id: str) -> list[MemoryRecord]:
         with self.engine.db.reading() as tx:
