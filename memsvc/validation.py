@@ -204,12 +204,16 @@ def encode_cursor(pk: int) -> str:
 
 
 def decode_cursor(cursor: str | None) -> int:
+    """The position a cursor from `encode_cursor` names. Anything else is a 422, never a
+    database error: a row pk fits in 64 bits, and a cursor we made is short."""
     if cursor is None:
         return 0
     try:
+        if not isinstance(cursor, str) or len(cursor) > 100:
+            raise ValueError  # a long one could only be deeply nested JSON or a huge number
         pad = "=" * (-len(cursor) % 4)
         after = json.loads(base64.urlsafe_b64decode(cursor + pad))["after"]
-        if not isinstance(after, int) or after < 0:
+        if type(after) is not int or not 0 <= after < 2**63:
             raise ValueError
         return after
     except (ValueError, KeyError, TypeError, binascii.Error) as exc:

@@ -22,8 +22,8 @@ def _wordset(text: str) -> frozenset[str]:
 
 
 _CAP_RUN = re.compile(r"\b[A-Z][\w'\u2019&-]*(?:\s+(?:(?:of|de|the)\s+)*[A-Z][\w'\u2019&-]*)*")
-_SENT_START = re.compile(r"(?:^|[.!?:;\"“(\[]\s*|\n\s*)$")
 _PLACE_BEFORE = re.compile(r"\b(?:in|at|to|from|near|visit(?:ed|ing)?|around)\s+$", re.I)
+_PLACE_WORD = len("visiting")  # the longest word _PLACE_BEFORE looks for
 _ORG_SUFFIX = re.compile(
     r"\b(?:Inc|Corp|Corporation|Company|Co|Ltd|LLC|University|College|School|Institute|Club|"
     r"Foundation|Association|Bank|Group|Agency|Hospital|Center|Centre)\.?$"
@@ -67,21 +67,25 @@ def extract_entities(text: str, *, speaker: str | None = None) -> list[Entity]:
     for m in _CAP_RUN.finditer(text):
         raw = re.sub(r"['\u2019]s$", "", m.group(0)).rstrip(",-&'\u2019")
         words = raw.split()
-        while words and words[0].lower().strip("'\u2019") in _COMMON:
-            words = words[1:]  # "Thanks Caroline" -> "Caroline"
-        if not words:
+        first = 0
+        while first < len(words) and words[first].lower().strip("'\u2019") in _COMMON:
+            first += 1  # "Thanks Caroline" -> "Caroline"
+        if first == len(words):
             continue
+        words = words[first:]
         raw = " ".join(words)
         norm = normalize(raw)
         if len(norm) < 2 or norm in _COMMON or norm in out:
             continue
-        before = text[: m.start()]
-        at_start = bool(_SENT_START.search(before))
-        if at_start and len(words) == 1 and norm in _COMMON:
-            continue
+        # Only the whitespace and the few characters just before the name decide its type;
+        # searching the whole text before every name made one add quadratic in its length.
+        start = m.start()
+        gap = start
+        while gap > 0 and text[gap - 1].isspace():
+            gap -= 1
         if _ORG_SUFFIX.search(raw):
             kind = "org"
-        elif _PLACE_BEFORE.search(before):
+        elif gap < start and _PLACE_BEFORE.search(text, max(0, gap - _PLACE_WORD), start):
             kind = "place"
         else:
             kind = "name"

@@ -69,6 +69,19 @@ def _number(w: float) -> str:
     return text[:-2] if text.endswith(".0") else text
 
 
+def _shown(value: object) -> str:
+    """A value as an error message quotes it: short, whatever was sent."""
+    text = value if isinstance(value, str) else repr(value)
+    text = text if len(text) <= 60 else text[:60] + "..."
+    return repr(text) if isinstance(value, str) else text
+
+
+def _check_int(name: str, value: object, top: int) -> None:
+    """A whole number in [1, top]: a float or a bool here would reach a slice or a range."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= top:
+        raise RecipeError(f"{name} must be a whole number in [1, {top}], got {_shown(value)}")
+
+
 @dataclass(frozen=True)
 class Recipe:
     name: str = field(default="custom", compare=False)  # a label: equal recipes act alike
@@ -81,25 +94,25 @@ class Recipe:
     def __post_init__(self) -> None:
         if not isinstance(self.channels, Mapping):
             raise RecipeError("channels must map channel names to weights")
-        unknown = sorted(set(self.channels) - set(CHANNELS))
+        unknown = sorted(str(c) for c in set(self.channels) - set(CHANNELS))
         if unknown:
-            raise RecipeError(
-                f"unknown channel {', '.join(unknown)}; channels are {', '.join(CHANNELS)}"
-            )
+            names = ", ".join(_shown(c)[1:-1] for c in unknown[:5])
+            raise RecipeError(f"unknown channel {names}; channels are {', '.join(CHANNELS)}")
         for name, w in self.channels.items():
             if not isinstance(w, int | float) or not 0 <= w <= 100:
-                raise RecipeError(f"weight of {name} must be a number in [0, 100], got {w!r}")
+                msg = f"weight of {name} must be a number in [0, 100], got {_shown(w)}"
+                raise RecipeError(msg)
         object.__setattr__(self, "channels", Weights(self.channels))
         if not any(self.channels.get(g, 0) > 0 for g in GENERATORS):
             raise RecipeError(f"a recipe needs one of {', '.join(GENERATORS)} with weight > 0")
+        if not isinstance(self.name, str):
+            raise RecipeError(f"name must be a string, got {type(self.name).__name__}")
         if self.fusion not in ("rrf", "weighted"):
-            raise RecipeError(f"fusion must be 'rrf' or 'weighted', got {self.fusion!r}")
-        if not 1 <= self.rrf_k <= 1000:
-            raise RecipeError("rrf_k must be in [1, 1000]")
-        if not 1 <= self.candidates <= 10_000:
-            raise RecipeError("candidates must be in [1, 10000]")
-        if self.k is not None and not 1 <= self.k <= 1000:
-            raise RecipeError("k must be in [1, 1000]")
+            raise RecipeError(f"fusion must be 'rrf' or 'weighted', got {_shown(self.fusion)}")
+        _check_int("rrf_k", self.rrf_k, 1000)
+        _check_int("candidates", self.candidates, 10_000)
+        if self.k is not None:
+            _check_int("k", self.k, 1000)
 
     @property
     def dense_only(self) -> bool:
@@ -198,7 +211,15 @@ PRESETS: Mapping[str, Recipe] = MappingProxyType(
 )
 DEFAULT_PRESET = "balanced"
 
-_PART = re.compile(r"^([a-z]+)\s*=\s*([0-9.]+)$")
+_PART = re.compile(r"^([a-z]+)\s*=\s*(\d*\.?\d*)$")
+_MAX_DIGITS = 400  # the longest weight `describe` writes is ~330 characters (5e-324)
+
+
+def _whole(part: str, name: str, digits: str, top: int) -> int:
+    """A setting's number; a huge one fails as the bad value it is, not as an int overflow."""
+    if len(digits) > len(str(top)):
+        raise RecipeError(f"{name} must be a whole number in [1, {top}], got {_shown(part)}")
+    return int(digits)
 
 
 def _parse_string(text: str) -> Recipe:
@@ -206,23 +227,25 @@ def _parse_string(text: str) -> Recipe:
     channels: dict[str, float] = {}
     for item in re.split(r"[+,]", parts[0]):
         m = _PART.match(item.strip())
-        if not m:
-            raise RecipeError(f"bad channel weight {item.strip()!r} (expected name=weight)")
+        if not m or m.group(2) in ("", ".") or len(m.group(2)) > _MAX_DIGITS:
+            raise RecipeError(f"bad channel weight {_shown(item.strip())} (expected name=weight)")
         channels[m.group(1)] = float(m.group(2))
     fields: dict[str, Any] = {"channels": channels}
     for p in parts[1:]:
         if m := re.fullmatch(r"rrf(\d+)?", p):
             fields["fusion"] = "rrf"
             if m.group(1):
-                fields["rrf_k"] = int(m.group(1))
+                fields["rrf_k"] = _whole(p, "rrf_k", m.group(1), 1000)
         elif p == "weighted":
             fields["fusion"] = "weighted"
         elif m := re.fullmatch(r"n(\d+)", p):
-            fields["candidates"] = int(m.group(1))
+            fields["candidates"] = _whole(p, "candidates", m.group(1), 10_000)
         elif m := re.fullmatch(r"k(\d+)", p):
-            fields["k"] = int(m.group(1))
+            fields["k"] = _whole(p, "k", m.group(1), 1000)
         else:
-            raise RecipeError(f"bad recipe part {p!r} (expected rrf<k>, weighted, n<N> or k<N>)")
+            raise RecipeError(
+                f"bad recipe part {_shown(p)} (expected rrf<k>, weighted, n<N> or k<N>)"
+            )
     return Recipe("custom", **fields)
 
 
@@ -237,7 +260,7 @@ def parse_recipe(value: str | dict[str, Any] | Recipe | None) -> Recipe:
             return PRESETS[value]
         if "=" not in value:
             raise RecipeError(
-                f"unknown recipe {value!r}; presets are {', '.join(PRESETS)} "
+                f"unknown recipe {_shown(value)}; presets are {', '.join(PRESETS)} "
                 "(or give channels, e.g. 'dense=1+keyword=1|rrf20')"
             )
         return _parse_string(value)
@@ -245,8 +268,9 @@ def parse_recipe(value: str | dict[str, Any] | Recipe | None) -> Recipe:
         base = value.get("preset")
         fields = {k: v for k, v in value.items() if k != "preset"}
         if base is not None:
-            if base not in PRESETS:
-                raise RecipeError(f"unknown preset {base!r}; presets are {', '.join(PRESETS)}")
+            if not isinstance(base, str) or base not in PRESETS:
+                msg = f"unknown preset {_shown(base)}; presets are {', '.join(PRESETS)}"
+                raise RecipeError(msg)
             merged = PRESETS[base].to_dict()
             merged.update(fields)
             fields = merged
@@ -254,7 +278,8 @@ def parse_recipe(value: str | dict[str, Any] | Recipe | None) -> Recipe:
         allowed = {"name", "channels", "fusion", "rrf_k", "candidates", "k"}
         extra = sorted(set(fields) - allowed)
         if extra:
-            raise RecipeError(f"unknown recipe field {', '.join(extra)}")
+            names = ", ".join(_shown(f)[1:-1] for f in extra[:5])
+            raise RecipeError(f"unknown recipe field {names}")
         try:
             return Recipe(**fields)
         except TypeError as exc:
