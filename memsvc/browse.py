@@ -43,20 +43,22 @@ def _key(kind: str, pk: int) -> tuple[str, int]:
     return (kind, pk)
 
 
-def _nodes(tx: Tx, keys: set[tuple[str, int]]) -> dict[tuple[str, int], GraphNode]:
+def _nodes(tx: Tx, cube_pk: int, keys: set[tuple[str, int]]) -> dict[tuple[str, int], GraphNode]:
+    """The cube's nodes among `keys`; an end in another cube is no node of this graph (its
+    edge is left out like one whose end was purged)."""
     out: dict[tuple[str, int], GraphNode] = {}
     recs = [pk for kind, pk in keys if kind == "record"]
     ents = [pk for kind, pk in keys if kind == "entity"]
-    for pk, rid, content, kind in tx.graph.record_nodes(recs):
+    for pk, rid, content, kind in tx.graph.record_nodes(cube_pk, recs):
         out[("record", pk)] = GraphNode(
             id=f"record:{rid}", kind="record", label=content[:200], type=kind
         )
-    for ent in tx.graph.entities(ents):
+    for ent in tx.graph.entities(cube_pk, ents):
         out[("entity", ent.pk)] = GraphNode(
             id=f"entity:{ent.pk}", kind="entity", label=ent.name, type=ent.type
         )
     topics = [pk for kind, pk in keys if kind == "topic"]
-    for pk, label, level in tx.graph.topic_nodes(topics):
+    for pk, label, level in tx.graph.topic_nodes(cube_pk, topics):
         typ = "topic" if level == 0 else "subtopic"
         out[("topic", pk)] = GraphNode(id=f"topic:{pk}", kind="topic", label=label, type=typ)
     return out
@@ -77,7 +79,7 @@ def graph_page(
     more = len(rows) > limit
     rows = rows[:limit]
     keys = {_key(e.src_kind, e.src_pk) for e in rows} | {_key(e.dst_kind, e.dst_pk) for e in rows}
-    nodes = _nodes(tx, keys)
+    nodes = _nodes(tx, cube_pk, keys)
     edges = [g for e in rows if (g := _edge(e, nodes)) is not None]
     return GraphPage(
         nodes=sorted(nodes.values(), key=lambda n: n.id),
@@ -89,17 +91,25 @@ def graph_page(
 def neighbors(
     tx: Tx, cube_pk: int, record_pk: int, *, types: tuple[str, ...], depth: int
 ) -> list[Neighbor]:
-    """Nodes within `depth` hops of the record, nearest first, over edges of `types`."""
+    """Nodes within `depth` hops of the record, nearest first, over edges of `types`; the
+    walk goes through the cube's own nodes only."""
     g = nx.MultiDiGraph()
     start = _key("record", record_pk)
     frontier = {start}
+    nodes: dict[tuple[str, int], GraphNode] = {}
     seen = {start}
     for _ in range(depth):  # grow the graph one ring at a time: only the edges needed
+        ring = tx.graph.edges_touching(cube_pk, frontier, types=types)
+        ends = {_key(e.src_kind, e.src_pk) for e in ring} | {
+            _key(e.dst_kind, e.dst_pk) for e in ring
+        }
+        nodes.update(_nodes(tx, cube_pk, ends - seen))
         nxt: set[tuple[str, int]] = set()
-        for e in tx.graph.edges_touching(cube_pk, frontier, types=types):
+        for e in ring:
             a, b = _key(e.src_kind, e.src_pk), _key(e.dst_kind, e.dst_pk)
-            g.add_edge(a, b, type=e.type)
-            nxt |= {a, b} - seen
+            if (a == start or a in nodes) and (b == start or b in nodes):
+                g.add_edge(a, b, type=e.type)
+                nxt |= {a, b} - seen
         seen |= nxt
         frontier = nxt
         if not frontier:
@@ -107,7 +117,6 @@ def neighbors(
     if start not in g:
         return []
     hops = nx.single_source_shortest_path_length(g.to_undirected(as_view=True), start, depth)
-    nodes = _nodes(tx, set(hops) - {start})
     out: list[Neighbor] = []
     for key, h in sorted(hops.items(), key=lambda x: (x[1], x[0])):
         if key == start or key not in nodes:

@@ -226,21 +226,25 @@ class Graph:
             out += [edge_data(e) for e in self._s.scalars(q)]
         return out
 
-    def record_nodes(self, pks: Sequence[int]) -> list[tuple[int, str, str, str]]:
-        """(pk, id, content, kind) of records."""
+    # Node lookups take the cube: an edge's ends are bare pks, and an edge written before
+    # imports were checked may name another tenant's topic, entity or record.
+
+    def record_nodes(self, cube_pk: int, pks: Sequence[int]) -> list[tuple[int, str, str, str]]:
+        """(pk, id, content, kind) of the cube's records among `pks`."""
         out: list[tuple[int, str, str, str]] = []
         for i in range(0, len(pks), 500):
             q = select(RecordRow.pk, RecordRow.id, RecordRow.content, RecordRow.kind).where(
-                RecordRow.pk.in_(pks[i : i + 500])
+                RecordRow.cube_pk == cube_pk, RecordRow.pk.in_(pks[i : i + 500])
             )
             out += [(pk, rid, content, kind) for pk, rid, content, kind in self._s.execute(q)]
         return out
 
-    def entities(self, pks: Sequence[int]) -> list[EntityData]:
+    def entities(self, cube_pk: int, pks: Sequence[int]) -> list[EntityData]:
+        """The cube's entities among `pks`."""
         out: list[EntityData] = []
         for i in range(0, len(pks), 500):
             q = select(EntityRow.pk, EntityRow.name, EntityRow.normalized, EntityRow.type).where(
-                EntityRow.pk.in_(pks[i : i + 500])
+                EntityRow.cube_pk == cube_pk, EntityRow.pk.in_(pks[i : i + 500])
             )
             out += [
                 EntityData(pk=pk, name=name, normalized=norm, type=typ)
@@ -248,12 +252,12 @@ class Graph:
             ]
         return out
 
-    def topic_nodes(self, pks: Sequence[int]) -> list[tuple[int, str, int]]:
-        """(pk, label, level) of topics (level 0: topic, 1: subtopic)."""
+    def topic_nodes(self, cube_pk: int, pks: Sequence[int]) -> list[tuple[int, str, int]]:
+        """(pk, label, level) of the cube's topics among `pks` (level 0: topic, 1: subtopic)."""
         out: list[tuple[int, str, int]] = []
         for i in range(0, len(pks), 500):
             q = select(TopicRow.pk, TopicRow.label, TopicRow.level).where(
-                TopicRow.pk.in_(pks[i : i + 500])
+                TopicRow.cube_pk == cube_pk, TopicRow.pk.in_(pks[i : i + 500])
             )
             out += [(pk, label, level) for pk, label, level in self._s.execute(q)]
         return out
