@@ -245,6 +245,11 @@ class Memory:
         """Grant `tenant` read-only access to one of your cubes (by its id on their side)."""
         return self._cubes.share_cube(cube, tenant)
 
+    @_translated
+    def unshare_cube(self, cube: str, tenant: str) -> Cube:
+        """Revoke `tenant`'s read access to one of your cubes (a no-op if it had none)."""
+        return self._cubes.unshare_cube(cube, tenant)
+
     # ---- writes (memsvc/services/ingest.py, lifecycle.py) --------------------------------------
 
     @_translated

@@ -1,5 +1,5 @@
 """Cubes: make, inspect, delete and share named cubes (`create-cube`, `get-cube`, `list-cubes`,
-`delete-cube`, `share-cube`), each the SDK method of the same name.
+`delete-cube`, `share-cube`, `unshare-cube`), each the SDK method of the same name.
 
 Moving a cube to or from a file (`export-cube`, `import-cube`) is in `memsvc.cli.data`.
 """
@@ -92,3 +92,18 @@ def share_cube(
     """
     with target.open() as mem:
         show(mem.share_cube(cube, tenant), as_json, cube_table)
+
+
+@command("unshare-cube")
+def unshare_cube(
+    target: Target,
+    cube: CubeArg,
+    tenant: Annotated[str, typer.Argument(help="The tenant that may no longer read it.")],
+    as_json: JsonOut = False,
+) -> None:
+    """Revoke another tenant's read access to one of your cubes.
+
+    Example: memsvc unshare-cube team-notes globex
+    """
+    with target.open() as mem:
+        show(mem.unshare_cube(cube, tenant), as_json, cube_table)

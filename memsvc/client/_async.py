@@ -305,6 +305,9 @@ class AsyncMemoryClient(_BaseClient):
     async def share_cube(self, cube: str, tenant: str) -> Cube:
         return await self._send(self._share_cube(cube, tenant))
 
+    async def unshare_cube(self, cube: str, tenant: str) -> Cube:
+        return await self._send(self._unshare_cube(cube, tenant))
+
     async def export_cube(
         self, cube: str, path: str | Path, *, progress: Progress | None = None
     ) -> dict[str, int]:

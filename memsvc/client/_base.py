@@ -302,6 +302,9 @@ class _BaseClient:
             "POST", f"/v1/cubes/{_seg(cube)}/share", body={"tenant": tenant}, parse=self._cube
         )
 
+    def _unshare_cube(self, cube: str, tenant: str) -> _Call:
+        return _Call("DELETE", f"/v1/cubes/{_seg(cube)}/share/{_seg(tenant)}", parse=self._cube)
+
     @staticmethod
     def _record(r: httpx.Response) -> MemoryRecord:
         return MemoryRecord.model_validate(r.json())

@@ -307,6 +307,9 @@ class MemoryClient(_BaseClient):
     def share_cube(self, cube: str, tenant: str) -> Cube:
         return self._send(self._share_cube(cube, tenant))
 
+    def unshare_cube(self, cube: str, tenant: str) -> Cube:
+        return self._send(self._unshare_cube(cube, tenant))
+
     def export_cube(
         self, cube: str, path: str | Path, *, progress: Progress | None = None
     ) -> dict[str, int]:

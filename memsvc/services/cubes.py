@@ -19,11 +19,18 @@ from memsvc.store.two_stage import MODES
 from memsvc.store.tx import Tx
 from memsvc.validation import check_cube_name, check_ident, check_metadata
 
-__all__ = ["CubeService", "default_cube_name"]
+__all__ = ["CubeService", "default_cube_name", "shown_to_readers"]
 
 
 def default_cube_name(user_id: str) -> str:
     return f"user:{user_id}"
+
+
+def shown_to_readers(record: RecordData) -> bool:
+    """What a tenant a cube is shared with may see of it: its active plaintext records.
+    Deleted and archived records are the owner's to restore or purge, and a KV cache or an
+    adapter is built from records as they were, so it can hold text deleted since."""
+    return record.status == "active" and record.tier == "plaintext"
 
 
 class CubeService:
@@ -49,6 +56,11 @@ class CubeService:
                 f"cube {cube!r} is shared with you read-only", details={"cube": cube}
             )
         return found
+
+    def shared(self, tx: Tx, cube: str) -> CubeData | None:
+        """The cube if it is (still) shared with this tenant, else None."""
+        found = tx.cubes.resolve(self.tenant_pk, cube) if "\x00" not in cube else None
+        return found[0] if found is not None and found[1] == "read" else None
 
     def find(self, tx: Tx, cube: str, *, write: bool = False) -> CubeData:
         return self.resolve(tx, cube, write=write)[0]
@@ -80,7 +92,7 @@ class CubeService:
             raise InvalidInput("id must be a record id string", details={"field": "id"})
         # no id holds a NUL (and PostgreSQL cannot even compare one): simply not found
         found = tx.records.get_with_cube(self.tenant_pk, id) if "\x00" not in id else None
-        if found is None:
+        if found is None or (found[2] != "owner" and not shown_to_readers(found[0])):
             raise RecordNotFound(f"record {id} not found", details={"id": id})
         if write and found[2] != "owner":
             raise PermissionDenied(
@@ -119,11 +131,18 @@ class CubeService:
                 self.tenant_pk, embedding_model=emb.model_id, embedding_dim=emb.dim, **fields
             )
 
+    def owns(self, cube: CubeData) -> bool:
+        """Whether this tenant owns the cube (else it reads it through a share)."""
+        return cube.tenant_pk == self.tenant_pk
+
     @staticmethod
     def out(tx: Tx, row: CubeData, access: str) -> Cube:
         counts = tx.cubes.record_counts([row.pk])[row.pk]
-        shared = tx.tenancy.shares_of(row.pk) if access == "owner" else []
-        return cube_model(row, sum(counts.values()), access=access, shared_with=shared)
+        if access == "owner":
+            n, shared = sum(counts.values()), tx.tenancy.shares_of(row.pk)
+        else:  # a reader learns nothing of what the owner deleted or archived
+            n, shared = counts.get("active", 0), []
+        return cube_model(row, n, access=access, shared_with=shared)
 
     # ---- the SDK's cube calls ------------------------------------------------------------------
 
@@ -195,5 +214,15 @@ class CubeService:
         with self.engine.db.writing() as tx:
             row = self.find(tx, cube, write=True)
             tx.tenancy.share(row.pk, tenant)
+        with self.engine.db.reading() as tx:
+            return self.out(tx, row, "owner")
+
+    def unshare_cube(self, cube: str, tenant: str) -> Cube:
+        """Revoke a share. The recipient's next call no longer finds the cube; its cached
+        recall lookups are checked against the shares on each recall (`RecallService`)."""
+        check_ident(tenant, field="tenant", required=True)
+        with self.engine.db.writing() as tx:
+            row = self.find(tx, cube, write=True)
+            tx.tenancy.unshare(row.pk, tenant)
         with self.engine.db.reading() as tx:
             return self.out(tx, row, "owner")

@@ -155,6 +155,9 @@ class RecallService:
         with engine.db.reading() as tx:
             if plan.cube is not None:
                 cube = engine.recall_cube(tx, tenant_pk, plan.cube, by_name=False)
+                if cube is not None and not self.cubes.owns(cube):
+                    # a share may have been revoked since the lookup was cached
+                    cube = self.cubes.shared(tx, plan.cube)
                 if cube is None:
                     raise CubeNotFound(f"cube {plan.cube!r} not found", details={"cube": plan.cube})
             else:
@@ -177,6 +180,8 @@ class RecallService:
                 Hit(record=record_model(c.record, cube), score=c.score, explain=c.explain)
                 for c in found
             ]
-        if found and plan.reinforce:
+        # Only the owner's recalls reinforce: a reader's would change the owner's strengths
+        # and recall counts and, through the recall events, what gets promoted and evicted.
+        if found and plan.reinforce and self.cubes.owns(cube):
             engine.reinforcer.note([c.record.pk for c in found], engine.now())
         return hits

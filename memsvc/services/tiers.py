@@ -161,7 +161,9 @@ class TierService:
         lm = tiers.lm
         by_id = {h.record.id: h for h in hits}
         use = None
-        if cube is not None and hits and adapter is None:
+        # A reader of a shared cube recomputes: using the owner's cache would mark it used
+        # (eviction order), rebuild a stale one and make the cube one promotion runs in.
+        if cube is not None and hits and adapter is None and self._cubes.owns(cube):
             tiers.generated.add(cube.pk)
             choice = tiers.choose_cache(cube, list(by_id))
             if choice is not None:

@@ -48,7 +48,8 @@ class TransferService:
         """Write the cube (records, versions, embeddings, entities, edges) to one file."""
         path = Path(path)
         with self.engine.db.reading() as tx:
-            row = self.cubes.find(tx, cube)
+            # the owner's only: a file carries history and deleted records a reader may not see
+            row = self.cubes.find(tx, cube, write=True)
             total = sum(tx.cubes.record_counts([row.pk])[row.pk].values())
         header = {
             "format_version": portable.FORMAT_VERSION,

@@ -85,6 +85,12 @@ def share_cube(cube: str, body: ShareRequest, memory: TenantMemory) -> Cube:
     return memory.share_cube(cube, body.tenant)
 
 
+@router.delete("/{cube}/share/{tenant}", response_model=Cube)
+def unshare_cube(cube: str, tenant: str, memory: TenantMemory) -> Cube:
+    """Revoke a tenant's read access (a no-op if it had none); returns the cube."""
+    return memory.unshare_cube(cube, tenant)
+
+
 @router.post(
     "/{cube}/export",
     response_class=FileResponse,

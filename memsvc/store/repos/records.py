@@ -281,3 +281,15 @@ class Records:
 
     def set_recalled(self, pks: Sequence[int], at: datetime) -> None:
         set_recalled(self._s, pks, at)
+
+    def active_plaintext(self, pks: Sequence[int]) -> set[int]:
+        """The pks among `pks` of active plaintext records (what a cube's readers see)."""
+        t = RecordRow.__table__.c
+        out: set[int] = set()
+        wanted = [int(p) for p in pks]
+        for i in range(0, len(wanted), 500):
+            q = select(t.pk).where(
+                t.pk.in_(wanted[i : i + 500]), t.status == "active", t.tier == "plaintext"
+            )
+            out.update(self._s.connection().execute(q).scalars())
+        return out

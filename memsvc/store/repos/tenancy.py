@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from memsvc.store.orm import (
@@ -37,6 +37,14 @@ def share_cube(s: Session, cube_pk: int, tenant_pk: int) -> CubeShareRow:
         s.add(row)
         s.flush()
     return row
+
+
+def unshare_cube(s: Session, cube_pk: int, tenant_pk: int) -> None:
+    s.execute(
+        delete(CubeShareRow).where(
+            CubeShareRow.cube_pk == cube_pk, CubeShareRow.tenant_pk == tenant_pk
+        )
+    )
 
 
 def shares_of(s: Session, cube_pk: int) -> list[str]:
@@ -78,6 +86,13 @@ class Tenancy:
 
     def share(self, cube_pk: int, tenant: str) -> None:
         share_cube(self._s, cube_pk, ensure_tenant(self._s, tenant).pk)
+
+    def unshare(self, cube_pk: int, tenant: str) -> None:
+        """Revoke a share; a tenant it was never shared with (or none of that name) is a
+        no-op, and no tenant is created for it."""
+        row = find_tenant(self._s, tenant)
+        if row is not None:
+            unshare_cube(self._s, cube_pk, row.pk)
 
     def shares_of(self, cube_pk: int) -> list[str]:
         return shares_of(self._s, cube_pk)
