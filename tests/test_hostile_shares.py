@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import gzip
 import inspect
 import json
 import uuid
@@ -240,3 +241,89 @@ def test_unshare_through_rest_both_clients_and_the_cli(
     res = runner.invoke(app, ["unshare-cube", "notes", "globex", *target], env=env)
     assert res.exit_code == 0, res.output
     assert "notes" in res.stdout and local.get_cube("notes").shared_with == []
+
+
+# ---- hard delete -----------------------------------------------------------------------------
+
+# long enough to need overflow pages, which a delete frees whole (without secure_delete they
+# keep the text in the file)
+DOOMED = "Globex bought an aardvark named Zanzibar." + " It eats ants." * 400
+OTHERS = ["The weather in Oslo is cold.", "Trains to Bergen leave hourly."]
+
+
+def _tier_record(mem: Memory, cube: str, source: Any, tier: str, status: str) -> str:
+    """A tier record built from record `source` with its file, as the tiers store one (the
+    LM that would compute the bytes plays no part in what a hard delete must remove)."""
+    engine = mem._engine
+    blobs = engine.tiers.blobs
+    with engine.db.writing() as tx:
+        row = tx.cubes.find(mem._cubes.tenant_pk, name=cube)
+        rid = uuid.uuid4().hex
+        rel = blobs.relpath(row.id, rid)
+        blobs.write_bytes(rel, f"weights learnt from: {source.content}".encode())
+        tx.records.insert(
+            row,
+            [
+                {
+                    "id": rid,
+                    "tier": tier,
+                    "kind": "kv_cache" if tier == "activation" else "lora_adapter",
+                    "status": status,
+                    "content": f"- {source.content}",
+                    "source": {"records": [{"id": source.id, "version": 1}], "blob": rel},
+                }
+            ],
+        )
+    return rid
+
+
+def _files_holding(home: Path, needle: bytes) -> list[str]:
+    return [
+        str(p.relative_to(home))
+        for p in sorted(home.rglob("*"))
+        if p.is_file() and needle in p.read_bytes()
+    ]
+
+
+@pytest.mark.sqlite_only
+def test_hard_delete_leaves_no_text_behind(open_memory, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    home = tmp_path / "hard"
+    mem = open_memory(home)
+    mem.create_cube("c")
+    doomed = mem.add(DOOMED, user_id="u", cube="c")[0]
+    others = mem.add(OTHERS, user_id="u", cube="c")
+    mem.update(others[0].id, text="The weather in Oslo is cold and wet.")
+    mem.maintain("c")
+    labels = [n.label for n in mem.graph("c").nodes if n.kind == "topic"]
+    assert any("aardvark" in label for label in labels)  # the tree was named from it
+    assert "Globex" in {n.label for n in mem.graph("c").nodes if n.kind == "entity"}
+    cache = _tier_record(mem, "c", doomed, "activation", "active")
+    old_cache = _tier_record(mem, "c", doomed, "activation", "deleted")
+    adapter = _tier_record(mem, "c", doomed, "parametric", "active")
+    unrelated = _tier_record(mem, "c", others[1], "activation", "active")
+
+    mem.delete(doomed.id, hard=True)
+    mem.flush()
+
+    for rid in (doomed.id, cache, old_cache, adapter):
+        with pytest.raises(RecordNotFound):
+            mem.get(rid)
+    assert mem.get(unrelated).status == "active"  # built from another record: kept
+    graph = _dumped(mem.graph("c"))
+    assert "Globex" not in graph and "aardvark" not in graph.lower()
+    out = tmp_path / "c.memcube"
+    mem.export_cube("c", out)
+    assert b"Globex" not in gzip.decompress(out.read_bytes())
+    # not in any file of the data directory: database, WAL, tier files, indexes (this
+    # SQLite may be built with secure_delete on by default; ours asks for it on any build)
+    with mem._engine.db.read_engine.connect() as conn:
+        assert conn.exec_driver_sql("PRAGMA secure_delete").scalar() == 1
+    assert _files_holding(home, b"aardvark") == []
+    assert _files_holding(home, b"Globex") == []
+    # the tree comes back from what is left at the next maintenance (without the stand-in
+    # cache, which maintenance would rebuild with the real LM)
+    mem.delete(unrelated, hard=True)
+    assert not list((home / "tiers").rglob("*.safetensors"))
+    mem.maintain("c")
+    assert [n for n in mem.graph("c").nodes if n.kind == "topic"]
+    assert all(h.record.id != doomed.id for h in mem.recall("aardvark", user_id="u", cube="c"))

@@ -6,7 +6,7 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Row, delete, insert, or_, select, update
+from sqlalchemy import Row, delete, exists, insert, or_, select, update
 from sqlalchemy.orm import Session, lazyload, undefer
 
 from memsvc.store.data import CubeData, RecordData, new_id
@@ -16,6 +16,8 @@ from memsvc.store.orm import (
     CubeRow,
     CubeShareRow,
     EdgeRow,
+    EntityRow,
+    RecallEventRow,
     RecordRow,
     VersionRow,
     utcnow,
@@ -158,7 +160,10 @@ def preceding_turns(
 
 
 def hard_delete_record(s: Session, row: RecordRow) -> None:
+    """The record, its versions, its graph edges and its recall events; the change log
+    keeps a "delete" (no text) for the indexes."""
     s.execute(delete(VersionRow).where(VersionRow.record_pk == row.pk))
+    s.execute(delete(RecallEventRow).where(RecallEventRow.record_pk == row.pk))
     s.execute(
         delete(EdgeRow).where(
             EdgeRow.cube_pk == row.cube_pk,
@@ -170,6 +175,16 @@ def hard_delete_record(s: Session, row: RecordRow) -> None:
     )
     s.execute(delete(RecordRow).where(RecordRow.pk == row.pk))
     add_change(s, row.cube_pk, [row.pk], "delete")
+
+
+def drop_orphan_entities(s: Session, cube_pk: int) -> int:
+    """Delete the cube's entities no edge touches any more: their names are text of
+    records gone for good (or of what an update replaced). Returns how many."""
+    e = EdgeRow
+    src = exists().where(e.cube_pk == cube_pk, e.src_kind == "entity", e.src_pk == EntityRow.pk)
+    dst = exists().where(e.cube_pk == cube_pk, e.dst_kind == "entity", e.dst_pk == EntityRow.pk)
+    res = s.execute(delete(EntityRow).where(EntityRow.cube_pk == cube_pk, ~src, ~dst))
+    return int(res.rowcount or 0)
 
 
 def set_recalled(s: Session, pks: Sequence[int], at: datetime) -> None:
@@ -267,6 +282,19 @@ class Records:
         row = self._s.get(RecordRow, pk)
         if row is not None:
             hard_delete_record(self._s, row)
+
+    def drop_orphan_entities(self, cube_pk: int) -> int:
+        return drop_orphan_entities(self._s, cube_pk)
+
+    def tier_records(self, cube_pk: int) -> list[RecordData]:
+        """The cube's activation and parametric records in any status (a deleted one keeps
+        the text it was built from in its content and history), in pk order."""
+        q = (
+            select(RecordRow)
+            .where(RecordRow.cube_pk == cube_pk, RecordRow.tier != "plaintext")
+            .order_by(RecordRow.pk)
+        )
+        return [RecordData.of(r) for r in self._s.scalars(q)]
 
     def preceding_turns(
         self,

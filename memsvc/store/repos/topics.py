@@ -50,6 +50,16 @@ class Topics:
             )
         )
 
+    def holds(self, cube_pk: int, record_pk: int) -> bool:
+        """Whether the record hangs in the cube's tree (so its text may be in the labels)."""
+        q = select(EdgeRow.pk).where(
+            EdgeRow.cube_pk == cube_pk,
+            EdgeRow.type == "part_of",
+            EdgeRow.src_kind == "record",
+            EdgeRow.src_pk == record_pk,
+        )
+        return self._s.scalar(q.limit(1)) is not None
+
     def subtopics(self, cube_pk: int) -> list[TopicData]:
         rows = self._s.scalars(
             select(TopicRow).where(TopicRow.cube_pk == cube_pk, TopicRow.level == 1)
