@@ -330,7 +330,9 @@ class Memory:
     def delete(self, id: str, *, hard: bool = False) -> None:
         """Soft delete (default): kept with status `deleted`, excluded from recall, listed on
         request, visible in history. `hard=True` purges the record, its history, its graph
-        edges and its index entries.
+        edges and index entries, and what was derived from it: the KV caches and adapters
+        built from it, entities only it named, the topic tree it hung in (README: "What a
+        hard delete removes").
         """
         self._lifecycle.delete(id, hard=hard)
 
