@@ -7,7 +7,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from memsvc.retrieval.retention import ForgetPolicy
@@ -94,6 +94,18 @@ class Settings(BaseSettings):
     )
     auth_cache_seconds: float = Field(
         default=1.0, ge=0, description="How long a verified API key is trusted without a read."
+    )
+    operator_token: SecretStr | None = Field(
+        default=None,
+        description="Bearer token for the per-cube figures of /metrics and /readyz; when set, "
+        "/metrics answers 401 without it; when not, /metrics shows only tenant-free totals.",
+    )
+    metrics_cache_seconds: float = Field(
+        default=15.0,
+        ge=1,
+        le=3600,
+        description="/metrics and /readyz read the per-cube figures (a scan of every record) "
+        "at most this often, however often they are asked.",
     )
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, description="Body size limit.")
     max_import_bytes: int = Field(

@@ -13,7 +13,7 @@ from fastapi.routing import APIRoute
 
 from memsvc import Memory, Settings, __version__, get_settings
 from memsvc.api.errors import install_error_handlers
-from memsvc.api.limits import BodyLimitMiddleware
+from memsvc.api.limits import BodyLimitMiddleware, LoopbackOnlyMiddleware, is_loopback
 from memsvc.api.mcp_http import mount_mcp
 from memsvc.api.metrics import Metrics
 from memsvc.api.routes import cubes, health, mem0, memories, tiers
@@ -42,6 +42,12 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
     """Build the ASGI app. `memory` (tests) is used as is; otherwise one is opened from
     `settings` at startup and closed (indexes saved) at shutdown."""
     settings = settings or (memory.settings if memory is not None else get_settings())
+    if not settings.auth and not is_loopback(settings.host):
+        # Without keys anyone who reaches the port owns the data: the CLI refuses such a bind,
+        # and so does the app however it is started (uvicorn --factory, MEMSVC_AUTH=false).
+        raise ValueError(
+            f"MEMSVC_AUTH=false serves loopback only, but MEMSVC_HOST is {settings.host!r}"
+        )
     owned = memory is None
     mem = memory or Memory(settings=settings)
     ready = threading.Event()
@@ -79,7 +85,7 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
     app.state.memory = mem
     app.state.settings = settings
     app.state.ready = ready
-    app.state.metrics = Metrics(mem)
+    app.state.metrics = Metrics(mem, cache_seconds=settings.metrics_cache_seconds)
     install_error_handlers(app)
     for router in (health.router, tiers.router, memories.router, cubes.router, mem0.router):
         app.include_router(router)
@@ -89,6 +95,8 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
         limit=settings.max_request_bytes,
         import_limit=settings.max_import_bytes,
     )
+    if not settings.auth:  # refused before anything reads the body
+        app.add_middleware(LoopbackOnlyMiddleware)
     app.add_middleware(lambda inner: app.state.metrics.middleware(inner))
     return app
 

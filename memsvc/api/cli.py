@@ -6,12 +6,12 @@ the core CLI never imports the API layer.
 
 from __future__ import annotations
 
-import ipaddress
 import os
 from typing import Annotated
 
 import typer
 
+from memsvc.api.limits import is_loopback
 from memsvc.cli.common import DataDir, DbUrl, err, open_memory, settings_for
 
 
@@ -19,15 +19,6 @@ def register(app: typer.Typer) -> None:
     """Add `serve` and `mcp` to the `memsvc` command."""
     app.command()(serve)
     app.command()(mcp)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def serve(
@@ -59,7 +50,7 @@ def serve(
     port = settings.port if port is None else port
     workers = workers or settings.workers
     auth = settings.auth and not no_auth
-    if not auth and not _is_loopback(host):
+    if not auth and not is_loopback(host):
         err.print(f"[red]error:[/red] --no-auth only binds loopback addresses, not {host!r}")
         raise typer.Exit(2)
     mode = "API keys required" if auth else "NO AUTH (loopback only)"
@@ -67,12 +58,13 @@ def serve(
     if workers == 1:
         from memsvc.api.app import create_app
 
-        app_ = create_app(settings=settings.model_copy(update={"auth": auth}))
+        app_ = create_app(settings=settings.model_copy(update={"auth": auth, "host": host}))
         uvicorn.run(app_, host=host, port=port, log_level="info", http=HTTP_PROTOCOL)
         return
     # Each worker process builds its own app from the environment.
     os.environ["MEMSVC_HOME"] = str(settings.home.resolve())
     os.environ["MEMSVC_AUTH"] = "true" if auth else "false"
+    os.environ["MEMSVC_HOST"] = host  # the app checks it too: no keys only on loopback
     # Workers share the cores: give each its slice for bulk embedding unless set explicitly.
     os.environ.setdefault("MEMSVC_EMBED_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
     if settings.database_url:

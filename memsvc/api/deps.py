@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import hmac
 from typing import Annotated
 
 import anyio.to_thread
@@ -15,7 +16,16 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from memsvc import Memory, Settings
 from memsvc.errors import AuthError, RateLimited
 
-__all__ = ["AppSettings", "RootMemory", "TenantMemory", "api_key", "authorize", "check_rate"]
+__all__ = [
+    "AppSettings",
+    "RootMemory",
+    "TenantMemory",
+    "api_key",
+    "authorize",
+    "check_rate",
+    "is_operator",
+    "require_operator",
+]
 
 _bearer = HTTPBearer(auto_error=False, description="An API key from `memsvc keys create`.")
 
@@ -81,3 +91,29 @@ async def check_rate(memory: Memory, key: str) -> None:
 
 
 TenantMemory = Annotated[Memory, Depends(get_tenant_memory)]
+
+
+def _operator_token(settings: Settings) -> str | None:
+    token = settings.operator_token
+    return token.get_secret_value() if token is not None and token.get_secret_value() else None
+
+
+def is_operator(request: Request, settings: Settings) -> bool:
+    """Whether the caller may see figures that span tenants (cube ids, record counts): it
+    sends the operator token; or none is set and the server runs without API keys, where the
+    one local user is the operator. A tenant's API key is never enough."""
+    token = _operator_token(settings)
+    if token is None:
+        return not settings.auth
+    given = api_key(request.headers.get("authorization"))
+    return given is not None and hmac.compare_digest(given.encode(), token.encode())
+
+
+def require_operator(request: Request, settings: Settings) -> bool:
+    """`is_operator`, but with an operator token set anyone else gets a 401; without one the
+    answer is False and the route shows only tenant-free figures."""
+    if is_operator(request, settings):
+        return True
+    if _operator_token(settings) is not None:
+        raise AuthError("operator token required: send 'Authorization: Bearer <token>'")
+    return False

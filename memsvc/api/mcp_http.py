@@ -51,6 +51,27 @@ class _KeyGate:
         await self.inner(scope, receive, send)
 
 
+_LOOPBACK = ("127.0.0.1", "localhost", "[::1]")
+
+
+def _transport_security(auth: bool) -> TransportSecuritySettings:
+    """With API keys, the key is what keeps other sites out (behind a load balancer the Host
+    is whatever name the service is reached by). Without keys, a DNS-rebound page could
+    drive the tools: only loopback Hosts and Origins then (the app checks them first too)."""
+    if auth:
+        return TransportSecuritySettings(enable_dns_rebinding_protection=False)
+    return TransportSecuritySettings(
+        enable_dns_rebinding_protection=True,
+        allowed_hosts=[h + port for h in _LOOPBACK for port in ("", ":*")],
+        allowed_origins=[
+            f"{scheme}://{h}{port}"
+            for scheme in ("http", "https")
+            for h in _LOOPBACK
+            for port in ("", ":*")
+        ],
+    )
+
+
 def mount_mcp(app: Any, memory: Memory, *, auth: bool) -> MCPServer:
     """Add `/mcp` to `app`; run `server.session_manager.run()` in the app's lifespan."""
 
@@ -64,13 +85,11 @@ def mount_mcp(app: Any, memory: Memory, *, auth: bool) -> MCPServer:
         return memory.for_tenant(tenant)
 
     server = build_mcp_server(resolve)
-    # The API key, not the Host header, is what keeps other sites out: behind a load
-    # balancer the host is whatever name the service is reached by.
     inner = server.streamable_http_app(
         streamable_http_path=MCP_PATH,
         stateless_http=True,
         json_response=True,
-        transport_security=TransportSecuritySettings(enable_dns_rebinding_protection=False),
+        transport_security=_transport_security(auth),
     )
     endpoint = next(r.endpoint for r in inner.routes if getattr(r, "path", None) == MCP_PATH)
     app.router.routes.append(
