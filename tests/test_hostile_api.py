@@ -12,8 +12,6 @@ import json
 import os
 import random
 import re
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -25,9 +23,9 @@ import pytest
 from fastapi.testclient import TestClient
 
 from memsvc import Memory, Settings
-from memsvc.api.app import create_app
+from memsvc.api.app import create_app, create_app_from_env
 from memsvc.retrieval.entities import _CAP_RUN, _COMMON, _ORG_SUFFIX, extract_entities, normalize
-from tests.conftest import Served, free_port, run_cli, serving
+from tests.conftest import Served, run_cli, serving
 
 OPERATOR_TOKEN = "op-7f3c9a1e-not-a-tenant-key"
 
@@ -399,17 +397,17 @@ def test_no_auth_app_refuses_remote_peers(open_memory: Callable[..., Memory]) ->
     assert anyio.run(call, "127.0.0.1").status_code == 200
 
 
-def test_no_auth_app_will_not_start_on_a_public_host(tmp_path: Path) -> None:
+def test_no_auth_app_will_not_start_on_a_public_host(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     with pytest.raises(ValueError, match="loopback"):
         create_app(settings=Settings(home=tmp_path / "p", auth=False, host="0.0.0.0"))
-    env = {**os.environ, "MEMSVC_HOME": str(tmp_path / "u"), "MEMSVC_AUTH": "false"}
-    env["MEMSVC_HOST"] = "0.0.0.0"
-    factory = "memsvc.api.app:create_app_from_env"
-    cmd = [sys.executable, "-m", "uvicorn", "--factory", factory, "--port", str(free_port())]
-    done = subprocess.run(
-        [*cmd, "--host", "0.0.0.0"], env=env, capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode != 0 and "loopback" in done.stderr
+    # what `uvicorn --factory memsvc.api.app:create_app_from_env` builds from the environment
+    monkeypatch.setenv("MEMSVC_HOME", str(tmp_path / "u"))
+    monkeypatch.setenv("MEMSVC_AUTH", "false")
+    monkeypatch.setenv("MEMSVC_HOST", "0.0.0.0")
+    with pytest.raises(ValueError, match="loopback"):
+        create_app_from_env()
 
 
 def test_mcp_transport_checks_host_without_keys(open_memory: Callable[..., Memory]) -> None:
