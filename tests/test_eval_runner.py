@@ -323,3 +323,34 @@ def test_empty_turns_are_skipped_but_stay_documents(
         assert row["question_id"] == q["question_id"]
         assert row["documents"] == before["documents"] + 2 and row["empty_documents"] == 2
         assert row["metrics"]["turn"]["recall_any@50"] == 1.0
+
+
+def test_one_command_runs_both_granularities_with_long_turns(tmp_path: Path) -> None:
+    """`--granularity both` writes a session run and a turn run; a pasted document over the
+    text limit is stored as chunks and ranked as the one turn it is; the report gives the
+    official metrics by question type and the first recall's cost apart."""
+    data = json.loads(FIXTURE.read_text())
+    session = data[0]["haystack_sessions"][0]
+    session.append({"role": "user", "content": "Here is the contract. " + "Clause text. " * 3500})
+    session.append({"role": "assistant", "content": "Thanks, noted."})
+    path = tmp_path / "long_turns.json"
+    path.write_text(json.dumps(data))
+    out = tmp_path / "run"
+    done = _cli(
+        "longmemeval", "--data", str(path), "--out", str(out), "--granularity", "both",
+        "--system", "memsvc,dense", "--cache-dir", str(tmp_path / "cache"), "--quiet",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    for level in ("session", "turn"):
+        res = json.loads((out / level / "results.json").read_text())
+        assert res["config"]["granularity"] == level
+        for name in ("memsvc", "dense"):
+            a = res["aggregates"][name]
+            assert a["questions"] == 3 and a["session"]["recall_any@50"] == 1.0
+            lat = res["latency"][name]
+            assert lat["first_recall_p95_ms"] > 0 and lat["recall_p95_ms"] > 0
+        ranked = next(r for r in res["rows"] if r["system"] == "memsvc")["retrieved"]
+        assert len(ranked) == len(set(ranked))  # chunks of one turn are one document
+        report = (out / level / "report.md").read_text()
+        assert f"{level} level by question type" in report
+        assert "first recall p95 ms" in report

@@ -184,7 +184,11 @@ def eval_longmemeval(
     data: EvalData,
     out_dir: EvalOut,
     granularity: Annotated[
-        str, typer.Option("--granularity", help="session or turn documents.")
+        str,
+        typer.Option(
+            "--granularity",
+            help="session or turn documents, or both (two runs: OUT/session and OUT/turn).",
+        ),
     ] = "session",
     limit: Annotated[int | None, typer.Option("--limit", help="First N questions only.")] = None,
     system: EvalSystems = None,
@@ -204,6 +208,48 @@ def eval_longmemeval(
 
     Example: memsvc eval longmemeval --data longmemeval_s_cleaned.json --out runs/lme
     """
+    if granularity == "both":
+        levels = [("session", out_dir / "session"), ("turn", out_dir / "turn")]
+    else:
+        levels = [(granularity, out_dir)]
+    for level, level_out in levels:
+        _run_longmemeval(
+            level,
+            level_out,
+            data=data,
+            limit=limit,
+            system=system,
+            k=k,
+            mode=mode,
+            server=server,
+            llm_base_url=llm_base_url,
+            llm_model=llm_model,
+            llm_api_key_env=llm_api_key_env,
+            judge_model=judge_model,
+            qa_k=qa_k,
+            cache_dir=cache_dir,
+            quiet=quiet,
+        )
+
+
+def _run_longmemeval(
+    granularity: str,
+    out_dir: Path,
+    *,
+    data: Path,
+    limit: int | None,
+    system: list[str] | None,
+    k: str,
+    mode: str,
+    server: str | None,
+    llm_base_url: str | None,
+    llm_model: str | None,
+    llm_api_key_env: str,
+    judge_model: str | None,
+    qa_k: int,
+    cache_dir: Path | None,
+    quiet: bool,
+) -> None:
     _run_eval(
         "longmemeval",
         data=data,

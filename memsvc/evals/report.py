@@ -147,6 +147,7 @@ def _lme_md(results: dict[str, Any]) -> str:
                     + " |\n"
                 )
         text += "\n"
+    text += _lme_by_type_md(agg)
     text += "## Per question (seconds, mean)\n\n| system | ingest | query |\n|---|---|---|\n"
     for name, a in agg.items():
         text += (
@@ -167,6 +168,31 @@ def _lme_md(results: dict[str, Any]) -> str:
     return text
 
 
+_TYPE_KS = (1, 3, 5, 10)
+_METRICS = ("recall_any", "recall_all", "ndcg_any")
+
+
+def _lme_by_type_md(agg: dict[str, Any]) -> str:
+    """The official metrics at k = 1, 3, 5, 10 for each question type, system and level."""
+    text = ""
+    for level in ("session", "turn"):
+        rows = [
+            (qt, name, by[level])
+            for name, a in agg.items()
+            for qt, by in sorted(a.get("by_type", {}).items())
+            if level in by
+        ]
+        if not rows:
+            continue
+        cols = [f"{m}@{k}" for m in _METRICS for k in _TYPE_KS]
+        text += f"## {level} level by question type\n\n| type | system | " + " | ".join(cols)
+        text += " |\n|---|---|" + "---|" * len(cols) + "\n"
+        for qt, name, vals in sorted(rows, key=lambda r: (r[0], list(agg).index(r[1]))):
+            text += f"| {qt} | {name} | " + " | ".join(_f(vals.get(c)) for c in cols) + " |\n"
+        text += "\n"
+    return text
+
+
 def _latency_md(results: dict[str, Any]) -> str:
     text = "## Latency (this machine)\n\n| system | add p50 ms | add p95 ms | recall p50 ms | "
     text += "recall p95 ms | ingest s (total) |\n|---|---|---|---|---|---|\n"
@@ -176,6 +202,17 @@ def _latency_md(results: dict[str, Any]) -> str:
             f"{_ms(lat['recall_p50_ms'])} | {_ms(lat['recall_p95_ms'])} | "
             f"{lat['ingest_seconds_total']:.1f} |\n"
         )
+    if any("first_recall_p95_ms" in lat for lat in results["latency"].values()):
+        text += (
+            "\nRecall here is an agent's recall (k = 10) on a cube already recalled once; the "
+            "first recall after loading a haystack (index and side-index build included) "
+            "costs:\n\n| system | first recall p50 ms | first recall p95 ms |\n|---|---|---|\n"
+        )
+        for name, lat in results["latency"].items():
+            text += (
+                f"| {name} | {_ms(lat.get('first_recall_p50_ms'))} | "
+                f"{_ms(lat.get('first_recall_p95_ms'))} |\n"
+            )
     text += (
         "\nPlots: " + ", ".join(f"`{p}`" for p in sorted(["recall_at_k.png", "latency.png"])) + "\n"
     )

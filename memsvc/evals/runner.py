@@ -343,6 +343,7 @@ def run_longmemeval(cfg: EvalConfig, embedder: Embedder | None = None) -> dict[s
         for name in cfg.systems:
             system = make_system(name, emb, server=cfg.server)
             recall_s: list[float] = []
+            first_s: list[float] = []
             ingest_s: list[float] = []
             with _running(system, name):
                 for q in bars.track(questions, f"{name}: questions"):
@@ -364,10 +365,17 @@ def run_longmemeval(cfg: EvalConfig, embedder: Embedder | None = None) -> dict[s
                     t0 = time.perf_counter()
                     system.load(docs)
                     ingest_s.append(time.perf_counter() - t0)
-                    t0 = time.perf_counter()
-                    found = system.search(q.question, min(len(docs), 1000)) if docs else []
+                    at = _lme_time(q.question_date)  # questions are asked on their date
+                    if docs:  # an agent's recall (k=10), the cube's first and then warm
+                        t0 = time.perf_counter()
+                        system.search(q.question, 10, at=at)
+                        first_s.append(time.perf_counter() - t0)
+                        t0 = time.perf_counter()
+                        system.search(q.question, 10, at=at)
+                        recall_s.append(time.perf_counter() - t0)
+                    # the whole ranking, for the metrics (session-level ones need it deep)
+                    found = system.search(q.question, min(len(docs), 1000), at=at) if docs else []
                     ranked = [i for i, _ in found]
-                    recall_s.append(time.perf_counter() - t0)
                     gold = sorted({i for i in ids if "answer" in i})
                     metrics: dict[str, dict[str, float]] = {"session": {}, "turn": {}}
                     for k in ks:
@@ -392,7 +400,7 @@ def run_longmemeval(cfg: EvalConfig, embedder: Embedder | None = None) -> dict[s
                         "documents": len(ids),
                         "empty_documents": len(ids) - len(docs),
                         "ingest_seconds": round(ingest_s[-1], 4),
-                        "query_seconds": round(recall_s[-1], 4),
+                        "query_seconds": round(recall_s[-1], 4) if docs else 0.0,
                         "context_tokens": sum(
                             count_tokens(texts[ids.index(i)]) for i in ranked[: cfg.qa_k]
                         ),
@@ -404,6 +412,8 @@ def run_longmemeval(cfg: EvalConfig, embedder: Embedder | None = None) -> dict[s
                         row["qa"] = answerer.longmemeval(q, context)
                     rows.append(row)
             latency[name] = _latency(system, recall_s, ingest_s)
+            latency[name]["first_recall_p50_ms"] = _pct((x * 1000 for x in first_s), 50)
+            latency[name]["first_recall_p95_ms"] = _pct((x * 1000 for x in first_s), 95)
     results = {
         "schema": SCHEMA,
         "benchmark": "longmemeval",

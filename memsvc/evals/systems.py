@@ -56,8 +56,9 @@ class RetrievalSystem(Protocol):
     def load(self, docs: Sequence[Doc]) -> None:
         """Replace the corpus with `docs`."""
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
-        """(doc id, score) pairs, best first, at most k."""
+    def search(self, query: str, k: int, *, at: datetime | None = None) -> list[tuple[str, float]]:
+        """(doc id, score) pairs, best first, at most k; `at` is when the question is asked
+        (a memory system resolves "last week" from it; the baselines ignore it)."""
 
     def close(self) -> None: ...
 
@@ -131,10 +132,16 @@ class MemsvcSystem:
             self.clock.advance(days=1)
             self.mem.maintain(self.cube)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, *, at: datetime | None = None) -> list[tuple[str, float]]:
         assert self.cube is not None, "load a corpus first"
-        hits = self.mem.recall(query, user_id="eval", cube=self.cube, k=k, recipe=self.recipe)
-        return [(str(h.record.metadata["doc_id"]), h.score) for h in hits]
+        hits = self.mem.recall(
+            query, user_id="eval", cube=self.cube, k=k, recipe=self.recipe, at=at
+        )
+        # chunks of one long document are hits of that document: its best chunk ranks it
+        ranked: dict[str, float] = {}
+        for h in hits:
+            ranked.setdefault(str(h.record.metadata["doc_id"]), h.score)
+        return list(ranked.items())
 
     def _drop(self) -> None:
         if self.cube is not None:
@@ -168,7 +175,7 @@ class BM25System:
         self._index.index(tokens, show_progress=False)
         self.add_latencies.append(time.perf_counter() - t)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, *, at: datetime | None = None) -> list[tuple[str, float]]:
         import bm25s
 
         assert self._index is not None, "load a corpus first"
@@ -200,7 +207,7 @@ class DenseSystem:
         self.vecs = self.embedder.encode([d.text for d in docs])
         self.add_latencies.append(time.perf_counter() - t)
 
-    def search(self, query: str, k: int) -> list[tuple[str, float]]:
+    def search(self, query: str, k: int, *, at: datetime | None = None) -> list[tuple[str, float]]:
         if not self.ids:
             return []
         q = self.embedder.encode([query])[0]
