@@ -208,6 +208,7 @@ def test_openapi_validates_and_lists_every_route(env: dict[str, Any]) -> None:
         ("POST", "/v1/cubes/{cube}/export"),
         ("POST", "/v1/cubes/import"),
         ("POST", "/v1/cubes/{cube}/share"),
+        ("DELETE", "/v1/cubes/{cube}/share/{tenant}"),
         ("GET", "/v1/cubes/{cube}/graph"),
         ("POST", "/v1/cubes/{cube}/maintain"),
         ("GET", "/v1/cubes/{cube}/maintenance"),
