@@ -354,3 +354,20 @@ def test_one_command_runs_both_granularities_with_long_turns(tmp_path: Path) -> 
         report = (out / level / "report.md").read_text()
         assert f"{level} level by question type" in report
         assert "first recall p95 ms" in report
+
+
+def test_memsvc_is_given_rounds_filed_under_the_official_documents() -> None:
+    """Assistant turns go to memsvc under the user turn they answer (turn level) or their
+    session (session level); every turn lands in an official document, none is invented."""
+    from memsvc.evals import longmemeval as lme
+
+    for q in lme.load_longmemeval(FIXTURE):
+        for level in ("turn", "session"):
+            ids, _, _ = lme.documents(q, level)
+            conv = lme.conversation(q, level)
+            assert {doc for doc, *_ in conv} == set(ids)
+            assert any(role == "assistant" for _, _, role, _, _ in conv)
+        conv = lme.conversation(q, "turn")
+        for (doc, sid, role, _, _), nxt in zip(conv, conv[1:], strict=False):
+            if nxt[2] == "assistant" and nxt[1] == sid:
+                assert nxt[0] == doc  # an answer is filed under the turn before it

@@ -191,6 +191,15 @@ def eval_longmemeval(
         ),
     ] = "session",
     limit: Annotated[int | None, typer.Option("--limit", help="First N questions only.")] = None,
+    rounds: Annotated[
+        bool,
+        typer.Option(
+            "--rounds/--user-turns-only",
+            help="Give memsvc the whole conversation, each assistant turn filed under the "
+            "user turn it answers (the baselines always index the official user-side "
+            "documents only).",
+        ),
+    ] = True,
     system: EvalSystems = None,
     k: EvalK = "1,3,5,10,30,50",
     mode: EvalMode = "retrieval",
@@ -218,6 +227,7 @@ def eval_longmemeval(
             level_out,
             data=data,
             limit=limit,
+            rounds=rounds,
             system=system,
             k=k,
             mode=mode,
@@ -238,6 +248,7 @@ def _run_longmemeval(
     *,
     data: Path,
     limit: int | None,
+    rounds: bool,
     system: list[str] | None,
     k: str,
     mode: str,
@@ -256,6 +267,7 @@ def _run_longmemeval(
         out=out_dir,
         granularity=granularity,
         limit=limit,
+        rounds=rounds,
         systems=_split(system) or ["memsvc", "bm25", "dense"],
         ks=_ks(k),
         mode=mode,

@@ -22,6 +22,7 @@ __all__ = [
     "KNOWN_FILES",
     "LongMemEvalError",
     "LongMemEvalQuestion",
+    "conversation",
     "documents",
     "identify_file",
     "load_longmemeval",
@@ -128,6 +129,34 @@ def documents(q: LongMemEvalQuestion, granularity: str) -> tuple[list[str], list
         else:
             raise ValueError(f"granularity must be 'session' or 'turn', not {granularity!r}")
     return ids, texts, dates
+
+
+def conversation(q: LongMemEvalQuestion, granularity: str) -> list[tuple[str, str, str, str, str]]:
+    """(document id, session id, role, text, date) of every turn, assistant turns included,
+    for a memory system that is given the whole conversation as an agent would give it.
+
+    A turn is filed under the document the official scorer counts it as: at session level its
+    session, at turn level its round (an assistant turn belongs to the user turn it answers,
+    the paper's user-assistant round as the unit). Assistant turns before a session's first
+    user turn belong to no document and are left out; empty turns are kept (the caller skips
+    them as it skips empty documents)."""
+    ids, _, _ = documents(q, granularity)
+    known = set(ids)
+    out: list[tuple[str, str, str, str, str]] = []
+    for sid, date, session in zip(q.session_ids, q.dates, q.sessions, strict=True):
+        has_answer = any(t.get("has_answer") for t in session if t.get("role") == "user")
+        session_doc = sid.replace("answer", "noans") if "answer" in sid and not has_answer else sid
+        current: str | None = session_doc if granularity == "session" else None
+        for n, turn in enumerate(session, start=1):
+            role = str(turn.get("role"))
+            if granularity == "turn" and role == "user":
+                current = f"{sid}_{n}"
+                if "answer" in sid and not turn.get("has_answer"):
+                    current = current.replace("answer", "noans")
+            if current is None or current not in known:
+                continue
+            out.append((current, sid, role, str(turn.get("content", "")), date))
+    return out
 
 
 def scored(q: LongMemEvalQuestion) -> bool:

@@ -55,6 +55,7 @@ class EvalConfig:
     conversations: list[str] = field(default_factory=list)  # LoCoMo
     granularity: str = "session"  # LongMemEval
     limit: int | None = None  # LongMemEval
+    rounds: bool = True  # LongMemEval: memsvc is given assistant turns too (baselines never)
     cache_dir: Path | None = None
     qa_k: int = 10
     llm_base_url: str | None = None
@@ -362,8 +363,15 @@ def run_longmemeval(cfg: EvalConfig, embedder: Embedder | None = None) -> dict[s
                         for i, t, d in zip(ids, texts, dates, strict=True)
                         if t.strip()
                     ]
+                    given = docs
+                    if cfg.rounds and name.startswith("memsvc"):  # the whole conversation
+                        given = [
+                            Doc(i, t, _lme_time(d), session=sid, role=role)
+                            for i, sid, role, t, d in lme.conversation(q, cfg.granularity)
+                            if t.strip()
+                        ]
                     t0 = time.perf_counter()
-                    system.load(docs)
+                    system.load(given)
                     ingest_s.append(time.perf_counter() - t0)
                     at = _lme_time(q.question_date)  # questions are asked on their date
                     if docs:  # an agent's recall (k=10), the cube's first and then warm

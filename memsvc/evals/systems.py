@@ -47,6 +47,7 @@ class Doc:
     session: str | None = None
     speaker: str | None = None
     body: str | None = None  # the speaker's own words, when `text` prefixes the speaker
+    role: str = "user"  # an assistant turn is filed under the user turn it answers (`id`)
 
 
 class RetrievalSystem(Protocol):
@@ -115,7 +116,7 @@ class MemsvcSystem:
                 part = group[i : i + 1000]
                 messages = [
                     {
-                        "role": "user",
+                        "role": d.role,
                         "name": d.speaker,
                         "content": d.body or d.text,
                         "timestamp": d.time,
