@@ -193,6 +193,36 @@ class Settings(BaseSettings):
     promote_window_hours: float = Field(
         default=24.0, gt=0, description="The window in which promote_recalls are counted."
     )
+    lm_context_tokens: int | None = Field(
+        default=None,
+        ge=64,
+        description="Prompt plus answer of one generation, in tokens (default: the model's "
+        "context window); memories that do not fit are cut or left out.",
+    )
+    lm_queue_size: int = Field(
+        default=4,
+        ge=0,
+        le=1024,
+        description="LM jobs (generate, cache builds) that may wait behind the running one in "
+        "each process; beyond it the answer is 429 `busy` with Retry-After.",
+    )
+    lm_training_jobs: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Adapter trainings at once in each process (each holds a model copy); "
+        "beyond it 429 `busy`.",
+    )
+    lora_max_steps: int = Field(default=500, ge=1, le=5000, description="Most training steps.")
+    lora_max_rank: int = Field(
+        default=64, ge=1, le=256, description="Highest LoRA rank trained or loaded."
+    )
+    lora_max_records: int = Field(
+        default=500, ge=1, le=2000, description="Most memories one adapter is trained on."
+    )
+    lora_max_example_tokens: int = Field(
+        default=256, ge=16, le=4096, description="Tokens of one training example (cut beyond)."
+    )
 
     @field_validator("recall_recipe", mode="after")
     @classmethod

@@ -26,6 +26,7 @@ from typing import Any
 __all__ = [
     "STATUS_BY_ERROR",
     "AuthError",
+    "Busy",
     "Conflict",
     "CubeNotFound",
     "InvalidInput",
@@ -85,6 +86,13 @@ class RateLimited(MemsvcError):
     """Too many requests for this API key; `details["retry_after"]` says how long to wait."""
 
     code = "rate_limited"
+
+
+class Busy(RateLimited):
+    """The local LM has more work queued than it may hold (429 with Retry-After, as a rate
+    limit is): a request thread is never parked behind an unbounded queue."""
+
+    code = "busy"
 
 
 class PermissionDenied(MemsvcError):

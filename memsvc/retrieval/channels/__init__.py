@@ -30,6 +30,7 @@ from memsvc.retrieval.channels.retention import retention
 from memsvc.retrieval.channels.session import session
 from memsvc.retrieval.channels.speaker import speaker
 from memsvc.retrieval.channels.temporal import temporal
+from memsvc.retrieval.channels.vote import vote
 from memsvc.retrieval.context import QueryContext, Ranked
 
 __all__ = [
@@ -66,6 +67,7 @@ REGISTRY: Mapping[str, ChannelSpec] = MappingProxyType(
         "entity": ChannelSpec(entity, "generator", "fuse", needs_vector=True),
         "temporal": ChannelSpec(temporal, "generator", "fuse", needs_vector=True),
         "session": ChannelSpec(session, "booster", "add", needs_vector=False),
+        "vote": ChannelSpec(vote, "booster", "add", needs_vector=False),
         "speaker": ChannelSpec(speaker, "booster", "scale", needs_vector=False),
         "recency": ChannelSpec(recency, "booster", "rank", needs_vector=False),
         "retention": ChannelSpec(retention, "rescorer", "retain", needs_vector=False),
