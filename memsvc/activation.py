@@ -42,17 +42,30 @@ def cache_tensors(cache: Any) -> dict[str, Any]:
     }
 
 
-def cache_from_tensors(lm: LocalLM, tensors: dict[str, Any]) -> Any:
+def cache_from_tensors(lm: LocalLM, tensors: dict[str, Any], *, tokens: int | None = None) -> Any:
     """A fresh `DynamicCache` holding the stored keys and values (generation extends it, so
-    each use gets its own)."""
+    each use gets its own). The file may come from an import: every tensor must have this
+    model's shape for `tokens` positions, in float32, or it is a ValueError."""
+    import torch
     from transformers import DynamicCache
 
     _, model = lm.load()
-    n = lm.dims["layers"]
-    try:
-        pairs = [(tensors[f"k.{i}"].clone(), tensors[f"v.{i}"].clone()) for i in range(n)]
-    except KeyError as exc:
-        raise ValueError(f"cache has no tensor {exc.args[0]} for a {n}-layer model") from exc
+    dims = lm.dims
+    n = dims["layers"]
+    wanted = {f"{kv}.{i}" for i in range(n) for kv in "kv"}
+    if set(tensors) != wanted:
+        odd = sorted(set(tensors) ^ wanted)[:3]
+        raise ValueError(f"cache tensors {odd} do not fit a {n}-layer model")
+    first = tensors["k.0"]
+    length = tokens if tokens is not None else (first.shape[2] if first.dim() == 4 else -1)
+    shape = (1, dims["kv_heads"], length, dims["head_dim"])
+    for name, t in tensors.items():
+        if t.dtype != torch.float32 or tuple(t.shape) != shape:
+            raise ValueError(
+                f"cache tensor {name} is {t.dtype} {tuple(t.shape)}; this model's is "
+                f"torch.float32 {shape}"
+            )
+    pairs = [(tensors[f"k.{i}"].clone(), tensors[f"v.{i}"].clone()) for i in range(n)]
     return DynamicCache(pairs, config=model.config)
 
 

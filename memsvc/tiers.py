@@ -13,8 +13,12 @@ so recall never returns them; `list(filters={"tiers": [...]})` does.
 - Parametric: `consolidate` trains a LoRA adapter on plaintext memories (memsvc/parametric.py)
   and stores it with its provenance, settings and loss curve.
 
-Files are written before the row that names them and removed after the row is gone, so a
-crash leaves at worst an orphan file, which maintenance sweeps. The SQL is in the store
+A tier file's path is derived from its record's cube id and record id (`BlobStore`), never
+from `source["blob"]`, which only shows it. Files are written before the row that names
+them and removed after the row is gone, so a crash leaves at worst an orphan file, which
+maintenance sweeps, with the folders of deleted cubes. Adapter files are checked against
+the base model before they are loaded (`LocalLM.load_adapter`). LM work started by requests
+goes through a bounded `JobQueue` (memsvc/services/tiers.py). The SQL is in the store
 (`tx.tiers`, memsvc/store/repos/tiers.py); records change through `tx.records`. The SDK
 methods over this (`generate`, `promote`, ...) are `memsvc.services.tiers.TierService`.
 """
@@ -23,24 +27,29 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Sequence
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from memsvc.activation import build_cache, cache_from_tensors, context_ids
-from memsvc.lm import LocalLM
+from memsvc.errors import Busy
+from memsvc.lm import RANK_CEILING, AdapterRejected, LocalLM
 from memsvc.parametric import LoraSettings, TrainedAdapter, train_adapter, training_pairs
 from memsvc.store.blobs import BlobError, BlobStore
 from memsvc.store.data import CubeData, RecordData, new_id
 from memsvc.store.database import Database
 from memsvc.store.tx import Tx
 
-__all__ = ["CacheUse", "TierError", "Tiers", "source_ids"]
+__all__ = ["CacheUse", "JobQueue", "TierError", "Tiers", "source_ids"]
 
 log = logging.getLogger(__name__)
 TIER_KINDS = {"activation": "kv_cache", "parametric": "lora_adapter"}
+CUBE_SWEEP_SECONDS = 600.0  # folders of deleted cubes are looked for at most this often
 
 
 class TierError(RuntimeError):
@@ -67,6 +76,47 @@ def source_ids(row: RecordData) -> list[str]:
     return [str(x["id"]) for x in (row.source or {}).get("records", [])]
 
 
+class JobQueue:
+    """At most `slots` jobs run and `waiting` more wait; a caller beyond that is turned away
+    at once with `Busy`, so LM work never holds more request threads than this. The retry
+    hint is the queue's length times the mean time of recent jobs."""
+
+    def __init__(self, name: str, slots: int, waiting: int) -> None:
+        self.name = name
+        self.slots = slots
+        self.waiting = waiting
+        self.running = 0
+        self.queued = 0
+        self._mean_s = 1.0
+        self._cond = threading.Condition()
+
+    @contextmanager
+    def slot(self) -> Iterator[None]:
+        with self._cond:
+            if self.running >= self.slots and self.queued >= self.waiting:
+                retry = max(1.0, self._mean_s * (self.queued + 1) / self.slots)
+                raise Busy(
+                    f"the local LM is busy ({self.running} {self.name} job(s) running, "
+                    f"{self.queued} waiting): try again in {retry:.0f} s",
+                    details={"retry_after": round(retry, 1), "queue": self.name},
+                )
+            self.queued += 1
+            try:
+                while self.running >= self.slots:
+                    self._cond.wait()
+            finally:
+                self.queued -= 1
+            self.running += 1
+        t0 = time.monotonic()
+        try:
+            yield
+        finally:
+            with self._cond:
+                self.running -= 1
+                self._mean_s = 0.8 * self._mean_s + 0.2 * (time.monotonic() - t0)
+                self._cond.notify()
+
+
 class Tiers:
     def __init__(
         self,
@@ -86,6 +136,18 @@ class Tiers:
         self.max_tokens = max_tokens
         self._lm: LocalLM | None = None
         self.generated: set[int] = set()  # cubes `generate` ran on in this process
+        self._queues: dict[str, JobQueue] = {}
+        self._guard = threading.Lock()
+        self._cubes_swept_at: float | None = None
+
+    def queue(self, name: str, *, slots: int, waiting: int) -> JobQueue:
+        """The process's queue `name`, made with these sizes on first use (the settings of
+        the engine that owns these tiers)."""
+        with self._guard:
+            q = self._queues.get(name)
+            if q is None:
+                q = self._queues[name] = JobQueue(name, slots, waiting)
+            return q
 
     @property
     def lm(self) -> LocalLM:
@@ -100,6 +162,21 @@ class Tiers:
         if self._lm is not None:
             self._lm.unload_adapter(name)
 
+    @staticmethod
+    def cube_id(tx: Tx, row: RecordData) -> str | None:
+        """The id of a record's own cube: the folder of its file."""
+        cube = tx.cubes.by_pk(row.cube_pk)
+        return None if cube is None else cube.id
+
+    def has_file(self, tx: Tx, row: RecordData) -> bool:
+        cube_id = self.cube_id(tx, row)
+        return cube_id is not None and self.blobs.has(cube_id, row.id)
+
+    def drop_file(self, tx: Tx, row: RecordData) -> bool:
+        """Remove a tier record's own file (its row is gone or deleted)."""
+        cube_id = self.cube_id(tx, row)
+        return cube_id is not None and self.blobs.delete(cube_id, row.id)
+
     def stale_reason(self, tx: Tx, row: RecordData) -> str | None:
         """Why a tier record no longer matches what it was built from, or None."""
         src = row.source or {}
@@ -107,8 +184,16 @@ class Tiers:
             return "model changed"
         if src.get("tokenizer_hash") != self.lm.tokenizer_hash:
             return "tokenizer changed"
-        if not self.blobs.exists(src.get("blob", "")):
+        cube_id = self.cube_id(tx, row)
+        if cube_id is None or not self.blobs.has(cube_id, row.id):
             return "file missing"
+        try:  # a crash between a rebuild's commit and its rename leaves the older file
+            header = self.blobs.header(cube_id, row.id)
+            built_from = json.loads(header.get("records", "null"))
+        except (BlobError, ValueError):
+            return "file unreadable"
+        if built_from != src.get("records"):
+            return "file out of date"
         if row.tier == "parametric":
             return None  # an adapter keeps what it learnt; its provenance says from what
         wanted = {str(x["id"]): int(x["version"]) for x in src.get("records", [])}
@@ -164,8 +249,10 @@ class Tiers:
         built = build_cache(self.lm, texts, sources)
         rec_id = replace or new_id()
         rel = self.blobs.relpath(cube.id, rec_id)
-        tmp_rel = rel if replace is None else self.blobs.relpath(cube.id, f"{rec_id}-next")
-        size = self.blobs.write(tmp_rel, built.tensors, built.header)
+        staged = self.blobs.stage(cube.id, rec_id, built.tensors, built.header)
+        if replace is None:  # a new record's file is in place before its row
+            self.blobs.commit(staged)
+        size = staged.size
         source = {
             "records": sources,
             "model_id": self.lm.model_id,
@@ -208,10 +295,13 @@ class Tiers:
                         op=None,
                     )
         except BaseException:
-            self.blobs.remove(tmp_rel)
+            if replace is None:
+                self.blobs.delete(cube.id, rec_id)
+            else:
+                self.blobs.discard(staged)
             raise
         if replace is not None:  # the row names the new file only once committed
-            self.blobs.path(tmp_rel).replace(self.blobs.path(rel))
+            self.blobs.commit(staged)
         return rec_id
 
     def fresh_cache(
@@ -238,12 +328,16 @@ class Tiers:
             row = fresh
         covered = source_ids(row)
         cache = None
+        tokens = int(row.source["tokens"])
         if load:
-            tensors, header = self.blobs.read(row.source["blob"])
+            tensors, header = self.blobs.load(cube.id, row.id)
             if header.get("model_id") != self.lm.model_id:
                 raise BlobError(f"cache file of {row.id} was built for another model")
-            cache = cache_from_tensors(self.lm, tensors)
-        return CacheUse(row, covered, cache, int(row.source["tokens"]), rebuilt)
+            try:
+                cache = cache_from_tensors(self.lm, tensors, tokens=tokens)
+            except ValueError as exc:  # a file that is not this model's cache of the row
+                raise BlobError(f"cache file of {row.id}: {exc}") from exc
+        return CacheUse(row, covered, cache, tokens, rebuilt)
 
     def choose_cache(self, cube: CubeData, hit_ids: Sequence[str]) -> RecordData | None:
         """The activation record covering the most recalled memories and nothing else."""
@@ -271,9 +365,10 @@ class Tiers:
             row = tx.tiers.for_write(rec_id)
             if row is None or row.status == "deleted":
                 return False
-            rel = row.source.get("blob")
+            cube_id = self.cube_id(tx, row)
             tx.records.change(row.pk, {"status": "deleted"}, change=change, at=now, op=None)
-        self.blobs.remove(rel)
+        if cube_id is not None:
+            self.blobs.delete(cube_id, row.id)
         return True
 
     @staticmethod
@@ -342,15 +437,27 @@ class Tiers:
             counts["kv_evicted"] += self.evict(cube, now)
         with self.db.reading() as tx:
             keep = [
-                r.source.get("blob", "")
+                r.id
                 for tier in ("activation", "parametric")
                 for r in tx.tiers.of_tier(cube.pk, tier)
             ]
-        counts["tier_files_swept"] = self.blobs.sweep(cube.id, keep)
+        counts["tier_files_swept"] = self.blobs.sweep(cube.id, keep) + self.sweep_cubes()
         cutoff = now - timedelta(hours=window_hours)
         with self.db.writing() as tx:
             tx.tiers.drop_recall_events(cube.pk, cutoff)
         return counts
+
+    def sweep_cubes(self) -> int:
+        """Files of deleted cubes (a crash between a cube's row and its folder), looked for
+        at most every CUBE_SWEEP_SECONDS in this process."""
+        now = time.monotonic()
+        with self._guard:
+            if self._cubes_swept_at is not None and now - self._cubes_swept_at < CUBE_SWEEP_SECONDS:
+                return 0
+            self._cubes_swept_at = now
+        with self.db.reading() as tx:
+            live = [c.id for c in tx.cubes.all()]
+        return self.blobs.sweep_cubes(live)
 
     # ---- parametric ----------------------------------------------------------------------------
 
@@ -382,7 +489,7 @@ class Tiers:
             "peft_config": json.dumps(trained.config),
             "records": json.dumps(sources),
         }
-        size = self.blobs.write(rel, trained.weights, header)
+        size = self.blobs.save(cube.id, rec_id, trained.weights, header)
         source = {
             "records": sources,
             "model_id": self.lm.model_id,
@@ -415,20 +522,32 @@ class Tiers:
                     ],
                 )
         except BaseException:
-            self.blobs.remove(rel)
+            self.blobs.delete(cube.id, rec_id)
             raise
         return rec_id
 
-    def load_adapter(self, row: RecordData) -> str:
-        """Put a parametric record's adapter on the LM (once); returns its adapter name."""
+    def load_adapter(self, row: RecordData, *, max_rank: int = RANK_CEILING) -> str:
+        """Put a parametric record's adapter on the LM (once); returns its adapter name.
+        The file may come from an import: its config and tensors are checked against the
+        base model first (`LocalLM.load_adapter`), and refused as a `TierError`."""
         if row.id in self.lm.loaded_adapters():
             return row.id
         with self.db.reading() as tx:
             reason = self.stale_reason(tx, row)
-        if reason == "file missing":  # trained elsewhere, or its file was lost: a conflict
+            cube_id = self.cube_id(tx, row)
+        if reason == "file missing" or cube_id is None:  # trained elsewhere, or lost
             raise BlobError(f"adapter {row.id} cannot be used here: its file is missing")
         if reason is not None:
             raise TierError(f"adapter {row.id} cannot be used: {reason}")
-        weights, header = self.blobs.read(row.source["blob"])
-        self.lm.load_adapter(row.id, json.loads(header["peft_config"]), weights)
+        weights, header = self.blobs.load(cube_id, row.id)
+        try:
+            if header.get("format") != "memsvc.lora.v1":
+                raise AdapterRejected(f"format {header.get('format')!r} is not memsvc.lora.v1")
+            try:
+                config = json.loads(header.get("peft_config", ""))
+            except ValueError as exc:
+                raise AdapterRejected("its peft_config is not JSON") from exc
+            self.lm.load_adapter(row.id, config, weights, max_rank=max_rank)
+        except AdapterRejected as exc:
+            raise TierError(f"adapter {row.id} was refused: {exc}") from exc
         return row.id

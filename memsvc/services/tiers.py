@@ -6,12 +6,19 @@ memsvc/tiers.py (`engine.tiers`) does the work: building, checking and evicting 
 adapters. This module checks the caller's input and access (through `CubeService`) and turns
 tier failures into the public errors. `get` and `recall` are the facade's own methods, passed
 in so that nothing here imports `Memory`.
+
+LM work is bounded here, where requests start it: a generation's prompt fits the model's
+context (memories cut or left out, see `generate`); generations and cache builds share one
+queue of MEMSVC_LM_QUEUE_SIZE waiting jobs and trainings one of MEMSVC_LM_TRAINING_JOBS
+running ones, beyond which a call gets `Busy` (429, Retry-After) at once; training settings
+are capped by the MEMSVC_LORA_* settings.
 """
 
 from __future__ import annotations
 
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -24,18 +31,18 @@ from memsvc.retrieval.recipe import Recipe
 from memsvc.store.blobs import BlobError
 from memsvc.store.data import CubeData, RecordData
 from memsvc.store.tx import Tx
-from memsvc.tiers import TierError, Tiers
+from memsvc.tiers import JobQueue, TierError, Tiers
 from memsvc.validation import check_text
 
 if TYPE_CHECKING:
     from memsvc.services.cubes import CubeService
     from memsvc.services.engine import Engine
 
-__all__ = ["MAX_CONSOLIDATE", "MAX_NEW_TOKENS", "TierName", "TierService"]
+__all__ = ["MAX_NEW_TOKENS", "MIN_MEMORY_PIECE", "TierName", "TierService"]
 
 TierName = Literal["activation", "parametric"]
 MAX_NEW_TOKENS = 1024
-MAX_CONSOLIDATE = 2000
+MIN_MEMORY_PIECE = 16  # tokens: a memory cut shorter than this is left out instead
 
 
 def _tier_error(exc: Exception) -> Exception:
@@ -71,6 +78,14 @@ class TierService:
     def _tiers(self) -> Tiers:
         return self._engine.tiers
 
+    def queue(self, kind: Literal["lm", "training"]) -> JobQueue:
+        """The process's queue of LM work ("lm": generations and cache builds, one at a
+        time as the model runs them; "training": adapter trainings, none waiting)."""
+        st = self._engine.settings
+        if kind == "lm":
+            return self._tiers.queue("lm", slots=1, waiting=st.lm_queue_size)
+        return self._tiers.queue("training", slots=st.lm_training_jobs, waiting=0)
+
     @property
     def local_lm(self) -> LocalLM:
         """The local LM of the tiers (loaded on first use): for measuring, e.g. `nll`."""
@@ -100,6 +115,12 @@ class TierService:
         prompt, so greedy output is identical either way. `adapter` (a parametric record's
         id) puts its LoRA adapter on the model; caches were built without it, so they are
         not used then. `k=0` recalls nothing (the adapter alone answers).
+
+        Prompt and answer fit the model's context window (or MEMSVC_LM_CONTEXT_TOKENS):
+        memories go in by rank while they fit; the first that does not is cut to the room
+        left (left out if under MIN_MEMORY_PIECE tokens) and the rest are left out.
+        `memories` lists those in the prompt. A prompt that does not fit with `max_tokens`
+        on its own is InvalidInput. Beyond MEMSVC_LM_QUEUE_SIZE waiting calls, `Busy`.
         """
         started = time.perf_counter()
         st = self._engine.settings
@@ -112,6 +133,34 @@ class TierService:
             )
         if not isinstance(use_cache, bool):
             raise InvalidInput("use_cache must be true or false", details={"field": "use_cache"})
+        with self.queue("lm").slot():
+            return self._generate_queued(
+                prompt,
+                user_id=user_id,
+                cube=cube,
+                k=k,
+                use_cache=use_cache,
+                adapter=adapter,
+                max_tokens=max_tokens,
+                filters=filters,
+                recipe=recipe,
+                started=started,
+            )
+
+    def _generate_queued(
+        self,
+        prompt: str,
+        *,
+        user_id: str,
+        cube: str | None,
+        k: int,
+        use_cache: bool,
+        adapter: str | None,
+        max_tokens: int,
+        filters: Filters | dict[str, Any] | None,
+        recipe: str | dict[str, Any] | Recipe | None,
+        started: float,
+    ) -> Generation:
         hits = (
             self._recall(prompt, user_id=user_id, k=k, filters=filters, cube=cube, recipe=recipe)
             if k
@@ -128,7 +177,9 @@ class TierService:
                     details={"field": "adapter"},
                 )
             try:
-                adapter_name = self._tiers.load_adapter(arec)
+                adapter_name = self._tiers.load_adapter(
+                    arec, max_rank=self._engine.settings.lora_max_rank
+                )
             except (TierError, LMError, BlobError) as exc:
                 raise _tier_error(exc) from exc
         try:
@@ -159,13 +210,16 @@ class TierService:
         loading a cache, tokenizing, and the forward passes."""
         tiers, now = self._tiers, self._now()
         lm = tiers.lm
+        tail_prompt = lm.tail_ids(prompt)
+        pieces, whole = self._fit(lm, hits, tail_prompt, max_tokens)
+        hits = [h for h in hits if h.record.id in pieces]
         by_id = {h.record.id: h for h in hits}
         use = None
         # A reader of a shared cube recomputes: using the owner's cache would mark it used
         # (eviction order), rebuild a stale one and make the cube one promotion runs in.
         if cube is not None and hits and adapter is None and self._cubes.owns(cube):
             tiers.generated.add(cube.pk)
-            choice = tiers.choose_cache(cube, list(by_id))
+            choice = tiers.choose_cache(cube, whole)  # only memories that are in uncut
             if choice is not None:
                 try:
                     use = tiers.fresh_cache(cube, choice, now, load=use_cache)
@@ -181,8 +235,8 @@ class TierService:
             use = None  # the cache holds other tokens: recompute rather than guess
         tail: list[int] = []
         for h in rest:
-            tail += lm.memory_ids(h.record.content)
-        tail += lm.tail_ids(prompt)
+            tail += pieces[h.record.id]
+        tail += tail_prompt
         before = time.perf_counter() - started
         if use is not None and use.cache is not None:
             gen = lm.generate(tail, cache=use.cache, max_new_tokens=max_tokens)
@@ -201,6 +255,38 @@ class TierService:
             ttft_s=round(before + gen.ttft_s, 4),
             total_s=round(before + gen.total_s, 4),
         )
+
+    def _fit(
+        self, lm: LocalLM, hits: list[Hit], tail_prompt: list[int], max_tokens: int
+    ) -> tuple[dict[str, list[int]], list[str]]:
+        """The token ids of each memory that goes into the prompt (by record id), and the
+        ids of those that go in uncut: what fits beside the preamble, the prompt and the
+        answer in the context window (see `generate`)."""
+        st = self._engine.settings
+        window = lm.context_tokens
+        if st.lm_context_tokens is not None:
+            window = min(window, st.lm_context_tokens)
+        room = window - max_tokens - len(lm.preamble_ids()) - len(tail_prompt)
+        if room < 0:
+            raise InvalidInput(
+                f"the prompt is {len(tail_prompt)} tokens: with max_tokens={max_tokens} it "
+                f"does not fit the model's context of {window} tokens",
+                details={"field": "prompt"},
+            )
+        newline = lm.encode("\n")[-1:]
+        pieces: dict[str, list[int]] = {}
+        whole: list[str] = []
+        for h in hits:
+            ids = lm.memory_ids(h.record.content)
+            if len(ids) <= room:
+                pieces[h.record.id] = ids
+                whole.append(h.record.id)
+                room -= len(ids)
+                continue
+            if room >= MIN_MEMORY_PIECE:
+                pieces[h.record.id] = ids[: room - len(newline)] + newline
+            break
+        return pieces, whole
 
     def _ids_in_one_cube(
         self, ids: str | Sequence[str], *, write: bool
@@ -226,7 +312,8 @@ class TierService:
             return self.consolidate(cube.id, record_ids=ids)
         cube, ids = self._ids_in_one_cube(id, write=True)
         try:
-            rec_id = self._tiers.build_activation(cube, ids, self._now())
+            with self.queue("lm").slot():
+                rec_id = self._tiers.build_activation(cube, ids, self._now())
             self._tiers.evict(cube, self._now())
         except (TierError, LMError, BlobError) as exc:
             raise _tier_error(exc) from exc
@@ -261,28 +348,39 @@ class TierService:
         progress: Callable[[int, int, float], None] | None = None,
     ) -> MemoryRecord:
         """Train a LoRA adapter on plaintext memories (default: every active one in the
-        cube, at most 2000) and store it as a parametric record with its provenance,
-        training settings and loss curve. Takes minutes on a CPU for about 100 facts;
-        `progress(step, steps, loss)` reports each step."""
+        cube, at most MEMSVC_LORA_MAX_RECORDS) and store it as a parametric record with its
+        provenance, training settings and loss curve. Takes minutes on a CPU for about 100
+        facts; `progress(step, steps, loss)` reports each step. Steps and rank are capped
+        by MEMSVC_LORA_MAX_STEPS and MEMSVC_LORA_MAX_RANK; beyond MEMSVC_LM_TRAINING_JOBS
+        trainings at once, `Busy`."""
+        st = self._engine.settings
         defaults = LoraSettings()
+        steps = min(defaults.steps, st.lora_max_steps) if steps is None else steps
+        rank = min(defaults.rank, st.lora_max_rank) if rank is None else rank
+        caps = (("steps", steps, st.lora_max_steps), ("rank", rank, st.lora_max_rank))
+        for field, value, cap in caps:
+            if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= cap:
+                raise InvalidInput(f"{field} must be 1-{cap}", details={"field": field})
         try:
             settings = LoraSettings(
-                steps=defaults.steps if steps is None else steps,
-                rank=defaults.rank if rank is None else rank,
-                alpha=2 * (defaults.rank if rank is None else rank),
+                steps=steps,
+                rank=rank,
+                alpha=2 * rank,
                 learning_rate=defaults.learning_rate if learning_rate is None else learning_rate,
+                max_example_tokens=st.lora_max_example_tokens,
             ).check()
         except (TypeError, ValueError) as exc:
-            raise InvalidInput(str(exc), details={"field": "steps"}) from exc
+            raise InvalidInput(str(exc), details={"field": "learning_rate"}) from exc
+        most = st.lora_max_records
         cube_data = self._cubes.cube_for(cube=cube, user_id=user_id, create=False, write=True)
         if cube_data is None:
             raise InvalidInput("the user has no memories yet", details={"field": "user_id"})
         if record_ids is None:
             with self._engine.db.reading() as tx:
-                recs = tx.tiers.plain_active(cube_data.pk, MAX_CONSOLIDATE + 1)
-            if len(recs) > MAX_CONSOLIDATE:
+                recs = tx.tiers.plain_active(cube_data.pk, most + 1)
+            if len(recs) > most:
                 raise InvalidInput(
-                    f"the cube has over {MAX_CONSOLIDATE} memories: pass record_ids",
+                    f"the cube has over {most} memories: pass record_ids",
                     details={"field": "record_ids"},
                 )
             ids = [r.id for r in recs]
@@ -292,16 +390,15 @@ class TierService:
                     "record_ids must be a list of ids", details={"field": "record_ids"}
                 )
             ids = list(dict.fromkeys(record_ids))
-            if len(ids) > MAX_CONSOLIDATE:
-                raise InvalidInput(
-                    f"at most {MAX_CONSOLIDATE} records", details={"field": "record_ids"}
-                )
+            if len(ids) > most:
+                raise InvalidInput(f"at most {most} records", details={"field": "record_ids"})
         if not ids:
             raise InvalidInput("no memories to consolidate", details={"field": "record_ids"})
         try:
-            rec_id = self._tiers.consolidate(
-                cube_data, ids, self._now(), settings, progress=progress
-            )
+            with self.queue("training").slot():
+                rec_id = self._tiers.consolidate(
+                    cube_data, ids, self._now(), settings, progress=progress
+                )
         except (TierError, LMError, BlobError, ValueError) as exc:
             raise _tier_error(exc) from exc
         return self._get(rec_id)
@@ -309,30 +406,36 @@ class TierService:
     # ---- hooks of the lifecycle ---------------------------------------------------------------
 
     def files_gone(self, record: RecordData) -> None:
-        """After a tier record was deleted: its file goes, and its adapter off the model."""
+        """After a tier record was deleted: its own file goes (found by its ids, whatever
+        its row says), and its adapter off the model."""
         if record.tier != "plaintext":
-            self._tiers.blobs.remove(record.source.get("blob"))
+            with self._engine.db.reading() as tx:
+                self._tiers.drop_file(tx, record)
             self._tiers.lm_unload(record.id)
 
     def restore(self, record: RecordData) -> MemoryRecord:
         """An activation record comes back with its cache rebuilt; an adapter only while
-        its file is still there (training again is `consolidate`)."""
+        its file is still there (training again is `consolidate`). A rebuild waits for the
+        LM queue before anything changes, so `Busy` leaves the record as it was."""
         now = self._now()
-        rel = record.source.get("blob", "")
-        if record.tier == "parametric" and not self._tiers.blobs.exists(rel):
+        with self._engine.db.reading() as tx:
+            has_file = self._tiers.has_file(tx, record)
+        if record.tier == "parametric" and not has_file:
             raise Conflict(
                 f"adapter {record.id} has no file any more: consolidate again",
                 details={"id": record.id},
             )
-        with self._engine.db.writing() as tx:
-            live = self._cubes.record_for_write(tx, record.id)
-            live = tx.records.change(
-                live.pk, {"status": "active"}, change="restore", at=now, op=None
-            )
-            cube = _cube_of(tx, live)
-        if record.tier == "activation":
-            try:
-                self._tiers.fresh_cache(cube, live, now, load=False)
-            except (TierError, LMError, BlobError) as exc:
-                raise _tier_error(exc) from exc
+        rebuild = record.tier == "activation"
+        with self.queue("lm").slot() if rebuild else nullcontext():
+            with self._engine.db.writing() as tx:
+                live = self._cubes.record_for_write(tx, record.id)
+                live = tx.records.change(
+                    live.pk, {"status": "active"}, change="restore", at=now, op=None
+                )
+                cube = _cube_of(tx, live)
+            if rebuild:
+                try:
+                    self._tiers.fresh_cache(cube, live, now, load=False)
+                except (TierError, LMError, BlobError) as exc:
+                    raise _tier_error(exc) from exc
         return self._get(record.id)
