@@ -3,7 +3,8 @@ the inserts of an import, which keep the file's ids, versions and times.
 
 An import writes records that already have a history, so it does not go through
 `Records.insert` (which would make each a new version 1); its records reach the change log
-through `Changes.append` once their embeddings are final.
+through `Changes.append`. It writes them into a staging cube of a tenant no key belongs to,
+in short transactions, and hands the cube to its tenant at the end (`hand_over`).
 """
 
 from __future__ import annotations
@@ -12,11 +13,11 @@ from collections.abc import Iterator, Sequence
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, update
+from sqlalchemy import insert, select, update
 from sqlalchemy.orm import Session
 
 from memsvc.store.data import EdgeData, EntityData, RecordData
-from memsvc.store.orm import EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
+from memsvc.store.orm import CubeRow, EdgeRow, EntityRow, RecordRow, VersionRow, utcnow
 from memsvc.store.repos.graph import edges_for_cube, entities_for_cube
 from memsvc.store.repos.records import RECORD_DEFAULTS, iter_cube_records
 
@@ -71,15 +72,35 @@ class Transfer:
             self._s.execute(insert(VersionRow), [{**x, "record_pk": pk} for x in versions])
         return RecordData.of(RecordRow(pk=pk, **v))
 
-    def set_embeddings(self, vectors: dict[int, bytes]) -> None:
-        """Float32 embeddings for records just added (their versions are unchanged: the
-        vector is derived, not part of the record's history)."""
-        for pk, vec in vectors.items():
-            self._s.execute(
-                update(RecordRow)
-                .where(RecordRow.pk == pk)
-                .values(embedding=vec, embedding_precision="float32")
+    def add_versions(self, record_pk: int, versions: Sequence[dict[str, Any]]) -> None:
+        """More of a record's history, for a record already added."""
+        if versions:
+            self._s.execute(insert(VersionRow), [{**x, "record_pk": record_pk} for x in versions])
+
+    def taken_ids(self, tenant_pk: int, ids: Sequence[str]) -> dict[str, bool]:
+        """Which of `ids` some record already has (record ids are unique across the whole
+        database), each with whether that record is in one of `tenant_pk`'s own cubes."""
+        out: dict[str, bool] = {}
+        for i in range(0, len(ids), 500):
+            q = (
+                select(RecordRow.id, CubeRow.tenant_pk)
+                .join(CubeRow, CubeRow.pk == RecordRow.cube_pk)
+                .where(RecordRow.id.in_(ids[i : i + 500]))
             )
+            out.update({rid: owner == tenant_pk for rid, owner in self._s.execute(q)})
+        return out
+
+    def touch_cube(self, cube_pk: int, at: datetime) -> None:
+        """Mark a staging cube as still being written (its `created_at` until handed over)."""
+        self._s.execute(update(CubeRow).where(CubeRow.pk == cube_pk).values(created_at=at))
+
+    def hand_over(self, cube_pk: int, tenant_pk: int, name: str, at: datetime) -> None:
+        """Give a staging cube to its tenant under its name, created `at`."""
+        self._s.execute(
+            update(CubeRow)
+            .where(CubeRow.pk == cube_pk)
+            .values(tenant_pk=tenant_pk, name=name, created_at=at)
+        )
 
     def add_entity(self, cube_pk: int, *, name: str, normalized: str, type: str) -> int:
         """A new entity node; returns its pk."""
