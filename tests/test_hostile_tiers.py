@@ -128,6 +128,22 @@ def test_tier_writes_use_unique_temp_names_and_fsync_the_folder(
     assert sorted(p.name for p in Path(dest).parent.iterdir()) == ["r.safetensors"]
 
 
+def test_a_tier_file_streams_from_parts_and_a_bad_source_leaves_nothing(tmp_path: Path) -> None:
+    blobs = BlobStore(tmp_path / "tiers")
+    assert blobs.save_chunks("c", "r", iter([b"ab", b"", b"cd"])) == 4
+    assert blobs.load_bytes("c", "r") == b"abcd"
+    assert stat.S_IMODE(blobs.path_for("c", "r").stat().st_mode) == 0o600
+
+    def parts() -> Iterator[bytes]:
+        yield b"half of a file"
+        raise ValueError("the upload's next part is not base64")
+
+    with pytest.raises(ValueError, match="base64"):
+        blobs.save_chunks("c", "r", parts())
+    assert blobs.load_bytes("c", "r") == b"abcd"
+    assert [p.name for p in blobs.path_for("c", "r").parent.iterdir()] == ["r.safetensors"]
+
+
 def test_maintenance_sweeps_orphans_of_crashes_and_deleted_cubes(
     open_memory: Callable[..., Memory],
 ) -> None:

@@ -118,13 +118,21 @@ class BlobStore:
             raise
 
     def stage_bytes(self, cube_id: str, record_id: str, data: bytes) -> Staged:
+        return self.stage_chunks(cube_id, record_id, [data])
+
+    def stage_chunks(self, cube_id: str, record_id: str, chunks: Iterable[bytes]) -> Staged:
+        """A whole file streamed from its parts (an import's, never all in memory). Should
+        the parts fail midway (their source is bad), nothing is left and the error stands."""
         tmp, dest, fd = self._temp(cube_id, record_id)
+        size = 0
         try:
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                for chunk in chunks:
+                    fh.write(chunk)
+                    size += len(chunk)
                 fh.flush()
                 os.fsync(fh.fileno())
-            return Staged(tmp, dest, len(data))
+            return Staged(tmp, dest, size)
         except BaseException as exc:
             tmp.unlink(missing_ok=True)
             if isinstance(exc, OSError):
@@ -157,22 +165,8 @@ class BlobStore:
     def save_chunks(self, cube_id: str, record_id: str, chunks: Iterable[bytes]) -> int:
         """A record's file from the parts of an upload, written as they arrive: a tier file
         may be larger than one request should hold in memory. Should `chunks` raise, no
-        file is left."""
-        tmp, dest, fd = self._temp(cube_id, record_id)
-        size = 0
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                for chunk in chunks:
-                    fh.write(chunk)
-                    size += len(chunk)
-                fh.flush()
-                os.fsync(fh.fileno())
-        except BaseException as exc:
-            tmp.unlink(missing_ok=True)
-            if isinstance(exc, OSError):
-                raise BlobError(f"cannot write tier file {dest.name}: {exc}") from exc
-            raise
-        return self.commit(Staged(tmp, dest, size))
+        file is left (an older one stays whole). Returns the size."""
+        return self.commit(self.stage_chunks(cube_id, record_id, chunks))
 
     # ---- reading ----------------------------------------------------------------------------
 
