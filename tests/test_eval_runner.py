@@ -4,6 +4,7 @@ and QA with the local SmolLM2 model."""
 
 from __future__ import annotations
 
+import itertools
 import json
 import subprocess
 import sys
@@ -368,6 +369,6 @@ def test_memsvc_is_given_rounds_filed_under_the_official_documents() -> None:
             assert {doc for doc, *_ in conv} == set(ids)
             assert any(role == "assistant" for _, _, role, _, _ in conv)
         conv = lme.conversation(q, "turn")
-        for (doc, sid, role, _, _), nxt in zip(conv, conv[1:], strict=False):
+        for (doc, sid, _, _, _), nxt in itertools.pairwise(conv):
             if nxt[2] == "assistant" and nxt[1] == sid:
                 assert nxt[0] == doc  # an answer is filed under the turn before it
