@@ -8,7 +8,16 @@ from memsvc.store.data import CubeData, RecordData, VersionData
 __all__ = ["cube_model", "record_model", "version_model"]
 
 
-def record_model(row: RecordData, cube: CubeData) -> MemoryRecord:
+# What a record's source says of other records the owner may hide from a reader: the
+# archived duplicates a merge folded into it (their ids, sessions and provenance).
+OWNER_ONLY_SOURCE = ("merged",)
+
+
+def record_model(row: RecordData, cube: CubeData, *, reader: bool = False) -> MemoryRecord:
+    """`reader`: as a tenant the cube is shared with sees it, without `OWNER_ONLY_SOURCE`."""
+    source = row.source or {}
+    if reader and any(k in source for k in OWNER_ONLY_SOURCE):
+        source = {k: v for k, v in source.items() if k not in OWNER_ONLY_SOURCE}
     return MemoryRecord(
         id=row.id,
         cube_id=cube.id,
@@ -16,7 +25,7 @@ def record_model(row: RecordData, cube: CubeData) -> MemoryRecord:
         tier=row.tier,
         kind=row.kind,
         content=row.content,
-        source=row.source or {},
+        source=source,
         user_id=row.user_id,
         agent_id=row.agent_id,
         session_id=row.session_id,

@@ -109,7 +109,8 @@ class ReadService:
         """A record by id, or a chunked message by its message id, reassembled."""
         with self.engine.db.reading() as tx:
             try:
-                return record_model(*self.cubes.located(tx, id))
+                row, cube = self.cubes.located(tx, id)
+                return record_model(row, cube, reader=not self.cubes.owns(cube))
             except RecordNotFound:
                 message = self._message(tx, id)
                 if message is None:
@@ -141,7 +142,7 @@ class ReadService:
             ids.append(row.id)
         source = {k: v for k, v in first.source.items() if k != "chunk"}
         source["chunk_ids"] = ids
-        return record_model(first, cube).model_copy(
+        return record_model(first, cube, reader=not self.cubes.owns(cube)).model_copy(
             update={"id": message_id, "content": "".join(parts), "source": source}
         )
 
@@ -149,11 +150,12 @@ class ReadService:
         with self.engine.db.reading() as tx:
             row, cube = self.cubes.located(tx, id)
             pks = chain_pks(tx, row.cube_pk, row.pk)
-            if not self.cubes.owns(cube):
+            reader = not self.cubes.owns(cube)
+            if reader:
                 shown = tx.records.active_plaintext(pks)
                 pks = [pk for pk in pks if pk in shown]
             rows = tx.records.by_pks(pks)
-            return [record_model(rows[pk], cube) for pk in pks if pk in rows]
+            return [record_model(rows[pk], cube, reader=reader) for pk in pks if pk in rows]
 
     def history(self, id: str) -> list[RecordVersion]:
         with self.engine.db.reading() as tx:
@@ -183,7 +185,8 @@ class ReadService:
         cube_row = self.cubes.cube_for(cube=cube, user_id=user_id, create=False)
         if cube_row is None:
             return Page(items=[])
-        if not self.cubes.owns(cube_row):  # a reader: active plaintext records only
+        reader = not self.cubes.owns(cube_row)
+        if reader:  # a reader: active plaintext records only
             rq.statuses = tuple(s for s in rq.statuses or STATUSES if s == "active")
             rq.tiers = tuple(t for t in rq.tiers or TIERS if t == "plaintext")
             if not rq.statuses or not rq.tiers:
@@ -193,7 +196,8 @@ class ReadService:
         more = len(rows) > limit
         rows = rows[:limit]
         nxt = encode_cursor(rows[-1].pk) if more and rows else None
-        return Page(items=[record_model(r, cube_row) for r in rows], next_cursor=nxt)
+        items = [record_model(r, cube_row, reader=reader) for r in rows]
+        return Page(items=items, next_cursor=nxt)
 
     def graph(
         self,

@@ -176,8 +176,13 @@ class RecallService:
                 at=plan.rq.valid_at or engine.now(),
                 policy=engine.policy,
             )
+            reader = not self.cubes.owns(cube)
             hits = [
-                Hit(record=record_model(c.record, cube), score=c.score, explain=c.explain)
+                Hit(
+                    record=record_model(c.record, cube, reader=reader),
+                    score=c.score,
+                    explain=c.explain,
+                )
                 for c in found
             ]
         # Only the owner's recalls reinforce: a reader's would change the owner's strengths
