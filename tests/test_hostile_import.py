@@ -20,7 +20,7 @@ import httpx
 import pytest
 
 from memsvc import Conflict, InvalidInput, Memory, portable
-from memsvc.services import transfer
+from memsvc.services import importer
 from tests.conftest import Served
 
 OTHER_MODEL = {"model": "someone-else/another-model", "dim": 8, "dtype": "float32"}
@@ -299,7 +299,7 @@ def test_the_decompressed_total_is_bounded(open_memory, tmp_path: Path) -> None:
 def test_import_does_not_hold_the_write_lock_while_it_embeds(
     open_memory: Callable[..., Memory], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfer, "BATCH_RECORDS", 64)  # several batches from few records
+    monkeypatch.setattr(importer, "BATCH_RECORDS", 64)  # several batches from few records
     mem = open_memory()
     other = mem.for_tenant("other")
     other.add("warm the other tenant's cube", user_id="o")
@@ -339,7 +339,7 @@ def test_import_does_not_hold_the_write_lock_while_it_embeds(
 def test_a_failed_import_leaves_nothing(
     mem: Memory, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(transfer, "BATCH_RECORDS", 16)  # batches written before the failure
+    monkeypatch.setattr(importer, "BATCH_RECORDS", 16)  # batches written before the failure
     good = [rec_item(record(f"good fact {i}")) for i in range(40)]
     tier = record("an adapter", tier="parametric", kind="lora_adapter")
     good.append(rec_item(tier, blob=base64.b64encode(b"adapter bytes").decode()))

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 from memsvc.activation import context_ids
 from memsvc.errors import Conflict, CubeNotFound, InvalidInput, ModelUnavailable
+from memsvc.jobqueue import JobQueue
 from memsvc.lm import LMError, LocalLM
 from memsvc.models import Filters, Generation, Hit, MemoryRecord
 from memsvc.parametric import LoraSettings
@@ -31,7 +32,7 @@ from memsvc.retrieval.recipe import Recipe
 from memsvc.store.blobs import BlobError
 from memsvc.store.data import CubeData, RecordData
 from memsvc.store.tx import Tx
-from memsvc.tiers import JobQueue, TierError, Tiers
+from memsvc.tiers import TierError, Tiers
 from memsvc.validation import check_text
 
 if TYPE_CHECKING:
