@@ -517,3 +517,14 @@ def test_large_tier_files_and_long_histories_travel_in_bounded_lines(
     assert len(dst.history(rec["id"])) == 150
     blob = dst.get(tier["id"]).source["blob"]
     assert blob.startswith(moved.id) and dst._engine.tiers.blobs.read_bytes(blob) == payload
+
+
+def test_staging_cubes_are_no_tenants_cubes(mem: Memory) -> None:
+    """A cube an import is still building is no one's yet: scheduled maintenance and the
+    per-cube figures leave it alone."""
+    mem.add("one memory", user_id="u")
+    staging = mem._transfer._stage({})
+    assert all(s["cube_id"] != staging.id for s in mem.cube_stats())
+    assert [s["cube_id"] for s in mem.cube_stats()] == [c.id for c in mem.list_cubes()]
+    runs = mem.maintain_all()
+    assert runs and all(run.cube not in (staging.id, staging.name) for run in runs)

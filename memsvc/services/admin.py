@@ -17,7 +17,10 @@ from memsvc.models import IndexInfo, MaintenanceRun
 from memsvc.ratelimit import RateLimiter
 from memsvc.services.cubes import CubeService
 from memsvc.services.lifecycle import run_model
+from memsvc.services.transfer import STAGING_TENANT
+from memsvc.store.data import CubeData
 from memsvc.store.errors import StoreError
+from memsvc.store.tx import Tx
 from memsvc.store.vector_index import IndexFileError
 
 __all__ = ["AdminService"]
@@ -41,9 +44,13 @@ class AdminService:
     def maintenance_lease(self, ttl: float) -> Lease:
         return Lease(self.engine.db, "maintenance", ttl)
 
+    def _tenant_cubes(self, tx: Tx) -> list[CubeData]:
+        """Every tenant's cubes; not the staging cubes imports are building (no one's yet)."""
+        return [c for c in tx.cubes.all() if c.tenant != STAGING_TENANT]
+
     def maintain_all(self) -> list[MaintenanceRun]:
         with self.engine.db.reading() as tx:
-            cubes = tx.cubes.all()
+            cubes = self._tenant_cubes(tx)
         out = []
         for c in cubes:
             try:
@@ -54,7 +61,7 @@ class AdminService:
 
     def cube_stats(self) -> list[dict[str, Any]]:
         with self.engine.db.reading() as tx:
-            cubes = tx.cubes.all()
+            cubes = self._tenant_cubes(tx)
             pks = [c.pk for c in cubes]
             counts = tx.cubes.record_counts(pks)
             n_runs = run_counts(tx, pks)
