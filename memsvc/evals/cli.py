@@ -222,14 +222,15 @@ def eval_longmemeval(
     else:
         levels = [(granularity, out_dir)]
     for level, level_out in levels:
-        _run_longmemeval(
-            level,
-            level_out,
+        _run_eval(
+            "longmemeval",
             data=data,
+            out=level_out,
+            granularity=level,
             limit=limit,
             rounds=rounds,
-            system=system,
-            k=k,
+            systems=_split(system) or ["memsvc", "bm25", "dense"],
+            ks=_ks(k),
             mode=mode,
             server=server,
             llm_base_url=llm_base_url,
@@ -238,45 +239,5 @@ def eval_longmemeval(
             judge_model=judge_model,
             qa_k=qa_k,
             cache_dir=cache_dir,
-            quiet=quiet,
+            progress=not quiet,
         )
-
-
-def _run_longmemeval(
-    granularity: str,
-    out_dir: Path,
-    *,
-    data: Path,
-    limit: int | None,
-    rounds: bool,
-    system: list[str] | None,
-    k: str,
-    mode: str,
-    server: str | None,
-    llm_base_url: str | None,
-    llm_model: str | None,
-    llm_api_key_env: str,
-    judge_model: str | None,
-    qa_k: int,
-    cache_dir: Path | None,
-    quiet: bool,
-) -> None:
-    _run_eval(
-        "longmemeval",
-        data=data,
-        out=out_dir,
-        granularity=granularity,
-        limit=limit,
-        rounds=rounds,
-        systems=_split(system) or ["memsvc", "bm25", "dense"],
-        ks=_ks(k),
-        mode=mode,
-        server=server,
-        llm_base_url=llm_base_url,
-        llm_model=llm_model,
-        llm_api_key_env=llm_api_key_env,
-        judge_model=judge_model,
-        qa_k=qa_k,
-        cache_dir=cache_dir,
-        progress=not quiet,
-    )
