@@ -57,10 +57,18 @@ class OnnxEncoder:
         self.inputs = inputs
 
     def encode(self, texts: list[str], batch_size: int = 64) -> np.ndarray:
-        out = []
-        for i in range(0, len(texts), batch_size):
-            out.append(self._batch(texts[i : i + batch_size]))
-        return np.concatenate(out).astype(np.float32, copy=False)
+        # A batch is padded to its longest text, so texts of like length are batched
+        # together (as sentence-transformers does): on LongMemEval's mixed turns, batches in
+        # input order padded nearly all of them to the 256-token limit.
+        order = sorted(range(len(texts)), key=lambda i: -len(texts[i]))
+        out = np.empty((len(texts), 0), dtype=np.float32)
+        for i in range(0, len(order), batch_size):
+            idx = order[i : i + batch_size]
+            vecs = self._batch([texts[j] for j in idx])
+            if out.shape[1] == 0:
+                out = np.empty((len(texts), vecs.shape[1]), dtype=np.float32)
+            out[idx] = vecs
+        return out
 
     def _batch(self, texts: list[str]) -> np.ndarray:
         enc = self.tokenizer(

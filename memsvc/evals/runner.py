@@ -21,6 +21,7 @@ import numpy as np
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from memsvc import Settings
 from memsvc.embedder import Embedder, SentenceTransformerEmbedder
 from memsvc.evals import locomo as lc
 from memsvc.evals import longmemeval as lme
@@ -98,7 +99,9 @@ def _sha256(path: Path) -> str:
 
 def _embedder(cfg: EvalConfig) -> CachedEmbedder:
     cache = cfg.cache_dir or Path.home() / ".cache" / "memsvc" / "eval"
-    return CachedEmbedder(SentenceTransformerEmbedder(), cache)
+    # Bulk embedding on every core, as the service does (Settings.embed_threads): the
+    # embedder's own default is one thread.
+    return CachedEmbedder(SentenceTransformerEmbedder(threads=Settings().embed_threads), cache)
 
 
 class _Bars:

@@ -9,6 +9,7 @@ both the query and the database codes, which leaves Hamming distances unchanged.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,6 +47,19 @@ def to_kernel_codes(codes: np.ndarray) -> np.ndarray:
     return to_words(codes) if codes.dtype == np.uint8 else np.ascontiguousarray(codes, np.int8)
 
 
+@functools.lru_cache(maxsize=8)
+def _random_rotation(d: int, seed: int) -> np.ndarray:
+    """A uniformly random orthogonal matrix, the same for every fit with this (d, seed): made
+    once per process, since its QR took 0.47 s of each refit (every new cube refits as it
+    grows: half of a 500-turn LongMemEval haystack's ingest)."""
+    rng = np.random.default_rng(seed)
+    q, r = np.linalg.qr(rng.standard_normal((d, d)))
+    q *= np.sign(np.diag(r))
+    q = q.astype(np.float32)
+    q.flags.writeable = False  # shared by every encoder
+    return q
+
+
 @dataclass
 class RotatedSignEncoder:
     """Sign bits of R (x - c): c the data mean, R a random orthogonal matrix (seeded).
@@ -62,11 +76,8 @@ class RotatedSignEncoder:
     def fit(cls, x: np.ndarray, *, seed: int = 0) -> RotatedSignEncoder:
         x = np.asarray(x, dtype=np.float32)
         d = x.shape[1]
-        rng = np.random.default_rng(seed)
-        q, r = np.linalg.qr(rng.standard_normal((d, d)))
-        q *= np.sign(np.diag(r))  # a uniformly random orthogonal matrix
         center = x.mean(axis=0) if len(x) else np.zeros(d, np.float32)
-        return cls(center.astype(np.float32), q.astype(np.float32))
+        return cls(center.astype(np.float32), _random_rotation(d, seed))
 
     def transform(self, x: np.ndarray) -> np.ndarray:
         return (np.atleast_2d(np.asarray(x, dtype=np.float32)) - self.center) @ self.rotation.T

@@ -27,6 +27,16 @@ __all__ = [
 CONTEXT_TURNS = 2  # earlier turns of the session embedded with a chat turn
 CONTEXT_CHARS = 200  # of each: the turn's own words come first and must dominate
 CONTEXT_MAX_WORDS = 30  # a longer turn says what it means by itself
+ASSISTANT_EMBED_CHARS = 0  # an assistant turn is embedded from this many characters (0: all)
+
+
+def opening(text: str, chars: int) -> str:
+    """The first `chars` characters of `text`, cut at a word boundary when there is one."""
+    if len(text) <= chars:
+        return text
+    cut = text[:chars]
+    space = cut.rfind(" ")
+    return cut[:space] if space > chars // 2 else cut
 
 
 def speaker_of(source: dict[str, Any] | None) -> str | None:
@@ -76,6 +86,8 @@ def embedding_text(
     what "when did ..." questions match (LoCoMo dev, default recipe, recall@10 over
     categories 1-4: 0.774 without context, 0.791 with it on every turn, 0.800-0.801 with
     the limit anywhere from 25 to 30 words)."""
+    if ASSISTANT_EMBED_CHARS and source and source.get("role") == "assistant":
+        content = opening(content, ASSISTANT_EMBED_CHARS)
     speaker = speaker_of(source)
     if speaker is None:
         own = content
@@ -106,4 +118,5 @@ def text_doc(row: Any) -> TextDoc:
         anchor=anchor,
         entities=tuple(row.entities or ()),
         asks="?" in row.content,
+        role=role if isinstance(role := (row.source or {}).get("role"), str) else None,
     )

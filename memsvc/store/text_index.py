@@ -59,6 +59,7 @@ class TextDoc:
     anchor: tuple[datetime, datetime] | None = None  # a time the record's own words name
     entities: tuple[str, ...] = ()  # normalized (lower-case) entity names
     asks: bool = False  # the record asks a question (its session successor may answer it)
+    role: str | None = None  # a chat message's role ("user", "assistant"), if it is one
 
 
 @dataclass

@@ -6,9 +6,9 @@ mutates nothing, so the channels of a stage may run in any order (or at once).
 
 - generators find candidates in the whole cube (dense, keyword, entity, temporal); they get
   no scores; their rankings are fused (rrf or weighted, `memsvc/retrieval/fusion.py`);
-- boosters re-score the fused list (session, speaker, recency); each gets the fused scores
-  and returns a signal per record, which the pipeline folds into the score as its `fold`
-  says, in registry order;
+- boosters re-score the fused list (session, vote, speaker, recency, own); each gets the
+  fused scores and returns a signal per record, which the pipeline folds into the score as
+  its `fold` says, in registry order;
 - rescorers re-weigh the head of the boosted list (retention, the lifecycle's forgetting);
   each gets the head's scores.
 
@@ -25,6 +25,7 @@ from typing import Literal
 from memsvc.retrieval.channels.dense import dense
 from memsvc.retrieval.channels.entity import entity
 from memsvc.retrieval.channels.keyword import keyword
+from memsvc.retrieval.channels.own import own
 from memsvc.retrieval.channels.recency import recency
 from memsvc.retrieval.channels.retention import retention
 from memsvc.retrieval.channels.session import session
@@ -59,7 +60,8 @@ class ChannelSpec:
     needs_vector: bool
 
 
-# Registry order is the order outputs are folded in (boosters: session, speaker, recency).
+# Registry order is the order outputs are folded in (boosters: session, vote, speaker,
+# recency, own).
 REGISTRY: Mapping[str, ChannelSpec] = MappingProxyType(
     {
         "dense": ChannelSpec(dense, "generator", "fuse", needs_vector=True),
@@ -70,6 +72,8 @@ REGISTRY: Mapping[str, ChannelSpec] = MappingProxyType(
         "vote": ChannelSpec(vote, "booster", "add", needs_vector=False),
         "speaker": ChannelSpec(speaker, "booster", "scale", needs_vector=False),
         "recency": ChannelSpec(recency, "booster", "rank", needs_vector=False),
+        # last of the boosters: where it lifts every candidate alike, the order stays
+        "own": ChannelSpec(own, "booster", "scale", needs_vector=False),
         "retention": ChannelSpec(retention, "rescorer", "retain", needs_vector=False),
     }
 )
