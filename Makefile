@@ -17,7 +17,7 @@ LM_STAMP := $(LM_DIR)/.installed
 # with the locked setuptools instead of whatever the index serves that day.
 PIP := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test lint format bench clean pg-server lock install-lm dist-check
+.PHONY: serve test lint format bench clean pg-server lock install-lm dist-check node ts-test
 
 # Python 3.11+ is required. Debian's python3 may lack the venv module (package python3-venv):
 # then virtualenv, installed from PyPI for this user, makes the environment instead.
@@ -59,10 +59,35 @@ pg-server:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql; }
 
-test: $(DEV_STAMP) $(LM_STAMP) pg-server
+# The TypeScript client (clients/typescript) needs Node.js 20+ and npm: installed from Debian
+# when missing (Debian 12's nodejs is 18: then install Node 20+ yourself). npm installs its
+# dev dependencies from package-lock.json when node_modules is missing or older than it.
+TS := clients/typescript
+TS_STAMP := $(TS)/node_modules/.memsvc-installed
+
+node:
+	@command -v npm >/dev/null 2>&1 || { \
+		echo "installing Node.js (Debian packages nodejs, npm)"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm; }
+	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' || { \
+		echo "the TypeScript client needs Node.js 20 or newer (found $$(node --version))"; exit 1; }
+
+$(TS_STAMP): $(TS)/package-lock.json | node
+	cd $(TS) && npm ci --no-audit --no-fund
+	touch $@
+
+# Compiles the client, its tests and examples/typescript (tsc -b: only what changed), then
+# runs them (node --test) against a real `memsvc serve` that the tests start.
+ts-test: $(DEV_STAMP) $(TS_STAMP)
+	cd $(TS) && MEMSVC_PYTHON=$(abspath $(BIN))/python npm test --silent
+
+test: $(DEV_STAMP) $(LM_STAMP) pg-server $(TS_STAMP)
 	$(BIN)/pip check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	cd $(TS) && MEMSVC_PYTHON=$(abspath $(BIN))/python npm test --silent
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
 # Re-resolve every dependency to the newest versions the index serves, then let the suite
@@ -85,4 +110,4 @@ bench: $(STAMP) $(LM_STAMP)
 	$(BIN)/python -m memsvc.evals.bench_kernels --n 100000 1000000
 
 clean:
-	rm -rf $(VENV) .memsvc .pytest_cache .ruff_cache dist build
+	rm -rf $(VENV) .memsvc .pytest_cache .ruff_cache dist build $(TS)/node_modules $(TS)/dist $(TS)/build
