@@ -83,4 +83,5 @@ def cube_model(
         access=access,
         shared_with=shared_with or [],
         search_mode=row.search_mode,
+        refuse_duplicates=row.refuse_duplicates,
     )

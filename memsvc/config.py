@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         description="Bytes of text and metadata one add may store (batch metadata: per record).",
     )
     max_batch_records: int = Field(default=10_000, ge=1)
+    idempotency_ttl_seconds: float = Field(
+        default=86_400.0,
+        gt=0,
+        description="How long an add's idempotency key is kept: a repeat within it returns "
+        "the first add's records instead of writing again.",
+    )
     max_k: int = Field(default=1000, ge=1)
     index_flush_seconds: float = Field(
         default=5.0, ge=0, description="Save a changed vector index at most this often."

@@ -7,6 +7,8 @@
     ├── InvalidInput        the request itself is wrong: empty text, bad k, bad UTF-8...
     │   └── PayloadTooLarge a request body over the configured limit
     ├── Conflict            the request clashes with existing state (duplicate cube name...)
+    │   ├── IdempotencyKeyReused  an add's idempotency key was used for another request
+    │   └── DuplicateRecord       the cube refuses exact duplicates; `details["id"]` is it
     ├── AuthError           missing, bad or revoked credentials
     ├── PermissionDenied    known caller, but not allowed (writing to a cube shared read-only)
     └── StorageError        the database or an index file failed underneath
@@ -29,6 +31,8 @@ __all__ = [
     "Busy",
     "Conflict",
     "CubeNotFound",
+    "DuplicateRecord",
+    "IdempotencyKeyReused",
     "InvalidInput",
     "MemsvcError",
     "ModelUnavailable",
@@ -76,6 +80,20 @@ class PayloadTooLarge(InvalidInput):
 
 class Conflict(MemsvcError):
     code = "conflict"
+
+
+class IdempotencyKeyReused(Conflict):
+    """The idempotency key was first used for a different add (409): a retry must repeat
+    its request exactly, and a new request needs a new key."""
+
+    code = "idempotency_key_reused"
+
+
+class DuplicateRecord(Conflict):
+    """The cube refuses exact duplicates and an active record already holds this text for
+    the same user and session (409); `details["id"]` is that record."""
+
+    code = "duplicate_record"
 
 
 class AuthError(MemsvcError):

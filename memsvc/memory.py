@@ -34,6 +34,7 @@ from memsvc.keys import KeyManager
 from memsvc.lm import LocalLM
 from memsvc.maintenance import Lease
 from memsvc.models import (
+    Added,
     Cube,
     Filters,
     Generation,
@@ -214,9 +215,12 @@ class Memory:
         owner_user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         search_mode: str | None = None,
+        refuse_duplicates: bool = False,
     ) -> Cube:
         """Create a named cube; `Conflict` if this tenant already has one of that name.
         `search_mode` ("exact", "int8", "binary+rescore") overrides the service default.
+        `refuse_duplicates=True`: an add of an active record's exact text (same user and
+        session) is refused with `DuplicateRecord` naming that record.
         """
         return self._cubes.create_cube(
             name,
@@ -224,6 +228,7 @@ class Memory:
             owner_user_id=owner_user_id,
             metadata=metadata,
             search_mode=search_mode,
+            refuse_duplicates=refuse_duplicates,
         )
 
     @_translated
@@ -268,7 +273,8 @@ class Memory:
         tags: Sequence[str] | None = None,
         importance: float | None = None,
         pinned: bool = False,
-    ) -> list[MemoryRecord]:
+        idempotency_key: str | None = None,
+    ) -> Added:
         """Store text (one record per string) or chat messages (one episode per message).
 
         `timestamp` is when it happened (the event time; default now); a message's own
@@ -276,6 +282,13 @@ class Memory:
         value of a fact an older one states ("I moved to Berlin" after "I live in Paris")
         closes the older one (memsvc/supersession.py). Returns the created records in input
         order.
+
+        `idempotency_key` (1-255 visible ASCII characters, e.g. a UUID) makes a retry safe:
+        a repeat of the key with the same request within `MEMSVC_IDEMPOTENCY_TTL_SECONDS`
+        writes nothing and returns the first add's records (`.replayed` is True); with
+        another request it raises `IdempotencyKeyReused`. In a cube created with
+        `refuse_duplicates=True`, an active record's exact text (same user and session)
+        raises `DuplicateRecord`.
         """
         return self._ingest.add(
             text,
@@ -290,6 +303,7 @@ class Memory:
             tags=tags,
             importance=importance,
             pinned=pinned,
+            idempotency_key=idempotency_key,
         )
 
     @_translated

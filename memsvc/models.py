@@ -5,12 +5,14 @@ Internals such as embeddings and database keys never appear here.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
 __all__ = [
+    "Added",
     "ApiKey",
     "Cube",
     "Filters",
@@ -61,6 +63,16 @@ class MemoryRecord(_Frozen):
     embedding_precision: str = "float32"
     metadata: dict[str, Any] = Field(default_factory=dict)
     pinned: bool = False
+
+
+class Added(list[MemoryRecord]):
+    """What `add` returns: the records, in input order. `replayed` is True when the add's
+    idempotency key repeated an earlier add: nothing was written, and these are the records
+    that add wrote (as they are now)."""
+
+    def __init__(self, records: Iterable[MemoryRecord] = (), *, replayed: bool = False) -> None:
+        super().__init__(records)
+        self.replayed = replayed
 
 
 class Hit(_Frozen):
@@ -150,6 +162,10 @@ class Cube(_Frozen):
         description='Vector index spec ("Flat", "SQ8,Rescore20", "RBin,Rescore20") or mode name '
         '("exact", "int8", "binary+rescore"); null means the service default.',
         max_length=16,
+    )
+    refuse_duplicates: bool = Field(
+        default=False,
+        description="Adds of an active record's exact text (same user and session) are refused.",
     )
 
 

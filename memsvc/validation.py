@@ -15,6 +15,7 @@ from memsvc.models import Message
 __all__ = [
     "brief",
     "check_cube_name",
+    "check_idempotency_key",
     "check_ident",
     "check_importance",
     "check_k",
@@ -28,6 +29,7 @@ __all__ = [
 ]
 
 CUBE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@:-]{0,127}$")
+IDEMPOTENCY_KEY = re.compile(r"^[\x21-\x7e]{1,255}$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
@@ -73,6 +75,18 @@ def check_ident(value: Any, *, field: str, required: bool = False) -> str | None
             f"{field} must be at most 256 printable characters", details={"field": field}
         )
     return value
+
+
+def check_idempotency_key(key: Any, *, field: str = "idempotency_key") -> str | None:
+    """An add's idempotency key: 1-255 visible ASCII characters (a UUID fits)."""
+    if key is None:
+        return None
+    if not isinstance(key, str) or not IDEMPOTENCY_KEY.fullmatch(key):
+        raise InvalidInput(
+            f"{field} must be 1-255 visible ASCII characters (no spaces), e.g. a UUID",
+            details={"field": field},
+        )
+    return key
 
 
 def check_cube_name(name: Any) -> str:

@@ -69,6 +69,11 @@ class CubeCreate(_Body):
         description='Vector index spec ("Flat", "SQ8,Rescore20", "RBin,Rescore20") or mode name '
         '("exact", "int8", "binary+rescore"); omitted: the service default.',
     )
+    refuse_duplicates: bool = Field(
+        default=False,
+        description="Refuse (409 duplicate_record) an add of an active record's exact text "
+        "from the same user and session.",
+    )
 
 
 class ShareRequest(_Body):

@@ -27,6 +27,7 @@ from memsvc.client._base import (
     raise_for_error,
 )
 from memsvc.models import (
+    Added,
     Cube,
     Filters,
     Generation,
@@ -90,7 +91,8 @@ class AsyncMemoryClient(_BaseClient):
         tags: Sequence[str] | None = None,
         importance: float | None = None,
         pinned: bool = False,
-    ) -> list[MemoryRecord]:
+        idempotency_key: str | None = None,
+    ) -> Added:
         return await self._send(
             self._add(
                 text,
@@ -105,6 +107,7 @@ class AsyncMemoryClient(_BaseClient):
                 tags=tags,
                 importance=importance,
                 pinned=pinned,
+                idempotency_key=idempotency_key,
             )
         )
 
@@ -282,6 +285,7 @@ class AsyncMemoryClient(_BaseClient):
         owner_user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         search_mode: str | None = None,
+        refuse_duplicates: bool = False,
     ) -> Cube:
         return await self._send(
             self._create_cube(
@@ -290,6 +294,7 @@ class AsyncMemoryClient(_BaseClient):
                 owner_user_id=owner_user_id,
                 metadata=metadata,
                 search_mode=search_mode,
+                refuse_duplicates=refuse_duplicates,
             )
         )
 

@@ -22,6 +22,7 @@ from pydantic import TypeAdapter
 from memsvc import errors
 from memsvc.errors import InvalidInput, error_class
 from memsvc.models import (
+    Added,
     Cube,
     Filters,
     Generation,
@@ -35,7 +36,7 @@ from memsvc.models import (
     RecordVersion,
 )
 from memsvc.retrieval.recipe import Recipe
-from memsvc.validation import check_text, to_utc
+from memsvc.validation import check_idempotency_key, check_text, to_utc
 
 Progress = Callable[[int, int | None], None]
 StatusArg = Literal["active", "archived", "deleted", "all"]
@@ -54,6 +55,7 @@ class _Call:
     body: Any = None
     parse: Callable[[httpx.Response], Any] = lambda r: None
     slow: bool = False  # minutes of work (training): no client-side timeout
+    headers: dict[str, str] = field(default_factory=dict)
 
 
 def _csv(values: Sequence[str] | str | None) -> str | None:
@@ -101,7 +103,8 @@ class _BaseClient:
 
     # Each builder mirrors one `Memory` method's signature and returns a _Call.
 
-    def _add(self, text, messages, **kw) -> _Call:  # type: ignore[no-untyped-def]
+    def _add(self, text, messages, *, idempotency_key=None, **kw) -> _Call:  # type: ignore[no-untyped-def]
+        key = check_idempotency_key(idempotency_key)
         if isinstance(text, bytes | bytearray):
             text = _text(text, "text")
         elif isinstance(text, list | tuple):
@@ -114,7 +117,13 @@ class _BaseClient:
         body["timestamp"] = _iso(kw.get("timestamp"), "timestamp")
         if kw.get("tags") is not None and not isinstance(kw["tags"], str):
             body["tags"] = list(kw["tags"])
-        return _Call("POST", "/v1/memories", body=_drop_none(body), parse=self._records)
+        return _Call(
+            "POST",
+            "/v1/memories",
+            body=_drop_none(body),
+            parse=self._added,
+            headers={"Idempotency-Key": key} if key is not None else {},
+        )
 
     def _recall(self, query, *, user_id, k, filters, at, cube, recipe=None) -> _Call:  # type: ignore[no-untyped-def]
         if isinstance(filters, Filters):
@@ -314,6 +323,11 @@ class _BaseClient:
         return _RECORDS.validate_python(r.json())
 
     @staticmethod
+    def _added(r: httpx.Response) -> Added:
+        replayed = r.headers.get("idempotent-replayed", "").lower() == "true"
+        return Added(_RECORDS.validate_python(r.json()), replayed=replayed)
+
+    @staticmethod
     def _cube(r: httpx.Response) -> Cube:
         return Cube.model_validate(r.json())
 
@@ -329,6 +343,8 @@ class _BaseClient:
                 call.body, ensure_ascii=True, allow_nan=False, default=_json_default
             ).encode()
             kw["headers"] = {"Content-Type": "application/json"}
+        if call.headers:
+            kw["headers"] = {**kw.get("headers", {}), **call.headers}
         return kw
 
 

@@ -28,6 +28,7 @@ from memsvc.client._base import (
     raise_for_error,
 )
 from memsvc.models import (
+    Added,
     Cube,
     Filters,
     Generation,
@@ -91,7 +92,8 @@ class MemoryClient(_BaseClient):
         tags: Sequence[str] | None = None,
         importance: float | None = None,
         pinned: bool = False,
-    ) -> list[MemoryRecord]:
+        idempotency_key: str | None = None,
+    ) -> Added:
         return self._send(
             self._add(
                 text,
@@ -106,6 +108,7 @@ class MemoryClient(_BaseClient):
                 tags=tags,
                 importance=importance,
                 pinned=pinned,
+                idempotency_key=idempotency_key,
             )
         )
 
@@ -284,6 +287,7 @@ class MemoryClient(_BaseClient):
         owner_user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         search_mode: str | None = None,
+        refuse_duplicates: bool = False,
     ) -> Cube:
         return self._send(
             self._create_cube(
@@ -292,6 +296,7 @@ class MemoryClient(_BaseClient):
                 owner_user_id=owner_user_id,
                 metadata=metadata,
                 search_mode=search_mode,
+                refuse_duplicates=refuse_duplicates,
             )
         )
 

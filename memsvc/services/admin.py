@@ -49,6 +49,11 @@ class AdminService:
         return [c for c in tx.cubes.all() if c.tenant != STAGING_TENANT]
 
     def maintain_all(self) -> list[MaintenanceRun]:
+        try:  # expired idempotency keys of adds, every tenant's
+            with self.engine.db.writing() as tx:
+                tx.idempotency.purge(self.engine.now())
+        except StoreError:  # the next tick tries again
+            log.exception("purging expired idempotency keys failed")
         with self.engine.db.reading() as tx:
             cubes = self._tenant_cubes(tx)
         out = []

@@ -154,8 +154,13 @@ class CubeService:
         owner_user_id: str | None = None,
         metadata: dict[str, Any] | None = None,
         search_mode: str | None = None,
+        refuse_duplicates: bool = False,
     ) -> Cube:
         check_cube_name(name)
+        if not isinstance(refuse_duplicates, bool):
+            raise InvalidInput(
+                "refuse_duplicates must be true or false", details={"field": "refuse_duplicates"}
+            )
         check_ident(owner_user_id, field="owner_user_id")
         metadata = check_metadata(metadata) if metadata is not None else None
         if description is not None and (not isinstance(description, str) or "\x00" in description):
@@ -181,6 +186,7 @@ class CubeService:
                 owner_user_id=owner_user_id,
                 meta=metadata,
                 search_mode=search_mode,
+                refuse_duplicates=refuse_duplicates,
             )
         except StoreConflict as exc:
             raise Conflict(f"cube {name!r} already exists", details={"cube": name}) from exc

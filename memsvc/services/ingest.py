@@ -6,30 +6,44 @@ Validation and embedding run before the transaction (embedding is the slow part 
 not hold the write lock); the transaction writes records, versions, entity links, follows
 edges and supersession together; the index then applies the write from its change
 sequence numbers, or catches up from the change log when older records changed too.
+
+An add with an idempotency key claims the key in that same transaction (store/repos/
+idempotency.py): a repeat of the key, even one racing the first on another worker, finds
+the first's key and returns its records instead of writing. A cube that refuses
+duplicates is checked in that transaction too, after the cube's write lock.
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from memsvc._convert import record_model
 from memsvc.chunking import chunk_id, split_text
-from memsvc.errors import Conflict, InvalidInput, PayloadTooLarge
-from memsvc.models import MemoryRecord, Message
+from memsvc.errors import (
+    Conflict,
+    DuplicateRecord,
+    IdempotencyKeyReused,
+    InvalidInput,
+    PayloadTooLarge,
+)
+from memsvc.models import Added, MemoryRecord, Message
 from memsvc.retrieval.analyze import embedding_text, speaker_of
 from memsvc.retrieval.entities import extract_entities
 from memsvc.services.cubes import CubeService
-from memsvc.store.data import CubeData, RecordData, new_id
+from memsvc.store.data import CubeData, IdempotencyKeyData, RecordData, new_id
+from memsvc.store.tx import Tx
 from memsvc.supersession import key_of, resolve_records
 from memsvc.turn_context import batch_contexts, context_of, session_before
 from memsvc.validation import (
+    check_idempotency_key,
     check_ident,
     check_importance,
     check_message,
@@ -51,6 +65,7 @@ class _Item:
     source: dict[str, Any]
     event_time: datetime | None
     meta: dict[str, Any]
+    origin: str = "text"  # the input field it came from, for errors
     context: list[str] = field(default_factory=list)
 
 
@@ -67,6 +82,13 @@ def _check_pinned(pinned: Any) -> None:
 def _mentions(content: str, source: dict[str, Any]) -> list[tuple[str, str, str]]:
     ents = extract_entities(content, speaker=speaker_of(source))
     return [(e.name, e.normalized, e.type) for e in ents]
+
+
+def _digest(request: dict[str, Any]) -> str:
+    """SHA-256 of an add's request, its fields as checked (defaults filled in, times in UTC):
+    what a repeat of an idempotency key must match."""
+    blob = json.dumps(request, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(blob.encode("utf-8")).hexdigest()
 
 
 def _chunked(
@@ -111,6 +133,44 @@ class _StoredBytes:
             )
 
 
+def _refuse_duplicates(
+    tx: Tx, cube: CubeData, items: list[_Item], user_id: str, session_id: str | None
+) -> None:
+    """`DuplicateRecord` when an item's text is an active record's, word for word, for the
+    same user and session, in a cube that refuses duplicates."""
+    found = tx.records.same_text(cube.pk, [it.content for it in items], user_id, session_id)
+    for it in items:
+        if it.content in found:
+            rid = found[it.content]
+            raise DuplicateRecord(
+                f"cube {cube.name!r} refuses duplicates: record {rid} already holds this text "
+                "for this user and session",
+                details={"field": it.origin, "id": rid},
+            )
+
+
+def _write(
+    tx: Tx,
+    cube: CubeData,
+    fields: list[dict[str, Any]],
+    mentions: list[list[tuple[str, str, str]]],
+    now: datetime,
+    follows: bool,
+) -> tuple[list[RecordData], tuple[int, int, int], bool]:
+    """Records, entity links, supersession and (for messages) `follows` edges; returns the
+    rows, their change sequence numbers and whether older records were closed."""
+    rows, seqs = tx.records.insert(cube, fields)
+    tx.graph.link_entities(cube.pk, [(r.pk, m) for r, m in zip(rows, mentions, strict=True) if m])
+    closed = resolve_records(
+        tx, cube, [r.pk for r, f in zip(rows, fields, strict=True) if f["fact_key"]], now
+    )
+    if follows and len(rows) > 1:
+        tx.graph.add_edges(
+            cube.pk, "follows", ((a.pk, b.pk) for a, b in itertools.pairwise(rows)), now
+        )
+    return rows, seqs, bool(closed)
+
+
 class IngestService:
     def __init__(
         self, cubes: CubeService, restore_tier: Callable[[RecordData], MemoryRecord]
@@ -136,22 +196,49 @@ class IngestService:
         tags: Sequence[str] | None = None,
         importance: float | None = None,
         pinned: bool = False,
-    ) -> list[MemoryRecord]:
+        idempotency_key: str | None = None,
+    ) -> Added:
         _check_pinned(pinned)
         check_ident(user_id, field="user_id", required=True)
         check_ident(agent_id, field="agent_id")
         check_ident(session_id, field="session_id")
+        key = check_idempotency_key(idempotency_key)
         when = to_utc(timestamp, field="timestamp")
         meta = check_metadata(metadata)
         tag_list = check_tags(tags)
         imp = check_importance(importance)
         _check_kind(kind)
-        items = self._items(text, messages, kind=kind, when=when, meta=meta)
+        inputs: list[Any] = []
+        items = self._items(text, messages, kind=kind, when=when, meta=meta, inputs=inputs)
+        digest = ""
+        if key is not None:
+            digest = _digest(
+                {
+                    "text" if text is not None else "messages": inputs,
+                    "user_id": user_id,
+                    "agent_id": agent_id,
+                    "session_id": session_id,
+                    "cube": cube,
+                    "metadata": meta,
+                    "timestamp": when,
+                    "kind": kind or ("fact" if text is not None else "episode"),
+                    "tags": tag_list,
+                    "importance": imp,
+                    "pinned": pinned,
+                }
+            )
+            with self.engine.db.reading() as tx:
+                earlier = tx.idempotency.find(self.cubes.tenant_pk, key, self.engine.now())
+            if earlier is not None:  # a repeat: nothing to embed or write
+                return self._replay(earlier, digest)
 
         # An explicitly named cube must exist: fail before the (slow) embedding.
         cube_row = self.cubes.cube_for(cube=cube, user_id=user_id, create=False, write=True)
         if cube_row is not None:
             self.cubes.check_model(cube_row)
+            if cube_row.refuse_duplicates:  # checked again in the write; this saves embedding
+                with self.engine.db.reading() as tx:
+                    _refuse_duplicates(tx, cube_row, items, user_id, session_id)
         if messages is not None:
             self._turn_context(items, cube_row, session_id, user_id)
         vectors = self.engine.embedder.encode(
@@ -185,21 +272,30 @@ class IngestService:
             cube_row = self.cubes.cube_for(cube=None, user_id=user_id, create=True)
             assert cube_row is not None
             self.cubes.check_model(cube_row)
+        tenant_pk = self.cubes.tenant_pk  # known before the write: it may write itself
+        ttl = timedelta(seconds=self.engine.settings.idempotency_ttl_seconds)
+        earlier = None
         with self.engine.db.writing() as tx:
-            rows, seqs = tx.records.insert(cube_row, fields)
-            tx.graph.link_entities(
-                cube_row.pk, [(r.pk, m) for r, m in zip(rows, mentions, strict=True) if m]
-            )
-            closed = resolve_records(
-                tx,
-                cube_row,
-                [r.pk for r, f in zip(rows, fields, strict=True) if f["fact_key"]],
-                now,
-            )
-            if messages is not None and len(rows) > 1:
-                tx.graph.add_edges(
-                    cube_row.pk, "follows", ((a.pk, b.pk) for a, b in itertools.pairwise(rows)), now
+            tx.changes.lock(cube_row.pk)  # the cube's write lock first, as every writer
+            if key is not None:  # a racing repeat that committed first leaves its key here
+                earlier = tx.idempotency.claim(
+                    tenant_pk,
+                    key,
+                    digest=digest,
+                    cube_pk=cube_row.pk,
+                    now=now,
+                    expires_at=now + ttl,
                 )
+            if earlier is None:
+                if cube_row.refuse_duplicates:
+                    _refuse_duplicates(tx, cube_row, items, user_id, session_id)
+                rows, seqs, closed = _write(
+                    tx, cube_row, fields, mentions, now, messages is not None
+                )
+                if key is not None:
+                    tx.idempotency.finish(tenant_pk, key, [r.pk for r in rows])
+        if earlier is not None:
+            return self._replay(earlier, digest)
         self.engine.indexes.apply_write(
             cube_row,
             None if closed else seqs,  # older records changed too: catch up from the log
@@ -207,7 +303,27 @@ class IngestService:
             vectors,
             rows=rows,
         )
-        return [record_model(r, cube_row) for r in rows]
+        return Added(record_model(r, cube_row) for r in rows)
+
+    def _replay(self, earlier: IdempotencyKeyData, digest: str) -> Added:
+        """The records the key's first add wrote, as they are now (a record hard-deleted
+        since is left out); `IdempotencyKeyReused` when this request is another one."""
+        if earlier.digest != digest:
+            raise IdempotencyKeyReused(
+                f"idempotency key {earlier.key!r} was used for a different add "
+                f"(at {earlier.created_at.isoformat()}); repeat that request exactly, or use "
+                "a new key for a new one",
+                details={"field": "idempotency_key"},
+            )
+        with self.engine.db.reading() as tx:
+            cube_row = tx.cubes.by_pk(earlier.cube_pk)
+            rows = tx.records.by_pks(earlier.record_pks)
+        if cube_row is None:  # the cube went after the key was read: so did its records
+            return Added(replayed=True)
+        return Added(
+            (record_model(rows[pk], cube_row) for pk in earlier.record_pks if pk in rows),
+            replayed=True,
+        )
 
     def _items(
         self,
@@ -217,9 +333,11 @@ class IngestService:
         kind: str | None,
         when: datetime | None,
         meta: dict[str, Any],
+        inputs: list[Any],
     ) -> list[_Item]:
         """The records an add asks for, checked: one per text, or one episode per message; a
-        text or message over `chunk_bytes` becomes linked chunk records (memsvc/chunking.py)."""
+        text or message over `chunk_bytes` becomes linked chunk records (memsvc/chunking.py).
+        `inputs` gets each text or message as checked (what an idempotency key digests)."""
         settings = self.engine.settings
         budget = _StoredBytes(settings.max_add_bytes, meta)
         chunk = min(settings.chunk_bytes, settings.max_text_bytes)  # no record over the limit
@@ -233,9 +351,10 @@ class IngestService:
             for i, t in enumerate(texts):
                 field_name = "text" if len(texts) == 1 else f"text[{i}]"
                 content = check_text(t, field=field_name, max_bytes=settings.max_add_bytes)
+                inputs.append(content)
                 for piece, source in _chunked(content, {}, chunk):
                     budget.add(piece, {}, field=field_name)
-                    items.append(_Item(piece, kind or "fact", source, when, meta))
+                    items.append(_Item(piece, kind or "fact", source, when, meta, field_name))
         else:
             if isinstance(messages, str | bytes) or not isinstance(messages, Sequence):
                 raise InvalidInput("messages must be a list", details={"field": "messages"})
@@ -248,11 +367,23 @@ class IngestService:
                     msg.content, field=field_name, max_bytes=settings.max_add_bytes
                 )
                 source = {"role": msg.role, "speaker": msg.name or msg.role, "message_index": i}
-                event_time = to_utc(msg.timestamp, field=f"messages[{i}].timestamp") or when
+                own_time = to_utc(msg.timestamp, field=f"messages[{i}].timestamp")
+                event_time = own_time or when
                 msg_meta = {**meta, **msg.metadata} if msg.metadata else meta
+                inputs.append(
+                    {
+                        "role": msg.role,
+                        "content": content,
+                        "name": msg.name,
+                        "timestamp": own_time,
+                        "metadata": msg.metadata,
+                    }
+                )
                 for piece, src in _chunked(content, source, chunk):
                     budget.add(piece, msg.metadata, field=field_name)
-                    items.append(_Item(piece, kind or "episode", src, event_time, msg_meta))
+                    items.append(
+                        _Item(piece, kind or "episode", src, event_time, msg_meta, field_name)
+                    )
         most = settings.max_batch_records
         if len(items) > most:
             raise InvalidInput(

@@ -82,6 +82,7 @@ class TransferService:
                 "created_at": row.created_at.isoformat(),
                 "metadata": row.meta or {},
                 "search_mode": row.search_mode,
+                "refuse_duplicates": row.refuse_duplicates,
             },
             "embedding": {
                 "model": row.embedding_model,
@@ -196,6 +197,7 @@ def cube_fields(header: dict[str, Any], name: str | None) -> dict[str, Any]:
         "owner_user_id": _ident(meta.get("owner_user_id"), "cube.owner_user_id"),
         "meta": metadata,
         "search_mode": mode if is_index_spec(mode) else None,
+        "refuse_duplicates": meta.get("refuse_duplicates") is True,
     }
 
 

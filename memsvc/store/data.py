@@ -18,6 +18,7 @@ __all__ = [
     "CubeData",
     "EdgeData",
     "EntityData",
+    "IdempotencyKeyData",
     "RecordData",
     "RunData",
     "VersionData",
@@ -44,6 +45,7 @@ class CubeData:
     meta: dict[str, Any]
     created_at: datetime
     search_mode: str | None
+    refuse_duplicates: bool = False
 
     @classmethod
     def of(cls, row: Any) -> CubeData:
@@ -60,6 +62,7 @@ class CubeData:
             meta=dict(row.meta or {}),
             created_at=row.created_at,
             search_mode=row.search_mode,
+            refuse_duplicates=bool(row.refuse_duplicates),
         )
 
 
@@ -171,6 +174,19 @@ class RunData:
     finished_at: datetime | None
     counts: dict[str, Any]
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class IdempotencyKeyData:
+    """An add's idempotency key: the digest of its request and the records it wrote."""
+
+    tenant_pk: int
+    key: str
+    digest: str
+    cube_pk: int
+    record_pks: tuple[int, ...]
+    created_at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

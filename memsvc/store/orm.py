@@ -31,6 +31,7 @@ __all__ = [
     "CubeShareRow",
     "EdgeRow",
     "EntityRow",
+    "IdempotencyKeyRow",
     "LeaseRow",
     "MaintenanceRunRow",
     "RateBucketRow",
@@ -104,6 +105,8 @@ class CubeRow(Base):
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=utcnow)
     search_mode: Mapped[str | None] = mapped_column(String(16))  # None: service default
+    # refuse an add of an active record's exact text (same user and session): 409
+    refuse_duplicates: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
 
     tenant: Mapped[TenantRow] = relationship(lazy="joined")
 
@@ -245,6 +248,26 @@ class RateBucketRow(Base):
     tokens: Mapped[float] = mapped_column(Float)
     at: Mapped[float] = mapped_column(Float)
     granted: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class IdempotencyKeyRow(Base):
+    """An add's idempotency key, written in the add's own transaction: a repeat of the key
+    within `expires_at` returns the records it wrote (`record_pks`, in order) instead of
+    writing again, if its request digest is the same. Scoped by tenant; dropped with the
+    cube."""
+
+    __tablename__ = "idempotency_keys"
+    __table_args__ = (Index("ix_idempotency_keys_expires_at", "expires_at"),)
+
+    tenant_pk: Mapped[int] = mapped_column(
+        ForeignKey("tenants.pk", ondelete="CASCADE"), primary_key=True
+    )
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64))
+    cube_pk: Mapped[int] = mapped_column(ForeignKey("cubes.pk", ondelete="CASCADE"), index=True)
+    record_pks: Mapped[list[int]] = mapped_column(JsonType, default=list)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime)
 
 
 class EntityRow(Base):

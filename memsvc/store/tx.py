@@ -17,6 +17,7 @@ from sqlalchemy.orm import Session
 from memsvc.store.repos.changes import Changes
 from memsvc.store.repos.cubes import Cubes
 from memsvc.store.repos.graph import Graph
+from memsvc.store.repos.idempotency import IdempotencyKeys
 from memsvc.store.repos.keys import ApiKeys
 from memsvc.store.repos.lifecycle import Lifecycle
 from memsvc.store.repos.queries import Queries
@@ -77,6 +78,10 @@ class Tx:
     @cached_property
     def tiers(self) -> TierRecords:
         return TierRecords(self._s, is_sqlite=self.is_sqlite)
+
+    @cached_property
+    def idempotency(self) -> IdempotencyKeys:
+        return IdempotencyKeys(self._s)
 
     @cached_property
     def keys(self) -> ApiKeys:

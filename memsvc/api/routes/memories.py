@@ -6,29 +6,51 @@ import json
 from datetime import datetime
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Query, Response, status
+from fastapi import APIRouter, Header, Query, Response, status
 from pydantic import TypeAdapter
 
 from memsvc.api.deps import TenantMemory
 from memsvc.api.schemas import AddRequest, SearchRequest, UpdateRequest
-from memsvc.errors import InvalidInput
+from memsvc.errors import IdempotencyKeyReused, InvalidInput
 from memsvc.models import Filters, Hit, MemoryRecord, Neighbor, Page, RecordVersion
+from memsvc.validation import check_idempotency_key
 
 router = APIRouter(prefix="/v1/memories", tags=["memories"])
 _HITS = TypeAdapter(list[Hit])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=list[MemoryRecord])
-def add_memories(body: AddRequest, memory: TenantMemory) -> list[MemoryRecord]:
+def add_memories(
+    body: AddRequest,
+    memory: TenantMemory,
+    response: Response,
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="1-255 visible ASCII characters (e.g. a UUID): a repeat with the same "
+            "body returns the first add's records (Idempotent-Replayed: true) without writing; "
+            "with another body it is a 409 idempotency_key_reused.",
+        ),
+    ] = None,
+) -> list[MemoryRecord]:
     """Store text (one record per string) or chat messages (one record per message)."""
-    return memory.add(**body.model_dump(exclude_unset=True))
+    key = check_idempotency_key(idempotency_key, field="Idempotency-Key")
+    try:
+        added = memory.add(**body.model_dump(exclude_unset=True), idempotency_key=key)
+    except IdempotencyKeyReused as exc:  # name the header, as the caller sent it
+        raise IdempotencyKeyReused(exc.message, details={"field": "Idempotency-Key"}) from exc
+    if added.replayed:
+        response.headers["Idempotent-Replayed"] = "true"
+    return added
 
 
 @router.post("/search", response_model=list[Hit])
 async def search_memories(body: SearchRequest, memory: TenantMemory) -> Response:
     """The k most relevant records, best first, with per-channel explanations."""
-    # The hot path: served on the event loop (the embedding is awaited, no pool thread is
-    # held) and serialized once, without re-validating hits that are already models.
+    # The hot path: the embedding is awaited (no pool thread is held), the search runs in a
+    # pool thread (a cold cube's index load must not stall the loop), and the hits are
+    # serialized once, without re-validating what are already models.
     hits = await memory.arecall(**body.model_dump(exclude_unset=True))
     return Response(_HITS.dump_json(hits), media_type="application/json")
 

@@ -58,9 +58,11 @@ def create_cube(
     id: str | None = None,
     created_at: datetime | None = None,
     search_mode: str | None = None,
+    refuse_duplicates: bool = False,
 ) -> CubeRow:
     row = CubeRow(
         search_mode=search_mode,
+        refuse_duplicates=refuse_duplicates,
         id=id or new_id(),
         tenant_pk=tenant_pk,
         name=name,

@@ -310,6 +310,32 @@ class Records:
     def set_recalled(self, pks: Sequence[int], at: datetime) -> None:
         set_recalled(self._s, pks, at)
 
+    def same_text(
+        self, cube_pk: int, contents: Sequence[str], user_id: str | None, session_id: str | None
+    ) -> dict[str, str]:
+        """Of `contents`, those an active plaintext record of the cube holds word for word
+        for this user and session, with that record's id (the oldest one's)."""
+        t = RecordRow.__table__.c
+        out: dict[str, str] = {}
+        wanted = list(dict.fromkeys(contents))
+        for i in range(0, len(wanted), 500):
+            q = (
+                select(t.content, t.id)
+                .where(
+                    t.cube_pk == cube_pk,
+                    t.status == "active",
+                    t.tier == "plaintext",
+                    t.user_id == user_id if user_id is not None else t.user_id.is_(None),
+                    t.session_id == session_id
+                    if session_id is not None
+                    else t.session_id.is_(None),
+                    t.content.in_(wanted[i : i + 500]),
+                )
+                .order_by(t.pk.desc())
+            )
+            out.update((content, id_) for content, id_ in self._s.connection().execute(q))
+        return out
+
     def active_plaintext(self, pks: Sequence[int]) -> set[int]:
         """The pks among `pks` of active plaintext records (what a cube's readers see)."""
         t = RecordRow.__table__.c
