@@ -21,6 +21,29 @@ def _default_threads() -> int:
     return max(1, min(2, os.cpu_count() or 1))
 
 
+def _machine_memory() -> int:
+    """Bytes of memory this process may use: the machine's, or its cgroup's limit if lower."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError):
+        total = 4 * 1024**3
+    for limit_file in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(limit_file).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit():
+            total = min(total, int(raw))
+        break
+    return total
+
+
+def default_index_memory_bytes() -> int:
+    # A quarter of the memory, at least 64 MiB: the model, the database's cache and the
+    # request buffers need the rest. `memsvc serve --workers N` gives each worker 1/N of it.
+    return max(64 * 1024**2, _machine_memory() // 4)
+
+
 class Settings(BaseSettings):
     """Service configuration. Every field can be set as MEMSVC_<FIELD> in the environment."""
 
@@ -83,6 +106,14 @@ class Settings(BaseSettings):
         le=1.0,
         description="Recall may use an index checked against the change log this long ago: "
         "writes by other processes show within it, this process's own writes at once.",
+    )
+    index_memory_bytes: int = Field(
+        default_factory=default_index_memory_bytes,
+        ge=1,
+        description="Bytes of cube indexes (vector codes, rescoring vectors, side indexes) "
+        "each worker keeps in memory; past it the least recently used cubes are evicted and "
+        "load again on their next use. Default: a quarter of the machine's memory (of its "
+        "cgroup limit if lower), split between `serve --workers`.",
     )
     search_mode: Literal["exact", "int8", "binary+rescore"] = Field(
         default="binary+rescore",

@@ -40,6 +40,7 @@ from memsvc.models import (
     Generation,
     GraphPage,
     Hit,
+    IndexCache,
     IndexInfo,
     MaintenanceRun,
     MemoryRecord,
@@ -591,6 +592,13 @@ class Memory:
         return self._admin.index_info(cube)
 
     @_translated
+    def index_cache(self) -> IndexCache:
+        """This process's cube indexes in memory: bytes held against the budget
+        (`MEMSVC_INDEX_MEMORY_BYTES`), cubes loaded, and the hits, misses, evictions and
+        load seconds since it started (a server's, per worker, are in its /metrics)."""
+        return self._admin.index_cache()
+
+    @_translated
     def rebuild_index(self, cube: str) -> IndexInfo:
         """Rebuild a cube's vector index from the database."""
         return self._admin.rebuild_index(cube)
@@ -604,7 +612,8 @@ class Memory:
 
     @_translated
     def load_indexes(self) -> int:
-        """Load (and catch up) every cube's vector index now; returns how many."""
+        """Load (and catch up) every cube's vector index now, saving each file; returns how
+        many. Past the index budget the least recently used are evicted as it goes."""
         return self._admin.load_indexes()
 
     def flush(self) -> None:

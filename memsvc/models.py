@@ -18,6 +18,7 @@ __all__ = [
     "Filters",
     "Generation",
     "Hit",
+    "IndexCache",
     "IndexInfo",
     "MaintenanceRun",
     "MemoryRecord",
@@ -177,6 +178,21 @@ class ApiKey(_Frozen):
     name: str | None = None
     created_at: datetime
     revoked_at: datetime | None = None
+
+
+class IndexCache(_Frozen):
+    """This process's cube indexes in memory (`MEMSVC_INDEX_MEMORY_BYTES`) and what keeping
+    them there has cost since it started."""
+
+    budget_bytes: int | None = Field(description="The budget; null: none.")
+    bytes: int = Field(description="Bytes the loaded cubes' vector and side indexes hold.")
+    cubes: int = Field(description="Cubes loaded now.")
+    hits: int = Field(description="Index lookups that found the cube loaded.")
+    misses: int = Field(description="Index lookups that had to load it.")
+    evictions: int = Field(description="Cubes evicted to stay within the budget.")
+    load_seconds: float = Field(
+        description="Seconds spent loading vector indexes and building side indexes."
+    )
 
 
 class IndexInfo(_Frozen):

@@ -29,10 +29,11 @@ def _operation_id(route: APIRoute) -> str:
 
 
 def _warm_up(memory: Memory, ready: threading.Event) -> None:
-    """Load the model and every cube's index, then report ready."""
+    """Load the model, then report ready. Cube indexes load on first use, within the budget
+    (`MEMSVC_INDEX_MEMORY_BYTES`): waiting for every cube would make start-up as slow as
+    the number of tenants, and the memory as large."""
     try:
         memory.embedder.encode(["warm up"])
-        memory.load_indexes()
         ready.set()
     except Exception:  # readiness stays false; /readyz tells
         log.exception("warm-up failed")

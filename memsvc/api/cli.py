@@ -67,6 +67,8 @@ def serve(
     os.environ["MEMSVC_HOST"] = host  # the app checks it too: no keys only on loopback
     # Workers share the cores: give each its slice for bulk embedding unless set explicitly.
     os.environ.setdefault("MEMSVC_EMBED_THREADS", str(max(1, (os.cpu_count() or 1) // workers)))
+    # ... and of the default index budget (a value set explicitly is each worker's).
+    os.environ.setdefault("MEMSVC_INDEX_MEMORY_BYTES", str(settings.index_memory_bytes // workers))
     if settings.database_url:
         os.environ["MEMSVC_DATABASE_URL"] = settings.database_url
     uvicorn.run(

@@ -1,4 +1,6 @@
-"""Prometheus metrics: request counts and latency per route, records and index size per cube.
+"""Prometheus metrics: request counts and latency per route, records and index size per cube,
+and the worker's index cache (bytes held against its budget, cubes loaded, hits, misses,
+evictions, load seconds: figures of this process, free of any tenant's name).
 
 Each app has its own registry (several apps in one test process never collide). With several
 workers each process counts its own requests; scrape each, or run one worker per replica.
@@ -24,7 +26,7 @@ from prometheus_client import (
     disable_created_metrics,
     generate_latest,
 )
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from memsvc import Memory
 
@@ -101,6 +103,39 @@ def _totals(stats: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
     yield from (cubes, records, vectors, runs)
 
 
+def _index_cache(memory: Memory) -> Iterator[GaugeMetricFamily | CounterMetricFamily]:
+    """The worker's index cache (`Memory.index_cache`): read at every scrape, since it is
+    this process's own counters (no database read)."""
+    cache = memory.index_cache()
+    held = GaugeMetricFamily(
+        "memsvc_index_memory_bytes", "Bytes of cube indexes (vector and side) in memory."
+    )
+    held.add_metric([], cache.bytes)
+    yield held
+    if cache.budget_bytes is not None:
+        budget = GaugeMetricFamily(
+            "memsvc_index_memory_budget_bytes", "The index memory budget of this worker."
+        )
+        budget.add_metric([], cache.budget_bytes)
+        yield budget
+    loaded = GaugeMetricFamily("memsvc_index_cubes_loaded", "Cubes whose indexes are in memory.")
+    loaded.add_metric([], cache.cubes)
+    yield loaded
+    for name, help_text, value in (
+        ("memsvc_index_cache_hits", "Index lookups that found the cube loaded.", cache.hits),
+        ("memsvc_index_cache_misses", "Index lookups that loaded the cube.", cache.misses),
+        ("memsvc_index_cache_evictions", "Cubes evicted within the budget.", cache.evictions),
+        (
+            "memsvc_index_load_seconds",
+            "Seconds spent loading vector indexes and building side indexes.",
+            cache.load_seconds,
+        ),
+    ):
+        counter = CounterMetricFamily(name, help_text)
+        counter.add_metric([], value)
+        yield counter
+
+
 def _per_cube(stats: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
     """Figures labelled by cube id: the operator's view only."""
     records = GaugeMetricFamily(
@@ -140,7 +175,7 @@ def _per_cube(stats: list[dict[str, Any]]) -> Iterator[GaugeMetricFamily]:
 class _Scrape:
     """One scrape's collectors: the request series, then the cube figures it may see."""
 
-    def __init__(self, registry: CollectorRegistry, families: list[GaugeMetricFamily]) -> None:
+    def __init__(self, registry: CollectorRegistry, families: list[Any]) -> None:
         self.registry = registry
         self.families = families
 
@@ -170,18 +205,19 @@ class Metrics:
             "1 when the latest read of the cube figures succeeded.",
             registry=self.registry,
         )
+        self.memory = memory
         self.stats = CubeStats(memory, cache_seconds)
 
     def render(self, *, per_cube: bool) -> bytes:
         """Prometheus text; `per_cube` adds the series labelled by cube (the operator's)."""
+        families: list[Any] = list(_index_cache(self.memory))
         try:
             stats = self.stats.get()
         except StatsUnavailable:
             self.up.set(0)
-            families: list[GaugeMetricFamily] = []
         else:
             self.up.set(1)
-            families = [*_totals(stats), *(_per_cube(stats) if per_cube else ())]
+            families += [*_totals(stats), *(_per_cube(stats) if per_cube else ())]
         return generate_latest(_Scrape(self.registry, families))  # type: ignore[arg-type]
 
     def middleware(self, app: Any) -> Any:

@@ -17,8 +17,10 @@ they make no sense for one process that opens the memory, runs one call and exit
 and the context manager methods, `for_tenant` (a handle, not an operation; `memsvc serve` and
 `memsvc mcp --tenant` act for tenants), `arecall` (`recall` for an event loop),
 `maintenance_lease` (held by serving workers), `flush` (every command saves its indexes when
-it closes), and the properties (`settings`, `embedder`, `keys` (its methods are the `keys`
-commands, but `authenticate`, which the server does), `rate_limiter`, `tenant`, `local_lm`).
+it closes), `index_cache` (the figures of the calling process's own index cache: `info`
+shows them for the indexes it loads, a server's `/metrics` its workers'), and the properties
+(`settings`, `embedder`, `keys` (its methods are the `keys` commands, but `authenticate`,
+which the server does), `rate_limiter`, `tenant`, `local_lm`).
 
 The faces above the core add their own commands: `memsvc.api` registers `serve` and `mcp`,
 `memsvc.evals` registers `eval`, each through an entry point in the `memsvc.cli` group
@@ -36,7 +38,9 @@ from typing import Any
 import typer
 
 ENTRY_POINT_GROUP = "memsvc.cli"
-NOT_COMMANDS = frozenset({"close", "for_tenant", "arecall", "maintenance_lease", "flush"})
+NOT_COMMANDS = frozenset(
+    {"close", "for_tenant", "arecall", "maintenance_lease", "flush", "index_cache"}
+)
 
 
 @cache

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from memsvc.cli.common import Commands, JsonOut, Target
 from memsvc.cli.output import (
+    cache_line,
     changes_table,
     dump,
     index_table,
@@ -39,7 +40,10 @@ INDEX_FILES = "the HTTP API does not expose the vector index files"
 
 @command("info")
 def info(target: Target, as_json: JsonOut = False) -> None:
-    """Show the data directory, database, cubes with record counts and index state.
+    """Show the data directory, database, cubes with record counts and index state, and the
+    index cache: bytes held against MEMSVC_INDEX_MEMORY_BYTES, cubes loaded, hits, misses,
+    evictions, load seconds (this process's, from loading each cube's index; a server's
+    are in its /metrics).
 
     Example: memsvc info --json
     """
@@ -55,6 +59,7 @@ def info(target: Target, as_json: JsonOut = False) -> None:
                 "data_dir": str(mem.settings.home.resolve()),
                 "database": redact(mem.settings.resolved_database_url()),
                 "embedding_model": mem.embedder.model_id,
+                "index_cache": dump(mem.index_cache()),
             }
     data["cubes"] = [
         {
@@ -72,6 +77,7 @@ def info(target: Target, as_json: JsonOut = False) -> None:
     else:
         out.print(f"data dir: {data['data_dir']}\ndatabase: {data['database']}")
         out.print(f"embedding model: {data['embedding_model']}")
+        out.print(cache_line(data["index_cache"]))
     table = Table()
     columns = ["cube", "records", "vectors", "index seq / db seq", "index file"]
     for col in [*(columns if local else columns[:2]), "last maintenance"]:

@@ -154,6 +154,21 @@ def runs_table(runs: Iterable[MaintenanceRun]) -> Table:
     return table
 
 
+def cache_line(cache: dict[str, Any]) -> str:
+    """The index cache (`Memory.index_cache`, dumped) in one line of `memsvc info`."""
+    budget = cache["budget_bytes"]
+    held = f"{_mib(cache['bytes'])}" + ("" if budget is None else f" of {_mib(budget)}")
+    return (
+        f"index cache: {held}, {cache['cubes']} cubes loaded; {cache['hits']} hits, "
+        f"{cache['misses']} misses, {cache['evictions']} evictions, "
+        f"{cache['load_seconds']:.2f} s loading"
+    )
+
+
+def _mib(n: int) -> str:
+    return f"{n / 2**20:.1f} MiB"
+
+
 def index_table(infos: Iterable[IndexInfo]) -> Table:
     table = _table("cube", "vectors", "index seq / db seq", "index file", "mode", "last rebuild")
     for ix in infos:

@@ -8,12 +8,13 @@ manage the derived indexes of one cube; they are not scoped to the caller's tena
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from typing import Any
 
 from memsvc.errors import StorageError
 from memsvc.keys import KeyManager
 from memsvc.maintenance import Lease, last_runs, maintain_cube, run_counts
-from memsvc.models import IndexInfo, MaintenanceRun
+from memsvc.models import IndexCache, IndexInfo, MaintenanceRun
 from memsvc.ratelimit import RateLimiter
 from memsvc.services.cubes import CubeService
 from memsvc.services.lifecycle import run_model
@@ -106,6 +107,9 @@ class AdminService:
             mode=st.mode,
             spec=st.spec,
         )
+
+    def index_cache(self) -> IndexCache:
+        return IndexCache(**asdict(self.engine.indexes.stats()))
 
     def rebuild_index(self, cube: str) -> IndexInfo:
         with self.engine.db.reading() as tx:

@@ -57,6 +57,7 @@ class Engine:
             search_mode=settings.search_mode,
             oversample=settings.search_oversample,
             analyzer=text_doc,
+            memory_bytes=settings.index_memory_bytes,
         )
         self.embedder: Embedder = embedder or SentenceTransformerEmbedder(
             settings.embedding_model,

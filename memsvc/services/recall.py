@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+import anyio.to_thread
 import numpy as np
 
 from memsvc import retrieval
@@ -107,7 +108,9 @@ class RecallService:
         recipe: RecipeArg = None,
     ) -> list[Hit]:
         """`recall` for an event loop (the HTTP layer): the query embedding is awaited, not
-        waited on by a pool thread, and the search itself is a few milliseconds of work."""
+        waited on by a pool thread; the search runs in a worker thread (anyio's pool, the
+        one sync routes use), since a cold cube's index load or side-index build takes
+        seconds at 100k records and would stall every other request on the loop."""
         plan = self._plan(
             query, user_id=user_id, k=k, filters=filters, at=at, cube=cube, recipe=recipe
         )
@@ -120,7 +123,7 @@ class RecallService:
                 loop = asyncio.get_running_loop()
                 vecs = await loop.run_in_executor(None, encode_queries, emb, [plan.query])
             qvec = vecs[0]
-        return self._recall_with(plan, qvec)
+        return await anyio.to_thread.run_sync(self._recall_with, plan, qvec)
 
     def _plan(
         self,

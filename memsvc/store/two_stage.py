@@ -83,6 +83,20 @@ class CodeTable:
     def _binary(self) -> bool:
         return self.spec.encoding == "RBin"
 
+    @property
+    def nbytes(self) -> int:
+        """Host bytes held (for the index budget): the arrays at their capacity, the row map
+        (about 100 bytes a row) and the encoder's own arrays (the rotation is shared)."""
+        enc = self._encoder
+        own = 0
+        if isinstance(enc, RotatedSignEncoder):
+            own = enc.center.nbytes
+        elif isinstance(enc, Int8Quantizer):
+            own = enc.scale.nbytes
+        if self._sorted is not None:
+            own += self._sorted[0].nbytes + self._sorted[1].nbytes
+        return self.pks.nbytes + self.vecs.nbytes + self.codes.nbytes + 100 * len(self.row) + own
+
     # ---- maintenance -----------------------------------------------------------------------
 
     def rebuild(self, pks: np.ndarray, vecs: np.ndarray) -> None:
@@ -117,7 +131,7 @@ class CodeTable:
     def _reserve(self, need: int) -> None:
         if need <= len(self.pks):
             return
-        cap = max(need, 2 * len(self.pks), 64)
+        cap = max(need, 2 * len(self.pks), 16)  # no larger floor: small cubes are many
         pks = np.empty(cap, np.int64)
         vecs = np.empty((cap, self.dim), np.float32)
         codes = np.zeros((cap, self.codes.shape[1]), self.codes.dtype)

@@ -43,6 +43,7 @@ __all__ = [
 log = logging.getLogger(__name__)
 MAGIC = b"MEMSVCIX"
 FORMAT = 1
+_OBJECT_BYTES = 2048  # a cube index's fixed cost: its Python objects (`CubeIndex.nbytes`)
 
 
 _search_threads = 1
@@ -149,6 +150,14 @@ class CubeIndex:
             return self._table.n
         assert self._index is not None
         return int(self._index.ntotal)
+
+    @property
+    def nbytes(self) -> int:
+        """Host bytes held (for the index budget): a two-stage table's arrays, or the flat
+        index's vectors and ids plus the set of held ids (about 70 bytes an id)."""
+        if self._table is not None:
+            return _OBJECT_BYTES + self._table.nbytes
+        return _OBJECT_BYTES + self.count * (4 * self.dim + 8) + 70 * len(self._ids)
 
     def upsert(self, pks: np.ndarray, vectors: np.ndarray) -> None:
         if len(pks) == 0:

@@ -26,8 +26,8 @@ def healthz() -> dict[str, str]:
 
 @router.get("/readyz")
 def readyz(request: Request, settings: AppSettings) -> JSONResponse:
-    """200 once the database answers, the model is loaded and every cube index is loaded;
-    the operator also gets how many cubes and loaded indexes there are."""
+    """200 once the database answers and the model is loaded (cube indexes load on first
+    use); the operator also gets how many cubes there are and how many are loaded."""
     ready = request.app.state.ready.is_set()
     try:
         stats = request.app.state.metrics.stats.get()
