@@ -17,7 +17,7 @@ LM_STAMP := $(LM_DIR)/.installed
 # with the locked setuptools instead of whatever the index serves that day.
 PIP := $(BIN)/python -m pip install --quiet --constraint $(LOCK)
 
-.PHONY: serve test lint format bench clean pg-server lock install-lm dist-check node ts-test
+.PHONY: serve test lint format bench clean pg-server lock install-lm dist-check ts-deps ts-test
 
 # Python 3.11+ is required. Debian's python3 may lack the venv module (package python3-venv):
 # then virtualenv, installed from PyPI for this user, makes the environment instead.
@@ -59,36 +59,56 @@ pg-server:
 		$$SUDO apt-get update -qq && \
 		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends postgresql; }
 
-# The TypeScript client (clients/typescript) needs Node.js 20+ and npm: installed from Debian
-# when missing (Debian 12's nodejs is 18: then install Node 20+ yourself). npm installs its
-# dev dependencies from package-lock.json when node_modules is missing or older than it.
+# The TypeScript client (clients/typescript) needs Node.js 20+ and npm, and its browser test
+# Chromium: Debian's packages are installed when missing (Debian 12's nodejs is 18: then
+# install Node 20+ yourself). npm installs its dev dependencies from package-lock.json when
+# node_modules is missing or older than it.
 TS := clients/typescript
 TS_STAMP := $(TS)/node_modules/.memsvc-installed
 
-node:
-	@command -v npm >/dev/null 2>&1 || { \
-		echo "installing Node.js (Debian packages nodejs, npm)"; \
+ts-deps:
+	@command -v npm >/dev/null 2>&1 && command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Debian packages for the TypeScript client: nodejs npm chromium"; \
 		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		PKGS="$$(command -v npm >/dev/null 2>&1 || echo nodejs npm) $$(command -v chromium >/dev/null 2>&1 || echo chromium)"; \
 		$$SUDO apt-get update -qq && \
-		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nodejs npm; }
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $$PKGS; }
 	@node -e 'process.exit(Number(process.versions.node.split(".")[0]) < 20 ? 1 : 0)' || { \
 		echo "the TypeScript client needs Node.js 20 or newer (found $$(node --version))"; exit 1; }
 
-$(TS_STAMP): $(TS)/package-lock.json | node
+$(TS_STAMP): $(TS)/package-lock.json | ts-deps
 	cd $(TS) && npm ci --no-audit --no-fund
 	touch $@
 
 # Compiles the client, its tests and examples/typescript (tsc -b: only what changed), then
 # runs them (node --test) against a real `memsvc serve` that the tests start.
-ts-test: $(DEV_STAMP) $(TS_STAMP)
+ts-test: $(DEV_STAMP) $(TS_STAMP) ts-deps
 	cd $(TS) && MEMSVC_PYTHON=$(abspath $(BIN))/python npm test --silent
 
-test: $(DEV_STAMP) $(LM_STAMP) pg-server $(TS_STAMP)
+test: $(DEV_STAMP) $(LM_STAMP) pg-server ts-deps $(TS_STAMP)
 	$(BIN)/pip check
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	cd $(TS) && MEMSVC_PYTHON=$(abspath $(BIN))/python npm test --silent
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
+
+# The graph page's browser test (tests/test_graph_page.py) drives Debian's Chromium through
+# Playwright (pinned in the lock, no browser download): installed here when missing.
+.PHONY: chromium graph-assets
+test: chromium
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+		echo "installing Chromium (Debian package chromium)"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends chromium; }
+
+# Refresh the graph library that `memsvc graph` pages inline (memsvc/graph_assets/) from npm,
+# at the version scripts/graph_page/package.json pins; commit what changes. Installs need
+# neither npm nor a network: the package ships the vendored file.
+graph-assets: | $(BIN)/python
+	cd scripts/graph_page && npm ci --ignore-scripts --no-audit --no-fund
+	$(BIN)/python scripts/graph_page/vendor.py
 
 # Re-resolve every dependency to the newest versions the index serves, then let the suite
 # decide: the new lock is kept only if `make test` passes on it (scripts/relock.sh).

@@ -30,6 +30,7 @@ import {
   type MemoryRecord,
 } from "memsvc";
 import { SCHEMA_FILE, render } from "../tools/generate.js";
+import { runInChromium } from "./browser.js";
 import { PYTHON, freePort, serve, type Served } from "./server.js";
 
 const run = promisify(execFile);
@@ -562,5 +563,22 @@ describe("example", () => {
     assert.match(lines[0]!, /peanuts/);
     assert.ok(lines.includes("4 records for maya"), stdout);
     assert.equal(lines.at(-1), "not found: record_not_found");
+  });
+});
+
+describe("browser", () => {
+  test("the built client runs in headless Chromium against the server", async () => {
+    const out = await runInChromium(server.url, server.keys);
+    const added = out.added as string[];
+    assert.equal(added.length, 2);
+    assert.equal(out.replayed, true);
+    assert.deepEqual(out.replayedIds, added);
+    assert.equal(out.top, "Alice moved to Berlin.");
+    assert.ok((out.explained as string[]).includes("dense"));
+    assert.deepEqual(out.listed, added);
+    assert.deepEqual(out.gzip, [0x1f, 0x8b]);
+    assert.equal(out.exportedRecords, 2);
+    assert.equal(out.imported, 2);
+    assert.deepEqual(out.errors, ["RecordNotFound", "Conflict"]);
   });
 });
