@@ -10,6 +10,8 @@ restarted).
 from __future__ import annotations
 
 import asyncio
+import functools
+import json
 import os
 import threading
 import time
@@ -22,6 +24,7 @@ import httpx
 import pytest
 import uvicorn
 from sqlalchemy import func, select
+from typer.testing import CliRunner
 
 from memsvc import (
     AsyncMemoryClient,
@@ -36,6 +39,8 @@ from memsvc import (
     StorageError,
 )
 from memsvc.api.app import create_app
+from memsvc.cli import app as cli_app
+from memsvc.cli import common as cli_common
 from memsvc.evals.pg_cluster import PgCluster
 from memsvc.services import ingest
 from memsvc.store.errors import StoreError
@@ -231,6 +236,64 @@ def test_a_cube_can_refuse_exact_duplicates(
     mem.add("Gil naps.", user_id="u", cube="plain")
     mem.export_cube("strict", tmp_path / "strict.memcube")
     assert mem.for_tenant("other").import_cube(tmp_path / "strict.memcube").refuse_duplicates
+
+
+def test_cli_add_with_a_key_and_a_strict_cube(
+    open_memory: Callable[..., Memory],
+    embedder: Any,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """`memsvc add --idempotency-key` (a file's batches get KEY.N) and `create-cube
+    --refuse-duplicates`, in this process on a data directory with the session's model."""
+    monkeypatch.setattr(cli_common, "Memory", functools.partial(Memory, embedder=embedder))
+    mem = open_memory(tmp_path / "d")
+    where = ["--data-dir", str(tmp_path / "d")]
+    if mem.settings.database_url:
+        where += ["--database-url", mem.settings.database_url]
+
+    def run(*args: str, code: int = 0) -> str:
+        res = CliRunner().invoke(cli_app, [*args, *where], env={"MEMSVC_URL": None})
+        assert res.exit_code == code, res.output
+        return res.output
+
+    notes = tmp_path / "notes.txt"
+    notes.write_text("Oda brews cider.\nOda fixes fences.\nOda reads maps.\n", encoding="utf-8")
+    first = json.loads(
+        run(
+            "add",
+            "--file",
+            str(notes),
+            "--user",
+            "u",
+            "--batch",
+            "2",
+            "--idempotency-key",
+            "imp",
+            "--json",
+        )
+    )
+    again = json.loads(
+        run(
+            "add",
+            "--file",
+            str(notes),
+            "--user",
+            "u",
+            "--batch",
+            "2",
+            "--idempotency-key",
+            "imp",
+            "--json",
+        )
+    )
+    assert [r["id"] for r in again] == [r["id"] for r in first] and len(first) == 3
+    run("add", "Oda sails.", "--user", "u", "--idempotency-key", "a b", code=1)
+    assert len(mem.list(user_id="u").items) == 3
+    run("create-cube", "strict", "--refuse-duplicates")
+    assert mem.get_cube("strict").refuse_duplicates
+    run("add", "Oda sails.", "--user", "u", "--cube", "strict")
+    assert "duplicate" in run("add", "Oda sails.", "--user", "u", "--cube", "strict", code=1)
 
 
 # ---- over HTTP: two workers on one PostgreSQL database --------------------------------------

@@ -30,6 +30,13 @@ def create_cube(
         str | None,
         typer.Option(help="exact, int8 or binary+rescore (default: the service's)."),
     ] = None,
+    refuse_duplicates: Annotated[
+        bool,
+        typer.Option(
+            "--refuse-duplicates",
+            help="Refuse an add of an active record's exact text (same user and session).",
+        ),
+    ] = False,
     as_json: JsonOut = False,
 ) -> None:
     """Create a named cube (a shared team cube, say); records go in with --cube NAME.
@@ -44,6 +51,7 @@ def create_cube(
             owner_user_id=owner_user_id,
             metadata=meta,
             search_mode=search_mode,
+            refuse_duplicates=refuse_duplicates,
         )
     show(made, as_json, cube_table)
 

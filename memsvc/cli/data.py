@@ -79,6 +79,13 @@ def add(
     importance: Annotated[float | None, typer.Option(help="0 to 1.")] = None,
     pinned: Annotated[bool, typer.Option("--pinned", help="Never fades.")] = False,
     batch: Annotated[int, typer.Option(help="Records per write with --file.")] = 100,
+    idempotency_key: Annotated[
+        str | None,
+        typer.Option(
+            help="Run it again with the same key and nothing is stored twice (with --file, "
+            "batch N uses KEY.N, so a rerun after a failure adds only the missing batches).",
+        ),
+    ] = None,
     as_json: JsonOut = False,
 ) -> None:
     """Remember text, the lines of a file, or a JSON list of chat messages.
@@ -101,21 +108,22 @@ def add(
     )
     with target.open() as mem:
         if text is not None:
-            records = mem.add(text, **common)
+            records = mem.add(text, **common, idempotency_key=idempotency_key)
         elif messages is not None:
             try:
                 msgs = json.loads(messages.read_text(encoding="utf-8"))
             except (OSError, ValueError) as exc:
                 usage_error(f"cannot read {messages}: {exc}")
-            records = mem.add(messages=msgs, **common)
+            records = mem.add(messages=msgs, **common, idempotency_key=idempotency_key)
         else:
             assert file is not None
             lines = [ln for ln in file.read_text(encoding="utf-8").splitlines() if ln.strip()]
             records = []
             with progress() as bar:
                 task = bar.add_task("adding", total=len(lines))
-                for i in range(0, len(lines), batch):
-                    records += mem.add(lines[i : i + batch], **common)
+                for n, i in enumerate(range(0, len(lines), batch)):
+                    key = None if idempotency_key is None else f"{idempotency_key}.{n}"
+                    records += mem.add(lines[i : i + batch], **common, idempotency_key=key)
                     bar.advance(task, len(lines[i : i + batch]))
     if as_json:
         print_json(records)
