@@ -15,6 +15,7 @@ import {
   AuthError,
   Conflict,
   CubeNotFound,
+  DuplicateRecord,
   ERROR_CLASSES,
   IdempotencyKeyReused,
   InvalidInput,
@@ -359,55 +360,51 @@ describe("records", () => {
     assert.equal((await mem.list({ user_id: user })).items.length, 4);
   });
 
-  test(
-    "an idempotency key makes a replayed add write nothing",
-    {
-      skip:
-        !addTakesIdempotencyKey() &&
-        "the server's POST /v1/memories does not take an Idempotency-Key header yet (issue 24 item 3)",
-    },
-    async () => {
-      const user = "ts-idem";
-      const key = `ts-${Date.now()}`;
-      const first = await mem.add("Paid the electricity bill.", {
-        user_id: user,
-        idempotency_key: key,
-      });
-      assert.equal(first.replayed, false);
-      // The same request again, "pinned: false" now sent explicitly: the same request.
-      const again = await mem.add("Paid the electricity bill.", {
-        user_id: user,
-        pinned: false,
-        idempotency_key: key,
-      });
-      assert.equal(again.replayed, true);
-      assert.deepEqual(
-        again.map((r) => r.id),
-        first.map((r) => r.id),
-      );
-      assert.equal((await mem.list({ user_id: user })).items.length, 1);
-      const reused = await rejects(
-        mem.add("Paid the water bill.", { user_id: user, idempotency_key: key }),
-        IdempotencyKeyReused,
-      );
-      assert.ok(reused instanceof Conflict && reused.status === 409);
-      // Another tenant's identical key is another key.
-      const theirs = await other.add("Paid the electricity bill.", {
-        user_id: user,
-        idempotency_key: key,
-      });
-      assert.equal(theirs.replayed, false);
-      assert.notEqual(theirs[0]!.id, first[0]!.id);
-    },
-  );
-});
+  test("an idempotency key makes a replayed add write nothing", async () => {
+    const user = "ts-idem";
+    const key = `ts-${Date.now()}`;
+    const first = await mem.add("Paid the electricity bill.", {
+      user_id: user,
+      idempotency_key: key,
+    });
+    assert.equal(first.replayed, false);
+    // The same request again, "pinned: false" now sent explicitly: the same request.
+    const again = await mem.add("Paid the electricity bill.", {
+      user_id: user,
+      pinned: false,
+      idempotency_key: key,
+    });
+    assert.equal(again.replayed, true);
+    assert.deepEqual(
+      again.map((r) => r.id),
+      first.map((r) => r.id),
+    );
+    assert.equal((await mem.list({ user_id: user })).items.length, 1);
+    const reused = await rejects(
+      mem.add("Paid the water bill.", { user_id: user, idempotency_key: key }),
+      IdempotencyKeyReused,
+    );
+    assert.ok(reused instanceof Conflict && reused.status === 409);
+    // Another tenant's identical key is another key.
+    const theirs = await other.add("Paid the electricity bill.", {
+      user_id: user,
+      idempotency_key: key,
+    });
+    assert.equal(theirs.replayed, false);
+    assert.notEqual(theirs[0]!.id, first[0]!.id);
+  });
 
-/** Whether the live API documents the header (the server side is another change). */
-function addTakesIdempotencyKey(): boolean {
-  const schema = readFileSync(SCHEMA_FILE, "utf8");
-  const add = schema.slice(schema.indexOf("add_memories: {"));
-  return /header\??: \{[^}]*"?idempotency-key"?/i.test(add.slice(0, 600));
-}
+  test("a cube that refuses exact duplicates answers DuplicateRecord with the record", async () => {
+    await mem.createCube("ts-strict", { refuse_duplicates: true });
+    const [rec] = await mem.add("The gate code is 4512.", { user_id: "ts-dup", cube: "ts-strict" });
+    const dup = await rejects(
+      mem.add("The gate code is 4512.", { user_id: "ts-dup", cube: "ts-strict" }),
+      DuplicateRecord,
+    );
+    assert.ok(dup instanceof Conflict && dup.status === 409);
+    assert.equal(dup.details.id, rec!.id);
+  });
+});
 
 describe("cubes", () => {
   test("create, get, list, delete; a duplicate is a Conflict, a deleted cube not found", async () => {
