@@ -10,7 +10,8 @@
  * AsyncMemoryClient (asyncio tasks on one client), in turn (bench/recall_py.py), so that
  * load from elsewhere on the machine falls on all three alike. Queries are distinct
  * sentences, the same list for every client. Prints requests/s and p50/p95 per client (the
- * median over rounds) and writes them as JSON with --json FILE.
+ * median over rounds), and the client process's CPU time per request (what the client
+ * itself costs, whatever the server's load), and writes them as JSON with --json FILE.
  */
 import { execFile } from "node:child_process";
 import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
@@ -33,6 +34,8 @@ interface Result {
   rps: number;
   p50_ms: number;
   p95_ms: number;
+  /** The client process's CPU time per request (user + system). */
+  cpu_ms: number;
 }
 
 const { values: args } = parseArgs({
@@ -68,6 +71,7 @@ async function loadTs(
   const latencies: number[] = [];
   let next = 0;
   const start = performance.now();
+  const cpu = process.cpuUsage();
   const stop = start + seconds * 1000;
   const caller = async (): Promise<void> => {
     while (performance.now() < stop) {
@@ -79,6 +83,7 @@ async function loadTs(
   };
   await Promise.all(Array.from({ length: callers }, caller));
   const elapsed = (performance.now() - start) / 1000;
+  const used = process.cpuUsage(cpu);
   latencies.sort((a, b) => a - b);
   return {
     client: "typescript",
@@ -88,6 +93,7 @@ async function loadTs(
     rps: latencies.length / elapsed,
     p50_ms: quantile(latencies, 0.5),
     p95_ms: quantile(latencies, 0.95),
+    cpu_ms: (used.user + used.system) / 1000 / Math.max(1, latencies.length),
   };
 }
 
@@ -138,14 +144,14 @@ async function main(): Promise<void> {
         }
         for (const r of runs) {
           console.error(
-            `round ${round}  ${r.client.padEnd(12)} callers ${callers}: ${r.rps.toFixed(1)} req/s, p50 ${r.p50_ms.toFixed(1)} ms`,
+            `round ${round}  ${r.client.padEnd(12)} callers ${callers}: ${r.rps.toFixed(1)} req/s, p50 ${r.p50_ms.toFixed(1)} ms, client CPU ${r.cpu_ms.toFixed(2)} ms/request`,
           );
         }
         results.push(...runs);
       }
     }
-    console.log("| client | callers | requests/s | p50 ms | p95 ms |");
-    console.log("|---|---|---|---|---|");
+    console.log("| client | callers | requests/s | p50 ms | p95 ms | client CPU ms/request |");
+    console.log("|---|---|---|---|---|---|");
     for (const callers of callerCounts) {
       for (const client of ["typescript", "python-sync", "python-async"]) {
         const rs = results.filter((r) => r.client === client && r.callers === callers);
@@ -153,6 +159,7 @@ async function main(): Promise<void> {
           median(rs.map((r) => r.rps)).toFixed(1),
           median(rs.map((r) => r.p50_ms)).toFixed(1),
           median(rs.map((r) => r.p95_ms)).toFixed(1),
+          median(rs.map((r) => r.cpu_ms)).toFixed(2),
         ];
         console.log(`| ${client} | ${callers} | ${row.join(" | ")} |`);
       }

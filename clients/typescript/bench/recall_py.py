@@ -6,7 +6,8 @@
 `load` runs CALLERS callers of `recall` in a closed loop for SECONDS against a running server,
 as bench/recall.ts does with the TypeScript client: `sync` is one `MemoryClient` per caller
 thread, `async` one `AsyncMemoryClient` shared by CALLERS asyncio tasks (as memsvc's own
-bench_api). Prints requests, seconds, requests/s and p50/p95 latency as JSON.
+bench_api). Prints requests, seconds, requests/s, p50/p95 latency and the client process's
+CPU time per request as JSON.
 """
 
 from __future__ import annotations
@@ -27,10 +28,11 @@ from memsvc.evals.corpus import generated_sentences, texts
 USER = "bench"
 
 
-def _summary(latencies: list[float], elapsed: float, callers: int) -> dict[str, float]:
+def _summary(latencies: list[float], elapsed: float, callers: int, cpu: float) -> dict[str, float]:
     ms = sorted(x * 1000 for x in latencies)
     return {
         "callers": callers,
+        "cpu_ms": cpu * 1000 / max(1, len(ms)),
         "requests": len(ms),
         "seconds": elapsed,
         "rps": len(ms) / elapsed,
@@ -46,7 +48,7 @@ def load_sync(url: str, key: str, callers: int, seconds: float, queries: list[st
     clients = [MemoryClient(url, key) for _ in range(callers)]
     for mem in clients:
         mem.recall("warm up", user_id=USER)
-    start = time.monotonic()
+    start, cpu = time.monotonic(), time.process_time()
     stop = start + seconds
 
     def caller(mem: MemoryClient) -> None:
@@ -64,10 +66,10 @@ def load_sync(url: str, key: str, callers: int, seconds: float, queries: list[st
         th.start()
     for th in threads:
         th.join()
-    elapsed = time.monotonic() - start
+    elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
     for mem in clients:
         mem.close()
-    return _summary(latencies, elapsed, callers)
+    return _summary(latencies, elapsed, callers, cpu)
 
 
 async def load_async(url: str, key: str, callers: int, seconds: float, queries: list[str]) -> dict:
@@ -77,7 +79,7 @@ async def load_async(url: str, key: str, callers: int, seconds: float, queries: 
     transport = httpx.AsyncHTTPTransport(limits=limits)
     async with AsyncMemoryClient(url, key, transport=transport) as mem:
         await asyncio.gather(*(mem.recall("warm up", user_id=USER) for _ in range(callers)))
-        start = time.monotonic()
+        start, cpu = time.monotonic(), time.process_time()
         stop = start + seconds
 
         async def caller() -> None:
@@ -90,8 +92,8 @@ async def load_async(url: str, key: str, callers: int, seconds: float, queries: 
                 latencies.append(time.perf_counter() - t)
 
         await asyncio.gather(*(caller() for _ in range(callers)))
-        elapsed = time.monotonic() - start
-    return _summary(latencies, elapsed, callers)
+        elapsed, cpu = time.monotonic() - start, time.process_time() - cpu
+    return _summary(latencies, elapsed, callers, cpu)
 
 
 def main(argv: list[str]) -> None:

@@ -559,7 +559,8 @@ export function iso(value: When | null | undefined, field: string): string | und
   if (typeof value === "string") {
     const m = ISO.exec(value.trim());
     if (m) {
-      const text = `${m[1]}T${m[2] ?? "00:00"}${m[3] ?? "Z"}`;
+      const zone = (m[3] ?? "Z").toUpperCase().replace(/^([+-]\d{2})(\d{2})$/, "$1:$2");
+      const text = `${m[1]}T${m[2] ?? "00:00"}${zone}`;
       if (!Number.isNaN(Date.parse(text))) return text;
     }
     return bad(`is not an ISO 8601 datetime: ${JSON.stringify(value)}`);
