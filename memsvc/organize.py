@@ -30,57 +30,18 @@ from datetime import datetime
 from typing import Protocol
 
 import numpy as np
-from bm25s.stopwords import STOPWORDS_EN
 from sklearn.cluster import KMeans
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
 from memsvc.store.data import CubeData, RecordData
 from memsvc.store.database import Database
 from memsvc.store.tx import Tx
+from memsvc.topic_labels import TopicLabeler
 
-__all__ = ["TopicNamer", "organize_pass", "topic_label"]
+__all__ = ["TopicNamer", "organize_pass"]
 
 MAX_RELATED = 3
 MAX_TOPICS = 50  # topics ~ sqrt(n / 2), at most this many; subtopics likewise within each
 MAX_SUBTOPICS = 30
-_WORD = re.compile(r"[a-z][a-z'-]{2,}")
-STOP = (
-    frozenset(STOPWORDS_EN)
-    | frozenset(ENGLISH_STOP_WORDS)
-    | frozenset(
-        [
-            "i'm",
-            "it's",
-            "that's",
-            "don't",
-            "can't",
-            "i've",
-            "i'll",
-            "you're",
-            "really",
-            "just",
-            "also",
-            "like",
-            "get",
-            "got",
-            "one",
-            "much",
-        ]
-    )
-)
-
-
-def _words(text: str) -> set[str]:
-    return {w for w in _WORD.findall(text.lower()) if w not in STOP}
-
-
-def topic_label(texts: list[str], df: Counter[str], n_docs: int, top: int = 3) -> str:
-    """The words most frequent in these texts relative to the whole cube (c-TF-IDF)."""
-    tf: Counter[str] = Counter()
-    for t in texts:
-        tf.update(_words(t))
-    scored = sorted(tf, key=lambda w: (-tf[w] * math.log(1 + n_docs / (1 + df.get(w, 0))), w))
-    return ", ".join(scored[:top]) or "misc"
 
 
 class TopicNamer(Protocol):
@@ -121,8 +82,9 @@ def organize_pass(
         built = tx.topics.built_n(cube.pk)
         rebuild = built is None or len(pks) >= 2 * built
         texts = tx.lifecycle.contents(pks) if rebuild else {}
+        speakers = tx.lifecycle.speakers(pks) if rebuild else set()
     vecs = vecs / np.maximum(np.linalg.norm(vecs, axis=1, keepdims=True), 1e-12)
-    plan = _plan_tree(pks, vecs, texts, namer) if rebuild else None
+    plan = _plan_tree(pks, vecs, texts, speakers, namer) if rebuild else None
     with db.writing() as tx:
         tx.changes.lock(cube.pk)
         rows = tx.lifecycle.records([int(p) for p in todo], chunk=5000)
@@ -285,16 +247,16 @@ def _kmeans(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)
 
 
-def _plan_tree(pks, vecs, texts: dict[int, str], namer: TopicNamer | None) -> list[_TopicPlan]:
-    df: Counter[str] = Counter()
-    for t in texts.values():
-        df.update(_words(t))
+def _plan_tree(
+    pks, vecs, texts: dict[int, str], speakers: set[str], namer: TopicNamer | None
+) -> list[_TopicPlan]:
+    labeler = TopicLabeler(list(texts.values()), speakers)
     n = len(pks)
 
     def name(members: np.ndarray) -> str:
         sample = [texts[int(pks[m])] for m in members]
         custom = namer(sample[:50]) if namer is not None else None
-        return (custom or "").strip()[:300] or topic_label(sample, df, n)
+        return (custom or "").strip()[:300] or labeler.label(sample)
 
     top_labels, top_centroids = _kmeans(vecs, min(MAX_TOPICS, round(math.sqrt(n / 2)) or 1))
     out = []

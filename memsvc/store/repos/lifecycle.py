@@ -64,6 +64,20 @@ class Lifecycle:
             out.update({pk: text for pk, text in self._s.execute(q)})
         return out
 
+    def speakers(self, pks: Sequence[int]) -> set[str]:
+        """The named speakers of these records' messages (a bare role is no name): topic
+        names leave them out."""
+        out: set[str] = set()
+        for i in range(0, len(pks), 20_000):
+            part = [int(p) for p in pks[i : i + 20_000]]
+            for (source,) in self._s.execute(
+                select(RecordRow.source).where(RecordRow.pk.in_(part))
+            ):
+                name = (source or {}).get("speaker")
+                if isinstance(name, str) and name.strip() and name != source.get("role"):
+                    out.add(name.strip())
+        return out
+
     def session_turns(
         self, cube_pk: int, session_id: str
     ) -> list[tuple[int, datetime | None, datetime]]:
