@@ -64,7 +64,9 @@ class Settings(BaseSettings):
         default=1, ge=1, description="torch threads for single queries (stable under load)."
     )
     search_threads: int = Field(
-        default=1, ge=1, description="FAISS threads; 1 is fastest for single queries."
+        default=1,
+        ge=1,
+        description="FAISS and numpy BLAS threads; 1 is fastest for single queries.",
     )
     embed_backend: Literal["auto", "onnx", "torch"] = Field(
         default="auto", description="ONNX Runtime (same embeddings, ~2x faster) or torch."

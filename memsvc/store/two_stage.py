@@ -104,14 +104,17 @@ class CodeTable:
         self.row = {}
         self._sorted = None
         self._reserve(len(pks))
-        self._append(np.asarray(pks, np.int64), np.asarray(vecs, np.float32))
+        self._append(np.asarray(pks, np.int64), np.asarray(vecs, np.float32), encode=False)
         self._refit()
 
     def upsert(self, pks: np.ndarray, vecs: np.ndarray) -> None:
         pks = np.asarray(pks, np.int64)
         self.remove(pks)
-        self._append(pks, np.asarray(vecs, np.float32).reshape(len(pks), self.dim))
-        if self._encoder is None or self.n >= 2 * max(self._fitted_at, 1):
+        # a refit encodes every row: the rows appended first need no codes of their own
+        refit = self._encoder is None or self.n + len(pks) >= 2 * max(self._fitted_at, 1)
+        vecs = np.asarray(vecs, np.float32).reshape(len(pks), self.dim)
+        self._append(pks, vecs, encode=not refit)
+        if refit:
             self._refit()
 
     def remove(self, pks: np.ndarray) -> None:
@@ -147,13 +150,13 @@ class CodeTable:
         if self._dirty is not None:
             self._dirty.update(range(start, end))
 
-    def _append(self, pks: np.ndarray, vecs: np.ndarray) -> None:
+    def _append(self, pks: np.ndarray, vecs: np.ndarray, *, encode: bool = True) -> None:
         if not len(pks):
             return
         self._reserve(self.n + len(pks))
         end = self.n + len(pks)
         self.pks[self.n : end], self.vecs[self.n : end] = pks, vecs
-        if self._encoder is not None:
+        if encode and self._encoder is not None:
             self.codes[self.n : end] = self._encode(vecs)
         for i, pk in enumerate(pks, start=self.n):
             self.row[int(pk)] = i

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import faiss
 import numpy as np
+from threadpoolctl import ThreadpoolController
 
 from memsvc.store.errors import StoreError
 from memsvc.store.index_spec import (
@@ -50,12 +51,20 @@ _search_threads = 1
 
 
 def set_search_threads(n: int) -> None:
-    """FAISS's OpenMP threads for search. One is fastest for single queries (measured 0.5 ms
-    vs 1.5 ms at 10k x 384), and idle-spinning OpenMP workers otherwise slow the next torch
-    query embedding from 8 ms to 14 ms on a 2-core machine. OpenMP keeps this setting per
-    OS thread, so every search applies it in the thread that runs it."""
+    """FAISS's OpenMP threads for search, and numpy's BLAS threads. One is fastest for single
+    queries (measured 0.5 ms vs 1.5 ms at 10k x 384), and idle-spinning OpenMP workers
+    otherwise slow the next torch query embedding from 8 ms to 14 ms on a 2-core machine.
+    OpenMP keeps this setting per OS thread, so every search applies it in the thread that
+    runs it. numpy's BLAS runs the two-stage tables' small products (encoding a loaded
+    cube's codes, rescoring): with its 2 threads beside the embedder's, encoding 20 rows
+    took 28 ms instead of 1, which every cold cube's first recall paid."""
     global _search_threads
     _search_threads = max(1, n)
+    numpy_blas = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+    controller = ThreadpoolController()
+    for lib in controller.select(user_api="blas").lib_controllers:
+        if Path(lib.filepath).resolve().parent == numpy_blas:  # not FAISS's, not torch's
+            lib.set_num_threads(_search_threads)
 
 
 class IndexFileError(StoreError):
