@@ -372,3 +372,31 @@ def test_memsvc_is_given_rounds_filed_under_the_official_documents() -> None:
         for (doc, sid, _, _, _), nxt in itertools.pairwise(conv):
             if nxt[2] == "assistant" and nxt[1] == sid:
                 assert nxt[0] == doc  # an answer is filed under the turn before it
+
+
+def test_memsvc_recipes_share_one_ingest_and_rank_as_alone(
+    embedder: SentenceTransformerEmbedder, tmp_path: Path
+) -> None:
+    """Recipes compared in one run read the first memsvc system's store: each question's
+    haystack is ingested once, and each recipe ranks exactly as it does in a run of its own."""
+    systems = ["memsvc", "memsvc:fast", "memsvc:dense=1+keyword=0.5|weighted"]
+    res = run_longmemeval(
+        EvalConfig(
+            data=FIXTURE, out=tmp_path / "a", granularity="turn", systems=systems, progress=False
+        ),
+        embedder,
+    )
+    assert "ingest_shared_with" not in res["latency"]["memsvc"]
+    for name in systems[1:]:
+        assert res["latency"][name]["ingest_shared_with"] == "memsvc"
+        assert res["latency"][name]["add_calls"] == 0  # it wrote nothing
+    assert res["latency"]["memsvc"]["add_calls"] > 0
+    alone = run_longmemeval(
+        EvalConfig(
+            data=FIXTURE, out=tmp_path / "b", granularity="turn", systems=["memsvc:fast"],
+            progress=False,
+        ),
+        embedder,
+    )  # fmt: skip
+    shared = [r["retrieved"] for r in res["rows"] if r["system"] == "memsvc:fast"]
+    assert shared == [r["retrieved"] for r in alone["rows"]]

@@ -382,3 +382,28 @@ def test_side_index_follows_writes_from_another_engine(open_memory, tmp_path) ->
     assert reader.recall("Quentin", user_id="u", recipe="keyword=1") == []
     got = reader.recall("lemonade", user_id="u", recipe="keyword=1")
     assert [h.record.id for h in got] == [a.id]
+
+
+def test_an_assistant_turn_is_embedded_from_its_opening(
+    mem: Memory, embedder: SentenceTransformerEmbedder
+) -> None:
+    """The dense channel sees a long assistant reply's opening; the record keeps the whole
+    text, and the keyword channel finds words from its end."""
+    from memsvc.retrieval.analyze import ASSISTANT_EMBED_CHARS, opening
+
+    body = "Here is how to care for a sourdough starter at home. " + "Feed it daily. " * 80
+    reply = body + "Finally, store the starter in the refrigerator."
+    assert len(reply) > 2 * ASSISTANT_EMBED_CHARS
+    src = {"role": "assistant", "speaker": "assistant"}
+    cut = embedding_text(reply, src, None)
+    assert cut == opening(reply, ASSISTANT_EMBED_CHARS) and reply.startswith(cut)
+    assert len(cut) <= ASSISTANT_EMBED_CHARS and not cut.endswith(" ")
+    assert embedding_text(reply, {"role": "user"}, None) == reply  # a user's words stay whole
+    mem.add(messages=[{"role": "assistant", "content": reply}], user_id="u", session_id="s")
+    q = "how do I care for a sourdough starter"
+    hit = mem.recall(q, user_id="u", k=1, recipe="fast")[0]
+    assert hit.record.content == reply
+    qv = encode_queries(embedder, [q])[0]
+    assert hit.score == pytest.approx(float(qv @ embedder.encode([cut])[0]), abs=1e-4)
+    found = mem.recall("refrigerator", user_id="u", k=1, recipe="keyword=1")
+    assert found and found[0].record.content == reply

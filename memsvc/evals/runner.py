@@ -33,7 +33,14 @@ from memsvc.evals.metrics import (
     recall_any,
     turn_to_session_metrics,
 )
-from memsvc.evals.systems import SYSTEMS, Doc, RetrievalSystem, check_system, make_system
+from memsvc.evals.systems import (
+    SYSTEMS,
+    Doc,
+    MemsvcSystem,
+    RetrievalSystem,
+    check_system,
+    make_system,
+)
 
 __all__ = ["EvalConfig", "run_locomo", "run_longmemeval"]
 
@@ -161,6 +168,26 @@ def _running(system: RetrievalSystem, name: str) -> Iterator[None]:
             )
         raise EvalSystemError(f"system {name!r} failed: {type(exc).__name__}: {exc}") from exc
     system.close()
+
+
+@contextmanager
+def _failing(name: str) -> Iterator[None]:
+    """A system's failure, named: the systems are closed by the caller."""
+    try:
+        yield
+    except Exception as exc:
+        raise EvalSystemError(f"system {name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _close_all(systems: dict[str, RetrievalSystem]) -> None:
+    """Close every system, those that share another's store first; a failure to close
+    is logged, never raised over the error that ended the run."""
+    order = sorted(systems.items(), key=lambda kv: getattr(kv[1], "owner", None) is None)
+    for name, system in order:
+        try:
+            system.close()
+        except Exception as exc:
+            console.print(f"closing {name} failed: {type(exc).__name__}: {exc}")
 
 
 def _pct(values: Iterable[float], q: float) -> float | None:
@@ -343,88 +370,56 @@ def run_longmemeval(cfg: EvalConfig, embedder: Embedder | None = None) -> dict[s
         from memsvc.evals.qa import QAEngine
 
         answerer = QAEngine.from_config(cfg)
-    with _Bars(cfg.progress) as bars:
+    # Questions outside, systems inside: each question's haystack is built once, and memsvc
+    # systems that differ only in recipe read one ingest (the first one's store).
+    systems: dict[str, RetrievalSystem] = {}
+    owner: MemsvcSystem | None = None
+    recall_s: dict[str, list[float]] = {n: [] for n in cfg.systems}
+    first_s: dict[str, list[float]] = {n: [] for n in cfg.systems}
+    ingest_s: dict[str, list[float]] = {n: [] for n in cfg.systems}
+    try:
         for name in cfg.systems:
-            system = make_system(name, emb, server=cfg.server)
-            recall_s: list[float] = []
-            first_s: list[float] = []
-            ingest_s: list[float] = []
-            with _running(system, name):
-                for q in bars.track(questions, f"{name}: questions"):
-                    ids, texts, dates = lme.documents(q, cfg.granularity)
-                    # Empty turns (real users send them) are not stored, but they stay
-                    # documents of the haystack, as the official scorer counts them.
-                    docs = [
-                        Doc(
-                            i,
-                            t,
-                            _lme_time(d),
-                            session=i
-                            if cfg.granularity == "session"
-                            else "_".join(i.split("_")[:-1]),
-                        )
-                        for i, t, d in zip(ids, texts, dates, strict=True)
-                        if t.strip()
-                    ]
-                    given = docs
-                    if cfg.rounds and name.startswith("memsvc"):  # the whole conversation
-                        given = [
-                            Doc(i, t, _lme_time(d), session=sid, role=role)
-                            for i, sid, role, t, d in lme.conversation(q, cfg.granularity)
-                            if t.strip()
-                        ]
-                    t0 = time.perf_counter()
-                    system.load(given)
-                    ingest_s.append(time.perf_counter() - t0)
-                    at = _lme_time(q.question_date)  # questions are asked on their date
-                    if docs:  # an agent's recall (k=10), the cube's first and then warm
-                        t0 = time.perf_counter()
-                        system.search(q.question, 10, at=at)
-                        first_s.append(time.perf_counter() - t0)
-                        t0 = time.perf_counter()
-                        system.search(q.question, 10, at=at)
-                        recall_s.append(time.perf_counter() - t0)
-                    # the whole ranking, for the metrics (session-level ones need it deep)
-                    found = system.search(q.question, min(len(docs), 1000), at=at) if docs else []
-                    ranked = [i for i, _ in found]
-                    gold = sorted({i for i in ids if "answer" in i})
-                    metrics: dict[str, dict[str, float]] = {"session": {}, "turn": {}}
-                    for k in ks:
-                        level = metrics[cfg.granularity]
-                        level[f"recall_any@{k}"] = recall_any(ranked, gold, k)
-                        level[f"recall_all@{k}"] = recall_all(ranked, gold, k)
-                        level[f"ndcg_any@{k}"] = ndcg_any(ranked, gold, ids, k)
-                        if cfg.granularity == "turn":
-                            ra, rl, nd = turn_to_session_metrics(ranked, gold, ids, k)
-                            metrics["session"].update(
-                                {f"recall_any@{k}": ra, f"recall_all@{k}": rl, f"ndcg_any@{k}": nd}
+            systems[name] = make_system(name, emb, server=cfg.server, share=owner)
+            made = systems[name]
+            if owner is None and isinstance(made, MemsvcSystem) and made.clock is None:
+                owner = made
+        with _Bars(cfg.progress) as bars:
+            for q in bars.track(questions, "questions"):
+                ids, texts, dates = lme.documents(q, cfg.granularity)
+                # Empty turns (real users send them) are not stored, but they stay documents
+                # of the haystack, as the official scorer counts them.
+                docs = [
+                    Doc(
+                        i,
+                        t,
+                        _lme_time(d),
+                        session=i if cfg.granularity == "session" else "_".join(i.split("_")[:-1]),
+                    )
+                    for i, t, d in zip(ids, texts, dates, strict=True)
+                    if t.strip()
+                ]
+                whole = [  # the whole conversation, for memsvc (--rounds)
+                    Doc(i, t, _lme_time(d), session=sid, role=role)
+                    for i, sid, role, t, d in lme.conversation(q, cfg.granularity)
+                    if t.strip()
+                ]
+                for name, system in systems.items():
+                    with _failing(name):
+                        given = whole if cfg.rounds and name.startswith("memsvc") else docs
+                        rows.append(
+                            _lme_question(
+                                cfg, ks, q, name, system, given, docs, (ids, texts, dates),
+                                answerer, recall_s[name], first_s[name], ingest_s[name],
                             )
-                    row: dict[str, Any] = {
-                        "system": name,
-                        "question_id": q.question_id,
-                        "question_type": q.question_type,
-                        "question": q.question,
-                        "answer": q.answer,
-                        "scored": lme.scored(q),
-                        "gold": gold,
-                        "retrieved": ranked[: max(max(ks), cfg.qa_k)],
-                        "documents": len(ids),
-                        "empty_documents": len(ids) - len(docs),
-                        "ingest_seconds": round(ingest_s[-1], 4),
-                        "query_seconds": round(recall_s[-1], 4) if docs else 0.0,
-                        "context_tokens": sum(
-                            count_tokens(texts[ids.index(i)]) for i in ranked[: cfg.qa_k]
-                        ),
-                        "metrics": metrics,
-                    }
-                    if answerer is not None:
-                        text_of = dict(zip(ids, zip(texts, dates, strict=True), strict=True))
-                        context = [(text_of[i][1], text_of[i][0]) for i in ranked[: cfg.qa_k]]
-                        row["qa"] = answerer.longmemeval(q, context)
-                    rows.append(row)
-            latency[name] = _latency(system, recall_s, ingest_s)
-            latency[name]["first_recall_p50_ms"] = _pct((x * 1000 for x in first_s), 50)
-            latency[name]["first_recall_p95_ms"] = _pct((x * 1000 for x in first_s), 95)
+                        )  # fmt: skip
+    finally:
+        _close_all(systems)
+    for name, system in systems.items():
+        latency[name] = _latency(system, recall_s[name], ingest_s[name])
+        latency[name]["first_recall_p50_ms"] = _pct((x * 1000 for x in first_s[name]), 50)
+        latency[name]["first_recall_p95_ms"] = _pct((x * 1000 for x in first_s[name]), 95)
+        if isinstance(system, MemsvcSystem) and system.owner is not None:
+            latency[name]["ingest_shared_with"] = system.owner.name
     results = {
         "schema": SCHEMA,
         "benchmark": "longmemeval",
@@ -448,6 +443,71 @@ def run_longmemeval(cfg: EvalConfig, embedder: Embedder | None = None) -> dict[s
         results["qa_config"] = answerer.describe()
     _write(cfg.out, results)
     return results
+
+
+def _lme_question(
+    cfg: EvalConfig,
+    ks: Sequence[int],
+    q: lme.LongMemEvalQuestion,
+    name: str,
+    system: RetrievalSystem,
+    given: list[Doc],
+    docs: list[Doc],
+    haystack: tuple[list[str], list[str], list[str]],
+    answerer: Any,
+    recall_s: list[float],
+    first_s: list[float],
+    ingest_s: list[float],
+) -> dict[str, Any]:
+    """Load one question's haystack into `system`, rank it, and score the ranking."""
+    ids, texts, dates = haystack
+    t0 = time.perf_counter()
+    system.load(given)
+    ingest_s.append(time.perf_counter() - t0)
+    at = _lme_time(q.question_date)  # questions are asked on their date
+    if docs:  # an agent's recall (k=10), the cube's first and then warm
+        t0 = time.perf_counter()
+        system.search(q.question, 10, at=at)
+        first_s.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        system.search(q.question, 10, at=at)
+        recall_s.append(time.perf_counter() - t0)
+    # the whole ranking, for the metrics (session-level ones need it deep)
+    found = system.search(q.question, min(len(docs), 1000), at=at) if docs else []
+    ranked = [i for i, _ in found]
+    gold = sorted({i for i in ids if "answer" in i})
+    metrics: dict[str, dict[str, float]] = {"session": {}, "turn": {}}
+    for k in ks:
+        level = metrics[cfg.granularity]
+        level[f"recall_any@{k}"] = recall_any(ranked, gold, k)
+        level[f"recall_all@{k}"] = recall_all(ranked, gold, k)
+        level[f"ndcg_any@{k}"] = ndcg_any(ranked, gold, ids, k)
+        if cfg.granularity == "turn":
+            ra, rl, nd = turn_to_session_metrics(ranked, gold, ids, k)
+            metrics["session"].update(
+                {f"recall_any@{k}": ra, f"recall_all@{k}": rl, f"ndcg_any@{k}": nd}
+            )
+    row: dict[str, Any] = {
+        "system": name,
+        "question_id": q.question_id,
+        "question_type": q.question_type,
+        "question": q.question,
+        "answer": q.answer,
+        "scored": lme.scored(q),
+        "gold": gold,
+        "retrieved": ranked[: max(max(ks), cfg.qa_k)],
+        "documents": len(ids),
+        "empty_documents": len(ids) - len(docs),
+        "ingest_seconds": round(ingest_s[-1], 4),
+        "query_seconds": round(recall_s[-1], 4) if docs else 0.0,
+        "context_tokens": sum(count_tokens(texts[ids.index(i)]) for i in ranked[: cfg.qa_k]),
+        "metrics": metrics,
+    }
+    if answerer is not None:
+        text_of = dict(zip(ids, zip(texts, dates, strict=True), strict=True))
+        context = [(text_of[i][1], text_of[i][0]) for i in ranked[: cfg.qa_k]]
+        row["qa"] = answerer.longmemeval(q, context)
+    return row
 
 
 def longmemeval_aggregates(rows: list[dict], systems: Sequence[str]) -> dict:

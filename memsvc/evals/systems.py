@@ -77,13 +77,22 @@ class MemsvcSystem:
         api_key: str | None = None,
         recipe: str | None = None,
         forgetting: bool = False,
+        share: MemsvcSystem | None = None,
     ) -> None:
+        """`share`: another memsvc system (no forgetting) whose store and cubes this one
+        reads with its own recipe, so several recipes are compared on one ingest."""
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         self.mem: Memory | MemoryClient
         self.clock: ManualClock | None = None
+        self.owner = share
+        self._loaded: Sequence[Doc] | None = None
         if forgetting and server:
             raise ValueError("memsvc+forgetting runs in-process (it drives the clock)")
-        if server:
+        if share is not None:
+            if forgetting or share.clock is not None:
+                raise ValueError("memsvc+forgetting ages its own store; it shares none")
+            self.mem = share.mem
+        elif server:
             key = api_key or os.environ.get("MEMSVC_API_KEY")
             self.mem = MemoryClient(server, key, timeout=600)
         else:
@@ -98,7 +107,13 @@ class MemsvcSystem:
         self.name = f"{base}:{recipe}" if recipe is not None else base
 
     def load(self, docs: Sequence[Doc]) -> None:
+        if self.owner is not None:  # the owner ingests (once per corpus); this one reads
+            if self.owner._loaded is not docs:
+                self.owner.load(docs)
+            self.cube = self.owner.cube
+            return
         self._drop()
+        self._loaded = docs
         cube = f"eval-{uuid.uuid4().hex[:12]}"
         self.mem.create_cube(cube)
         self.cube = cube  # only a cube that exists is dropped afterwards
@@ -145,12 +160,17 @@ class MemsvcSystem:
         return list(ranked.items())
 
     def _drop(self) -> None:
+        if self.owner is not None:  # the cube is the owner's
+            self.cube = None
+            return
         if self.cube is not None:
             self.mem.delete_cube(self.cube)
             self.cube = None
 
     def close(self) -> None:
         self._drop()
+        if self.owner is not None:
+            return
         self.mem.close()
         if self._tmp is not None:
             self._tmp.cleanup()
@@ -240,17 +260,26 @@ def check_system(name: str) -> None:
 
 
 def make_system(
-    name: str, embedder: Embedder, *, server: str | None = None, api_key: str | None = None
+    name: str,
+    embedder: Embedder,
+    *,
+    server: str | None = None,
+    api_key: str | None = None,
+    share: MemsvcSystem | None = None,
 ) -> RetrievalSystem:
+    """`share`: for a memsvc system without forgetting, read that system's store (one
+    ingest for several recipes); ignored for any other system."""
     check_system(name)
     base, _, recipe = name.partition(":")
     if base.startswith("memsvc"):
+        forgetting = base == "memsvc+forgetting"
         return MemsvcSystem(
             embedder,
             server=server,
             api_key=api_key,
             recipe=recipe or None,
-            forgetting=base == "memsvc+forgetting",
+            forgetting=forgetting,
+            share=None if forgetting else share,
         )
     if name == "bm25":
         return BM25System()
