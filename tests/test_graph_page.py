@@ -274,6 +274,16 @@ def test_edge_toggles_search_and_neighbourhood(opened: Page, conv_page: Any) -> 
     assert faded == {n["id"] for n in graph["nodes"]} - shown - {rid}
     page.mouse.click(5, page.viewport_size["height"] - 60)  # the background: focus off
     assert not page.locator("#panel").is_visible()
+
+    # a force layout over the edges shown, then the topic tree again, as it was
+    where = "() => memsvcGraph.dataNodes.map(n => [n.position('x'), n.position('y')])"
+    tree = opened.js(where)
+    page.locator("#layout").select_option("cose")
+    assert opened.js("() => memsvcGraph.cy.nodes('.halo').length") == 0
+    assert opened.js(where) != tree
+    page.locator("#layout").select_option("topics")
+    assert opened.js("() => memsvcGraph.cy.nodes('.halo').length") > 0
+    assert opened.js(where) == tree
     assert not opened.requests and not opened.errors
 
 

@@ -14,6 +14,8 @@
   // one click away.
   const SHOWN_AT_START = {part_of: true, related: !big, supersedes: true, duplicate_of: true};
   const GOLDEN = Math.PI * (3 - Math.sqrt(5));
+  const COSE_MAX = 400;
+  const fontFor = (r) => Math.max(14, Math.min(40, r / 5));  // a cluster name's size
   const $ = (id) => document.getElementById(id);
 
   const cat = (n) => n.type === 'topic' ? 'topic' : n.type === 'subtopic' ? 'subtopic' : n.kind;
@@ -116,7 +118,6 @@
       subLocal[s.id] = {r, local};
     });
     // a cluster's name sits above its halo: room for it in the packing
-    const fontFor = (r) => Math.max(14, Math.min(40, r / 5));
     const blocks = [];  // one per topic (or loose group): radius and a placer
     Object.values(T.topics).forEach((t) => {
       const inside = t.subs.map((s) => ({r: subLocal[s].r}));
@@ -217,7 +218,7 @@
       cy.add(halos.map((h) => ({group: 'nodes', classes: 'halo', selectable: false,
         grabbable: false, position: {x: h.x, y: h.y},
         data: {id: h.id, label: short(h.label, 48), halo: true,
-          fs: Math.max(14, Math.min(40, h.r / 5)), d: 2 * h.r,
+          fs: fontFor(h.r), d: 2 * h.r,
           tw: Math.max(120, 2.2 * h.r)}})));
     });
   }
@@ -240,9 +241,10 @@
       dataNodes.layout({name: 'concentric', fit: false, animate: false, minNodeSpacing: 4,
         concentric: (n) => rank[n.data('cat')] || 0, levelWidth: () => 1}).run();
     } else {
-      dataNodes.layout({name: 'cose', fit: false, animate: false, randomize: true,
-        numIter: big ? 300 : 1000, nodeRepulsion: () => 4000,
-        idealEdgeLength: () => 30}).run();
+      // over the edges shown: springs along them, every node pushing every other
+      dataNodes.union(cy.edges()).layout({name: 'cose', fit: false, animate: false,
+        randomize: true, numIter: 250, nodeRepulsion: () => 6000, idealEdgeLength: () => 30,
+        componentSpacing: 60}).run();
     }
     fit();
   }
@@ -376,6 +378,12 @@
     s.style.background = NODE_COLOR[c];
     $('legend').append(s, document.createTextNode(c));
   });
+  // a force layout costs O(nodes^2) per step in this thread: offered on smaller graphs only
+  const cose = document.querySelector('#layout option[value="cose"]');
+  if (D.nodes.length > COSE_MAX) {
+    cose.disabled = true;
+    cose.textContent += ' (up to ' + COSE_MAX + ' nodes)';
+  }
   $('layout').addEventListener('change', (ev) => { unfocus(); runLayout(ev.target.value); });
   $('fit').addEventListener('click', fit);
   const setBar = () => document.documentElement.style.setProperty('--bar',
