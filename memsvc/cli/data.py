@@ -340,11 +340,12 @@ def graph(
         bool, typer.Option("--json", help="Print the edges and nodes as JSON, no HTML.")
     ] = False,
 ) -> None:
-    """Write the cube's topic tree and graph as one self-contained interactive HTML page.
+    """Write the cube's topic tree and graph as one self-contained offline HTML page (search,
+    edge-type toggles, neighbourhoods; at most 2,000 nodes drawn, the best connected).
 
     Example: memsvc graph user:alice --out alice.html
     """
-    from memsvc.graph_html import render_graph_html
+    from memsvc.graph_html import MAX_NODES, render_graph_html
 
     nodes: dict[str, Any] = {}
     edges: list[Any] = []
@@ -360,7 +361,8 @@ def graph(
         print_json({"nodes": list(nodes.values()), "edges": edges, "next_cursor": cursor})
         return
     out_file.write_text(render_graph_html(cube, nodes.values(), edges), encoding="utf-8")
-    out.print(f"wrote {out_file} ({len(nodes)} nodes, {len(edges)} edges)")
+    drawn = f"; the page draws the {MAX_NODES} best connected" if len(nodes) > MAX_NODES else ""
+    out.print(f"wrote {out_file} ({len(nodes)} nodes, {len(edges)} edges{drawn})")
 
 
 @command("export-cube", aliases=("export",))
