@@ -43,7 +43,10 @@ let mem: MemoryClient; // tenant acme
 let other: MemoryClient; // tenant globex
 
 before(async () => {
+  const started = performance.now();
   server = await serve();
+  // where the suite's time goes: most of it is the server's start (imports, the model)
+  console.log(`memsvc serve ready in ${((performance.now() - started) / 1000).toFixed(1)} s`);
   mem = new MemoryClient(server.url, { apiKey: server.keys.acme });
   other = new MemoryClient(server.url, { apiKey: server.keys.globex });
 });
