@@ -25,9 +25,12 @@
     short: short(n.label, 60), kind: n.kind, type: n.type, cat: cat(n)}}));
   const ids = new Set(D.nodes.map((n) => n.id));
   const edgeCount = {};
+  const adjacent = {};  // node id -> [edge type, other end's id]
   D.edges.forEach((e, i) => {
     if (!ids.has(e.source) || !ids.has(e.target)) return;
     edgeCount[e.type] = (edgeCount[e.type] || 0) + 1;
+    (adjacent[e.source] = adjacent[e.source] || []).push([e.type, e.target]);
+    (adjacent[e.target] = adjacent[e.target] || []).push([e.type, e.source]);
     elements.push({group: 'edges', data: {id: 'e' + i, source: e.source, target: e.target,
       type: e.type}});
   });
@@ -194,7 +197,8 @@
         'text-max-width': 220, 'text-wrap': 'ellipsis', 'z-index': 9}},
       {selector: 'edge.near', style: {'opacity': 0.95, 'width': 1.6, 'z-index': 9}},
       {selector: 'node.match', style: {'border-width': 3, 'border-color': '#111',
-        'label': 'data(short)', 'z-index': 10}},
+        'label': 'data(short)', 'font-size': 16, 'text-max-width': 300,
+        'text-wrap': 'ellipsis', 'min-zoomed-font-size': 6, 'z-index': 10}},
       {selector: 'node:selected', style: {'border-width': 3, 'border-color': '#f1c40f'}},
     ],
   });
@@ -226,6 +230,15 @@
   function fit() {
     cy.stop(true);  // an animation still running would move the view after this
     cy.fit(cy.nodes(), 12);
+  }
+
+  // Bring these elements into view, no closer than twice the normal size (a lone node
+  // fitted to the window would fill it).
+  function view(eles, padding) {
+    const bb = eles.boundingBox();
+    const zoom = Math.min(2, (cy.width() - 2 * padding) / Math.max(bb.w, 1),
+      (cy.height() - 2 * padding) / Math.max(bb.h, 1));
+    cy.stop(true).animate({zoom, center: {eles}}, {duration: 250});
   }
 
   function runLayout(name) {
@@ -268,7 +281,7 @@
     });
     cy.nodes(':selected').unselect();
     n.select();
-    if (fit) cy.stop(true).animate({fit: {eles: neighbourhood(n), padding: 60}, duration: 250});
+    if (fit) view(neighbourhood(n), 60);
     showPanel(n);
   }
   function unfocus() {
@@ -285,14 +298,13 @@
     k.className = 'kind';
     k.textContent = n.data('kind') + ' \u00b7 ' + n.data('type') + ' \u00b7 ' + n.id();
     p.append(h, k);
-    const byType = {};
-    n.connectedEdges().forEach((e) => {
-      const other = e.source().same(n) ? e.target() : e.source();
-      (byType[e.data('type')] = byType[e.data('type')] || []).push(other);
+    const byType = {};  // over every edge type, the hidden ones too
+    (adjacent[n.id()] || []).forEach(([t, other]) => {
+      (byType[t] = byType[t] || []).push(cy.getElementById(other));
     });
     Object.keys(byType).sort().forEach((t) => {
       const b = document.createElement('b');
-      b.textContent = t + ' (' + byType[t].length + ')';
+      b.textContent = t + ' (' + byType[t].length + ')' + (hidden[t] ? ', hidden' : '');
       const ul = document.createElement('ul');
       byType[t].slice(0, 25).forEach((m) => {
         const li = document.createElement('li');
@@ -334,7 +346,7 @@
       matches.addClass('match');
     });
     $('found').textContent = q.length < 2 ? '' : matches.length + ' found';
-    if (matches.length) cy.stop(true).animate({fit: {eles: matches, padding: 80}, duration: 200});
+    if (matches.length) view(matches, 80);
   }
   let timer = 0;
   $('search').addEventListener('input', (ev) => {
@@ -382,7 +394,7 @@
   const cose = document.querySelector('#layout option[value="cose"]');
   if (D.nodes.length > COSE_MAX) {
     cose.disabled = true;
-    cose.textContent += ' (up to ' + COSE_MAX + ' nodes)';
+    cose.title = 'offered up to ' + COSE_MAX + ' nodes';
   }
   $('layout').addEventListener('change', (ev) => { unfocus(); runLayout(ev.target.value); });
   $('fit').addEventListener('click', fit);
