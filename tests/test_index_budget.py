@@ -24,7 +24,7 @@ import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
 
-from memsvc import Memory, SentenceTransformerEmbedder, Settings
+from memsvc import ManualClock, Memory, SentenceTransformerEmbedder, Settings
 from memsvc.api.app import create_app
 from memsvc.cli import app as cli_app
 from memsvc.cli import common
@@ -58,11 +58,16 @@ def _manager(mem: Memory) -> IndexManager:
     return mem._engine.indexes
 
 
+# Every handle runs on one stopped clock: recalls reinforce what they return, and with time
+# passing that would change the scores a later handle sees (not what these tests compare).
+CLOCK = ManualClock(datetime(2026, 6, 1, 12, tzinfo=UTC))
+
+
 @pytest.fixture
 def filled(open_memory: Callable[..., Memory], tmp_path: Path) -> tuple[Memory, Path]:
     """A data directory holding the six cubes, opened with no budget to speak of."""
     home = tmp_path / "d"
-    mem = open_memory(home)
+    mem = open_memory(home, CLOCK)
     _fill(mem)
     return mem, home
 
@@ -83,7 +88,7 @@ def test_lru_eviction_stays_within_budget_and_reloads_answer_alike(
     sizes = [c.nbytes for c in _manager(ref)._lru.values()]
     assert len(sizes) == len(USERS) and sum(sizes) == ref.index_cache().bytes
     budget = int(2.5 * max(sizes))  # room for two small cubes
-    mem = open_memory(home, index_memory_bytes=budget)
+    mem = open_memory(home, CLOCK, index_memory_bytes=budget)
     assert mem.index_cache() == IndexCache(
         budget_bytes=budget, bytes=0, cubes=0, hits=0, misses=0, evictions=0, load_seconds=0.0
     )
@@ -109,7 +114,7 @@ def test_an_evicted_cube_catches_up_with_writes_made_meanwhile(
     filled: tuple[Memory, Path], open_memory: Callable[..., Memory]
 ) -> None:
     other, home = filled  # another handle on the data: as another worker
-    mem = open_memory(home, index_memory_bytes=1)  # every cube is over it: one kept at most
+    mem = open_memory(home, CLOCK, index_memory_bytes=1)  # every cube is over it: one kept at most
     first = mem.recall("anything", user_id="u0")
     assert len(first) == 6
     mem.recall("anything", user_id="u1")  # u0 is evicted
@@ -135,7 +140,7 @@ def test_a_cube_bigger_than_the_budget_is_served_and_evicted_first(
     small, big = sizes[:-1], sizes[-1]
     budget = small[0] + small[1] + small[2] // 2  # two small cubes fit, the big one never
     assert big > budget
-    mem = open_memory(home, index_memory_bytes=budget)
+    mem = open_memory(home, CLOCK, index_memory_bytes=budget)
     mem.recall("anything", user_id="u0")
     mem.recall("anything", user_id="u1")
     assert _hits(mem, "big") == expected
@@ -176,7 +181,7 @@ def test_a_slow_load_stalls_no_other_cube_and_concurrent_first_recalls_load_once
     filled: tuple[Memory, Path], open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     _, home = filled
-    mem = open_memory(home)
+    mem = open_memory(home, CLOCK)
     warm = _hits(mem, "u1")  # u1 is loaded; u0 is cold
     entered, release, loads = _gate_loads(mem, monkeypatch, "u0")
     analyzed: list[int] = []
@@ -256,7 +261,7 @@ def test_metrics_and_readiness_show_the_cache_and_load_nothing(
     filled: tuple[Memory, Path], open_memory: Callable[..., Memory]
 ) -> None:
     _, home = filled
-    mem = open_memory(home, index_memory_bytes=1, operator_token="op-token")
+    mem = open_memory(home, CLOCK, index_memory_bytes=1, operator_token="op-token")
     with TestClient(create_app(mem)) as c:
         op = {"Authorization": "Bearer op-token"}
         deadline = time.monotonic() + 60
@@ -310,8 +315,8 @@ def test_info_shows_the_index_cache(
 
 def test_the_byte_estimates_match_what_is_allocated() -> None:
     """`nbytes` (what the budget counts) against tracemalloc, for the side index and the
-    two-stage table of 1,500 records."""
-    texts = generated_sentences(1500, seed=11)
+    two-stage table of 1,000 records."""
+    texts = generated_sentences(1000, seed=11)
     rows = [
         SimpleNamespace(
             pk=i + 1,
@@ -324,8 +329,8 @@ def test_the_byte_estimates_match_what_is_allocated() -> None:
         for i, t in enumerate(texts)
     ]
     rng = np.random.default_rng(0)
-    vecs = rng.standard_normal((1500, 384)).astype(np.float32)
-    pks = np.arange(1, 1501, dtype=np.int64)
+    vecs = rng.standard_normal((1000, 384)).astype(np.float32)
+    pks = np.arange(1, 1001, dtype=np.int64)
     for build in (lambda: _text_index(rows), lambda: _table(pks, vecs)):
         build()  # module caches (stems, the shared rotation) are filled outside the count
         gc.collect()
