@@ -146,6 +146,11 @@ class Settings(BaseSettings):
         description="/metrics and /readyz read the per-cube figures (a scan of every record) "
         "at most this often, however often they are asked.",
     )
+    otel_capture_query: bool = Field(
+        default=False,
+        description="Put the query text on recall spans (memsvc/tracing.py): off, traces "
+        "carry no memory content.",
+    )
     max_request_bytes: int = Field(default=1024 * 1024, ge=1024, description="Body size limit.")
     max_import_bytes: int = Field(
         default=1024**3, ge=1024, description="Body size limit for cube file uploads."

@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from memsvc import tracing
 from memsvc.adapter_rules import (
     _FLOATS,
     _LAYER,
@@ -273,7 +274,10 @@ class LocalLM:
         """The KV cache (`DynamicCache`) of `ids` with the base model."""
         import torch
 
-        with self._running(None) as model:
+        with (
+            tracing.span("lm.prefill", {"memsvc.lm.tokens": len(ids)}),
+            self._running(None) as model,
+        ):
             out = model(torch.tensor([list(ids)]), use_cache=True)
         return out.past_key_values
 
@@ -302,7 +306,8 @@ class LocalLM:
         out: list[int] = []
         t0 = time.perf_counter()
         ttft = 0.0
-        with self._running(adapter) as model:
+        attrs = {"memsvc.lm.prompt_tokens": len(ids), "memsvc.lm.cached": cache is not None}
+        with tracing.span("lm.generate", attrs) as sp, self._running(adapter) as model:
             step = torch.tensor([list(ids)])
             past = cache
             for i in range(max_new_tokens):
@@ -315,6 +320,7 @@ class LocalLM:
                     break
                 out.append(nxt)
                 step = torch.tensor([[nxt]])
+            sp.set_attribute("memsvc.lm.new_tokens", len(out))
         total = time.perf_counter() - t0
         return Generation(out, self.decode(out), ttft, total)
 

@@ -26,6 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, ParamSpec, TypeVar
 
+from memsvc import tracing
 from memsvc.clock import Clock, SystemClock
 from memsvc.config import Settings, get_settings
 from memsvc.embedder import Embedder
@@ -76,25 +77,37 @@ def _public_error(exc: StoreError) -> MemsvcError:
     return Conflict(str(exc)) if isinstance(exc, StoreConflict) else StorageError(str(exc))
 
 
+def _root_span(name: str, handle: Any) -> Any:
+    """The span of one SDK call (`memsvc.<method>`): the root of an embedded call's trace,
+    a child of the request's span over HTTP. The tenant only as a hash."""
+    if not tracing.active():
+        return tracing.span(name)  # the shared do-nothing one
+    return tracing.span(name, {"memsvc.tenant_hash": tracing.digest(handle._tenant)})
+
+
 def _translated(fn: Callable[P, T]) -> Callable[P, T]:
-    """Map store failures onto the public error tree at the SDK boundary (sync or async)."""
+    """Map store failures onto the public error tree at the SDK boundary (sync or async),
+    and trace each call (a do-nothing span while tracing is off)."""
+    name = f"memsvc.{fn.__name__}"
     if inspect.iscoroutinefunction(fn):
 
         @functools.wraps(fn)
         async def awrapper(*args: P.args, **kwargs: P.kwargs) -> Any:
-            try:
-                return await fn(*args, **kwargs)
-            except StoreError as exc:
-                raise _public_error(exc) from exc
+            with _root_span(name, args[0]):
+                try:
+                    return await fn(*args, **kwargs)
+                except StoreError as exc:
+                    raise _public_error(exc) from exc
 
         return awrapper  # type: ignore[return-value]
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        try:
-            return fn(*args, **kwargs)
-        except StoreError as exc:
-            raise _public_error(exc) from exc
+        with _root_span(name, args[0]):
+            try:
+                return fn(*args, **kwargs)
+            except StoreError as exc:
+                raise _public_error(exc) from exc
 
     return wrapper
 
@@ -127,6 +140,7 @@ class Memory:
         topic_namer: TopicNamer | None = None,
     ) -> None:
         settings = settings or get_settings()
+        tracing.setup_from_env()  # OTEL_* may ask for traces (memsvc/tracing.py)
         update: dict[str, Any] = {}
         if path is not None:
             update["home"] = Path(path).expanduser()

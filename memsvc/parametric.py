@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from memsvc import tracing
 from memsvc.activation import context_ids
 from memsvc.lm import RANK_CEILING, LocalLM, require_tiers_extra
 
@@ -129,6 +130,20 @@ def training_examples(
 
 
 def train_adapter(
+    lm: LocalLM,
+    pairs: Sequence[tuple[str, str]],
+    settings: LoraSettings,
+    *,
+    progress: Callable[[int, int, float], None] | None = None,
+) -> TrainedAdapter:
+    """A LoRA adapter trained on `pairs`, traced as one `lm.train_adapter` span."""
+    with tracing.span("lm.train_adapter", {"memsvc.lm.steps": settings.steps}) as sp:
+        trained = _train_adapter(lm, pairs, settings, progress=progress)
+        sp.set_attribute("memsvc.lm.examples", trained.examples)
+    return trained
+
+
+def _train_adapter(
     lm: LocalLM,
     pairs: Sequence[tuple[str, str]],
     settings: LoraSettings,

@@ -19,7 +19,9 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "memsvc"
 
 # Higher imports lower, never the other way. Faces of one rank do not import each other.
-RANK = {"api": 4, "evals": 4, "core": 3, "retrieval": 2, "store": 1, "kernels": 0}
+# memsvc.tracing (the do-nothing-while-off span facade) sits below them all: every layer
+# traces through it, and it imports nothing of ours.
+RANK = {"api": 4, "evals": 4, "core": 3, "retrieval": 2, "store": 1, "kernels": 0, "tracing": -1}
 # evals use the public SDK like any user; a benchmark may time a lower layer's primitive
 # (retrieval recipes, kernels) but never reaches into the store or the HTTP app.
 FORBIDDEN = {("evals", "store"), ("evals", "api"), ("api", "evals")}

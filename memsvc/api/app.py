@@ -11,12 +11,13 @@ import anyio.to_thread
 from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
-from memsvc import Memory, Settings, __version__, get_settings
+from memsvc import Memory, Settings, __version__, get_settings, tracing
 from memsvc.api.errors import install_error_handlers
 from memsvc.api.limits import BodyLimitMiddleware, LoopbackOnlyMiddleware, is_loopback
 from memsvc.api.mcp_http import mount_mcp
 from memsvc.api.metrics import Metrics
 from memsvc.api.routes import cubes, health, mem0, memories, tiers
+from memsvc.api.traces import TracingMiddleware
 from memsvc.maintenance import Scheduler
 
 __all__ = ["create_app", "create_app_from_env"]
@@ -99,6 +100,8 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
     if not settings.auth:  # refused before anything reads the body
         app.add_middleware(LoopbackOnlyMiddleware)
     app.add_middleware(lambda inner: app.state.metrics.middleware(inner))
+    if tracing.active():  # OTEL_* (read when the Memory opened) or tracing.enable()
+        app.add_middleware(TracingMiddleware)
     return app
 
 

@@ -13,7 +13,7 @@ import anyio.to_thread
 from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
-from memsvc import Memory, Settings
+from memsvc import Memory, Settings, tracing
 from memsvc.errors import AuthError, RateLimited
 
 __all__ = [
@@ -68,8 +68,9 @@ async def authorize(memory: Memory, key: str) -> str:
     """The key's tenant, once the key is valid (`AuthError`) and within its rate
     (`RateLimited`). Inline, not in a pool thread: a cached key is a dict lookup, a new one
     one indexed read."""
-    tenant = memory.keys.authenticate(key)
-    await check_rate(memory, key)
+    with tracing.span("auth"):
+        tenant = memory.keys.authenticate(key)
+        await check_rate(memory, key)
     return tenant
 
 

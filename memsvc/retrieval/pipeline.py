@@ -22,6 +22,7 @@ from typing import NamedTuple
 
 import numpy as np
 
+from memsvc import tracing
 from memsvc.retrieval.channels import REGISTRY
 from memsvc.retrieval.context import POOL_CHANNELS, QueryContext, Ranked
 from memsvc.retrieval.fusion import FOLDS, FUSIONS, RESCORES
@@ -33,6 +34,7 @@ from memsvc.store.data import RecordData, RecordQuery
 __all__ = ["Candidate", "Ranking", "rank", "recall"]
 
 _NOTHING: Mapping[int, float] = MappingProxyType({})
+_SPAN_NAMES = {name: f"channel.{name}" for name in REGISTRY}
 
 
 @dataclass(frozen=True)
@@ -123,8 +125,16 @@ def _stage(
 ) -> dict[str, Ranked]:
     """Each channel's output, run in `order` (default: as listed), keyed as listed."""
     run = names if order is None else sorted(names, key=list(order).index)
-    out = {name: REGISTRY[name].run(ctx, scores) for name in run}
+    out = {name: _run(name, ctx, scores) for name in run}
     return {name: out[name] for name in names}
+
+
+def _run(name: str, ctx: QueryContext, scores: Mapping[int, float]) -> Ranked:
+    """One channel, traced as `channel.<name>` with its hit count (memsvc/tracing.py)."""
+    with tracing.span(_SPAN_NAMES.get(name) or f"channel.{name}") as sp:
+        found = REGISTRY[name].run(ctx, scores)
+        sp.set_attribute("memsvc.hits", len(found))
+    return found
 
 
 def rank(
@@ -135,7 +145,9 @@ def rank(
     result is the same whatever it is."""
     rankings = _stage(recipe.generators(), ctx, _NOTHING, order)
     weights = {name: recipe.weight(name) for name in rankings}
-    fused = FUSIONS[recipe.fusion](rankings, weights, recipe.rrf_k)
+    with tracing.span("recall.fusion", {"memsvc.fusion": recipe.fusion}) as sp:
+        fused = FUSIONS[recipe.fusion](rankings, weights, recipe.rrf_k)
+        sp.set_attribute("memsvc.hits", len(fused))
 
     signals = _stage(recipe.boosters(), ctx, MappingProxyType(fused), order)
     bonuses: dict[str, dict[int, float]] = {}

@@ -25,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from memsvc import tracing
 from memsvc._convert import record_model
 from memsvc.chunking import chunk_id, split_text
 from memsvc.errors import (
@@ -241,7 +242,7 @@ class IngestService:
                     _refuse_duplicates(tx, cube_row, items, user_id, session_id)
         if messages is not None:
             self._turn_context(items, cube_row, session_id, user_id)
-        vectors = self.engine.embedder.encode(
+        vectors = self._embed(
             [embedding_text(it.content, it.source, it.event_time, it.context) for it in items]
         )
         now = self.engine.now()
@@ -296,14 +297,27 @@ class IngestService:
                     tx.idempotency.finish(tenant_pk, key, [r.pk for r in rows])
         if earlier is not None:
             return self._replay(earlier, digest)
-        self.engine.indexes.apply_write(
-            cube_row,
-            None if closed else seqs,  # older records changed too: catch up from the log
-            np.fromiter((r.pk for r in rows), np.int64, len(rows)),
-            vectors,
-            rows=rows,
-        )
+        with tracing.span("index.apply_write", {"memsvc.records": len(rows)}):
+            self.engine.indexes.apply_write(
+                cube_row,
+                None if closed else seqs,  # older records changed too: catch up from the log
+                np.fromiter((r.pk for r in rows), np.int64, len(rows)),
+                vectors,
+                rows=rows,
+            )
+        if tracing.active():  # on the SDK call's span
+            tracing.annotate({"memsvc.records": len(rows), "memsvc.cube_id": cube_row.id})
         return Added(record_model(r, cube_row) for r in rows)
+
+    def _embed(self, texts: list[str]) -> np.ndarray:
+        """The texts' embeddings, traced as `embed` with their count (never their text)."""
+        with tracing.span("embed", {"memsvc.texts": len(texts)}):
+            return self.engine.embedder.encode(texts)
+
+    def _catch_up(self, cube_row: CubeData) -> None:
+        """Bring the cube's index up to the change log now, so the write shows at once."""
+        with tracing.span("index.catch_up", {"memsvc.index": "vectors"}):
+            self.engine.indexes.get(cube_row)
 
     def _replay(self, earlier: IdempotencyKeyData, digest: str) -> Added:
         """The records the key's first add wrote, as they are now (a record hard-deleted
@@ -457,7 +471,7 @@ class IngestService:
                 when = changes.get("event_time", old.event_time)
                 context = context_of(tx, old, changes["content"])
             text_in = embedding_text(changes["content"], old.source, when, context)
-            vec = self.engine.embedder.encode([text_in])[0]
+            vec = self._embed([text_in])[0]
             mentions = _mentions(changes["content"], old.source)
             changes["entities"] = list(dict.fromkeys(m[1] for m in mentions))
             changes["fact_key"] = key_of(changes["content"], old.source, old.user_id)
@@ -480,7 +494,7 @@ class IngestService:
                 tx.graph.link_entities(row.cube_pk, [(row.pk, mentions)])
             if "content" in changes or "valid_from" in changes or "event_time" in changes:
                 resolve_records(tx, cube_row, [row.pk], now)
-        self.engine.indexes.get(cube_row)  # catch up with the change log now
+        self._catch_up(cube_row)
         return row
 
     # ---- restore -------------------------------------------------------------------------------
@@ -494,7 +508,7 @@ class IngestService:
             if row.tier != "plaintext":
                 return self._restore_tier(row)
             text_in = embedding_text(row.content, row.source, row.event_time, context_of(tx, row))
-        vec = self.engine.embedder.encode([text_in])[0]
+        vec = self._embed([text_in])[0]
         with self.engine.db.writing() as tx:
             row = self.cubes.record_for_write(tx, id)
             self.cubes.check_model(cube_row)
@@ -507,5 +521,5 @@ class IngestService:
                     "last_recalled_at": now,
                 }
                 tx.records.change(row.pk, values, change="restore", at=now)
-        self.engine.indexes.get(cube_row)
+        self._catch_up(cube_row)
         return None

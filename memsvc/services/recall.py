@@ -12,7 +12,7 @@ from typing import Any
 import anyio.to_thread
 import numpy as np
 
-from memsvc import retrieval
+from memsvc import retrieval, tracing
 from memsvc._convert import record_model
 from memsvc.embedder import SentenceTransformerEmbedder, encode_queries
 from memsvc.errors import CubeNotFound, InvalidInput
@@ -93,7 +93,8 @@ class RecallService:
         )
         qvec = None
         if plan.recipe.needs_vector:
-            qvec = encode_queries(self.engine.embedder, [plan.query])[0]
+            with tracing.span("embed.query"):
+                qvec = encode_queries(self.engine.embedder, [plan.query])[0]
         return self._recall_with(plan, qvec)
 
     async def arecall(
@@ -117,11 +118,12 @@ class RecallService:
         qvec = None
         if plan.recipe.needs_vector:
             emb = self.engine.embedder
-            if isinstance(emb, SentenceTransformerEmbedder):
-                vecs = await asyncio.wrap_future(emb.submit([plan.query], query=True))
-            else:  # an embedder without a queue of its own
-                loop = asyncio.get_running_loop()
-                vecs = await loop.run_in_executor(None, encode_queries, emb, [plan.query])
+            with tracing.span("embed.query"):
+                if isinstance(emb, SentenceTransformerEmbedder):
+                    vecs = await asyncio.wrap_future(emb.submit([plan.query], query=True))
+                else:  # an embedder without a queue of its own
+                    loop = asyncio.get_running_loop()
+                    vecs = await loop.run_in_executor(None, encode_queries, emb, [plan.query])
             qvec = vecs[0]
         return await anyio.to_thread.run_sync(self._recall_with, plan, qvec)
 
@@ -149,6 +151,11 @@ class RecallService:
             chosen = parse_recipe(recipe if recipe is not None else st.recall_recipe)
         except RecipeError as exc:
             raise InvalidInput(str(exc), details={"field": "recipe"}) from exc
+        if tracing.active():  # on the SDK call's span: no query text unless opted in
+            attrs: dict[str, str | int] = {"memsvc.k": k, "memsvc.recipe": chosen.describe()}
+            if st.otel_capture_query:
+                attrs["memsvc.query"] = query
+            tracing.annotate(attrs)
         return _RecallPlan(query=query, user_id=user_id, k=k, rq=rq, cube=cube, recipe=chosen)
 
     def _recall_with(self, plan: _RecallPlan, qvec: np.ndarray | None) -> list[Hit]:
@@ -188,6 +195,8 @@ class RecallService:
                 )
                 for c in found
             ]
+        if tracing.active():  # on the SDK call's span (the read transaction's has ended)
+            tracing.annotate({"memsvc.hits": len(hits), "memsvc.cube_id": cube.id})
         # Only the owner's recalls reinforce: a reader's would change the owner's strengths
         # and recall counts and, through the recall events, what gets promoted and evicted.
         if found and plan.reinforce and self.cubes.owns(cube):

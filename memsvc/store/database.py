@@ -21,6 +21,7 @@ from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
+from memsvc import tracing
 from memsvc.store.errors import StoreConflict, StoreError
 from memsvc.store.tx import Tx
 
@@ -78,6 +79,7 @@ class Database:
         else:
             self.write_engine = create_engine(url, pool_pre_ping=True)
             self.read_engine = self.write_engine
+        self._span_attrs = {"db.system": self.write_engine.dialect.name}
         self._write_sessions = sessionmaker(self.write_engine, expire_on_commit=False)
         self._read_sessions = sessionmaker(self.read_engine, expire_on_commit=False)
 
@@ -90,8 +92,9 @@ class Database:
 
     @contextmanager
     def write(self) -> Iterator[Session]:
-        """One transaction: committed when the block ends, rolled back whole on any error."""
-        with self._write_sessions() as session:
+        """One transaction: committed when the block ends, rolled back whole on any error.
+        Traced as one `db.write` span (not one per statement)."""
+        with tracing.span("db.write", self._span_attrs), self._write_sessions() as session:
             try:
                 with session.begin():
                     yield session
@@ -102,7 +105,8 @@ class Database:
 
     @contextmanager
     def read(self) -> Iterator[Session]:
-        with self._read_sessions() as session:
+        """One read transaction (one snapshot), traced as one `db.read` span."""
+        with tracing.span("db.read", self._span_attrs), self._read_sessions() as session:
             try:
                 with session.begin():
                     yield session

@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 
+from memsvc import tracing
 from memsvc.store.data import CubeData, RecordData, RecordQuery
 from memsvc.store.indexes import IndexManager
 from memsvc.store.repos.queries import matching_pks
@@ -23,6 +24,9 @@ from memsvc.store.tx import Tx
 from memsvc.store.vector_index import CubeIndex
 
 __all__ = ["StoreRecallSource", "recall_source"]
+
+_VECTORS = {"memsvc.index": "vectors"}
+_TEXT = {"memsvc.index": "text"}
 
 
 class StoreRecallSource:
@@ -41,11 +45,16 @@ class StoreRecallSource:
         return self._indexes.oversample
 
     def vectors(self) -> CubeIndex:
-        # recall accepts an index checked within `sync_seconds` (IndexManager docstring)
-        return self._indexes.get(self._cube, session=self._s, fresh=False)
+        # recall accepts an index checked within `sync_seconds` (IndexManager docstring);
+        # the span covers a cold cube's load and the change-log catch-up alike
+        with tracing.span("index.catch_up", _VECTORS) as sp:
+            index = self._indexes.get(self._cube, session=self._s, fresh=False)
+            sp.set_attribute("memsvc.index.vectors", index.count)
+        return index
 
     def text(self) -> CubeTextIndex:
-        return self._indexes.text_for(self._cube, self._s)
+        with tracing.span("index.catch_up", _TEXT):
+            return self._indexes.text_for(self._cube, self._s)
 
     def matching_pks(self, rq: RecordQuery) -> np.ndarray:
         return matching_pks(self._s, self._cube.pk, rq)
