@@ -1,0 +1,56 @@
+"""bench_tenants end to end at a tiny scale: a real `memsvc serve` on loopback over SQLite,
+Zipf traffic for a few seconds, under a budget small enough to force evictions; the report's
+fields hold what the run did."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from memsvc.evals.bench_tenants import main, pareto_sizes
+
+
+def test_pareto_sizes_mean_and_range() -> None:
+    sizes = pareto_sizes(20_000, 2_000_000, 50, 500, seed=0)
+    assert min(sizes) >= 50 and max(sizes) <= 500
+    assert 95 <= sum(sizes) / len(sizes) <= 105  # 2 million records, give or take
+    assert sum(s > 400 for s in sizes) > 0  # a few big ones
+    assert pareto_sizes(3, 30, 10, 10, seed=1) == [10, 10, 10]
+
+
+def test_tiny_run_reports_every_figure(tmp_path: Path) -> None:
+    out, md = tmp_path / "r.json", tmp_path / "r.md"
+    args = ["--cubes", "20", "--records", "300", "--min-size", "10", "--max-size", "25"]
+    args += ["--backend", "sqlite", "--workers", "1", "--budget-mib", "1", "--seconds", "3"]
+    args += ["--clients", "2", "--hot-reference-ms", "1000", "--cache-dir", str(tmp_path)]
+    assert main([*args, "--json", str(out), "--markdown", str(md)]) == 0
+
+    result = json.loads(out.read_text())
+    assert result["cubes"] == 20 and 200 <= result["records"] <= 500
+    (row,) = result["rows"]
+    assert row["backend"] == "sqlite" and row["workers"] == 1 and row["budget_mib"] == 1
+    assert row["errors"] == 0 and row["requests"] > 10 and row["requests_per_s"] > 0
+    cold, hot, add = row["recall_cold"], row["recall_hot"], row["add"]
+    assert 1 <= cold["n"] <= 20 and hot["n"] >= 1 and add["n"] >= 1
+    for s in (cold, hot):
+        assert 0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"]
+    assert 0 < add["p50_ms"] <= add["p95_ms"]
+    (w,) = row["per_worker"]
+    # every cold recall loaded its cube; 20 cubes of ~130 KB overflow 1 MiB: some evicted
+    assert w["misses"] >= cold["n"] and w["reloads"] == w["misses"] - cold["n"] >= 0
+    assert w["evictions"] > 0 and row["evictions"] == w["evictions"]
+    assert 0 <= row["hit_rate"] < 1 and w["load_seconds"] >= 0
+    assert w["index_mib_end"] <= 1.5  # the budget, plus at most one cube over it
+    mem = w["memory"]
+    assert 100 < mem["idle_mib"] <= mem["peak_mib"] and mem["steady_mib"] <= mem["peak_mib"]
+    assert len(mem["series"]) >= 4  # sampled every 0.5 s over 3 s
+    assert row["targets"]["no_errors"] is True
+    assert row["targets"]["hot_p95_le_bench_recall"] is not None
+    assert set(row["targets"]) == {
+        "memory_within_budget",
+        "cold_200_p95_le_50ms",
+        "hot_p95_le_bench_recall",
+        "no_errors",
+    }
+    table = md.read_text().splitlines()
+    assert table[0].startswith("| backend | workers | budget MiB") and len(table) == 3
