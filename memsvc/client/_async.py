@@ -22,6 +22,7 @@ from memsvc.client._base import (
     _drop_none,
     _owned,
     _report_training,
+    _routed,
     _seg,
     _tmp_path,
     raise_for_error,
@@ -319,7 +320,9 @@ class AsyncMemoryClient(_BaseClient):
         path = Path(path)
         tmp = _tmp_path(path)
         try:
-            async with self._http.stream("POST", f"/v1/cubes/{_seg(cube)}/export") as resp:
+            async with self._http.stream(
+                "POST", f"/v1/cubes/{_seg(cube)}/export", headers=_routed(cube)
+            ) as resp:
                 if resp.status_code >= 400:
                     await resp.aread()
                     raise_for_error(resp)
@@ -349,7 +352,7 @@ class AsyncMemoryClient(_BaseClient):
                 "/v1/cubes/import",
                 params=_drop_none({"cube": cube}),
                 content=data,
-                headers={"Content-Type": "application/gzip"},
+                headers={**_routed(cube), "Content-Type": "application/gzip"},
             )
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc

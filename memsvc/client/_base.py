@@ -7,6 +7,7 @@ client twins (`_sync.MemoryClient`, `_async.AsyncMemoryClient`) only send it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 from collections.abc import Callable, Sequence
@@ -46,6 +47,28 @@ _VERSIONS = TypeAdapter(list[RecordVersion])
 _NEIGHBORS = TypeAdapter(list[Neighbor])
 _CUBES = TypeAdapter(list[Cube])
 
+# The header a load balancer hashes on to send each cube's requests to one worker
+# (deploy/nginx/memsvc.conf); the server ignores it.
+ROUTE_HEADER = "X-Memsvc-Cube"
+
+
+def route_key(cube: str) -> str:
+    """What `ROUTE_HEADER` carries for a cube: the first 16 hex digits of the SHA-256 of its
+    name (or id) as the call names it, so proxies and their logs see an opaque, stable
+    token of fixed size in place of a name that may hold a user id, an e-mail address or
+    characters a header cannot carry. Routing needs only that one name always gives one
+    token; it is not a secret (whoever guesses a name can compute its token)."""
+    return hashlib.sha256(cube.encode("utf-8", "surrogatepass")).hexdigest()[:16]
+
+
+def _route(cube: str | None, user_id: str | None) -> str | None:
+    """The cube a call concerns: the one it names, else the user's default cube."""
+    if isinstance(cube, str) and cube:
+        return cube
+    if isinstance(user_id, str) and user_id:
+        return f"user:{user_id}"
+    return None
+
 
 @dataclass
 class _Call:
@@ -56,6 +79,7 @@ class _Call:
     parse: Callable[[httpx.Response], Any] = lambda r: None
     slow: bool = False  # minutes of work (training): no client-side timeout
     headers: dict[str, str] = field(default_factory=dict)
+    cube: str | None = None  # the cube it concerns, for the load balancer (ROUTE_HEADER)
 
 
 def _csv(values: Sequence[str] | str | None) -> str | None:
@@ -123,6 +147,7 @@ class _BaseClient:
             body=_drop_none(body),
             parse=self._added,
             headers={"Idempotency-Key": key} if key is not None else {},
+            cube=_route(kw.get("cube"), kw.get("user_id")),
         )
 
     def _recall(self, query, *, user_id, k, filters, at, cube, recipe=None) -> _Call:  # type: ignore[no-untyped-def]
@@ -144,6 +169,7 @@ class _BaseClient:
             "/v1/memories/search",
             body=_drop_none(body) | {"k": k},
             parse=lambda r: _HITS.validate_python(r.json()),
+            cube=_route(cube, user_id),
         )
 
     def _update(self, id: str, **kw: Any) -> _Call:
@@ -193,6 +219,7 @@ class _BaseClient:
             "/v1/memories",
             params=_drop_none(params),
             parse=lambda r: Page.model_validate(r.json()),
+            cube=_route(cube, user_id),
         )
 
     def _unreachable(self, exc: httpx.TransportError) -> errors.StorageError:
@@ -211,6 +238,7 @@ class _BaseClient:
             f"/v1/cubes/{_seg(cube)}/graph",
             params=params,
             parse=lambda r: GraphPage.model_validate(r.json()),
+            cube=cube,
         )
 
     def _neighbors(self, id: str, *, types: Any, depth: int) -> _Call:
@@ -235,6 +263,7 @@ class _BaseClient:
             body=body,
             parse=lambda r: Generation.model_validate(r.json()),
             slow=True,
+            cube=_route(kw.get("cube"), kw.get("user_id")),
         )
 
     def _promote(self, id: str | Sequence[str], tier: str) -> _Call:
@@ -265,6 +294,7 @@ class _BaseClient:
             body=_drop_none(kw),
             parse=self._record,
             slow=True,
+            cube=cube,
         )
 
     def _restore(self, id: str) -> _Call:
@@ -278,6 +308,7 @@ class _BaseClient:
             "POST",
             f"/v1/cubes/{_seg(cube)}/maintain",
             parse=lambda r: MaintenanceRun.model_validate(r.json()),
+            cube=cube,
         )
 
     def _last_run(self, cube: str) -> _Call:
@@ -285,6 +316,7 @@ class _BaseClient:
             "GET",
             f"/v1/cubes/{_seg(cube)}/maintenance",
             parse=lambda r: None if r.json() is None else MaintenanceRun.model_validate(r.json()),
+            cube=cube,
         )
 
     def _history(self, id: str) -> _Call:
@@ -295,24 +327,30 @@ class _BaseClient:
         )
 
     def _create_cube(self, name: str, **kw: Any) -> _Call:
-        return _Call("POST", "/v1/cubes", body=_drop_none({"name": name, **kw}), parse=self._cube)
+        body = _drop_none({"name": name, **kw})
+        return _Call("POST", "/v1/cubes", body=body, parse=self._cube, cube=name)
 
     def _get_cube(self, cube: str) -> _Call:
-        return _Call("GET", f"/v1/cubes/{_seg(cube)}", parse=self._cube)
+        return _Call("GET", f"/v1/cubes/{_seg(cube)}", parse=self._cube, cube=cube)
 
     def _list_cubes(self) -> _Call:
         return _Call("GET", "/v1/cubes", parse=lambda r: _CUBES.validate_python(r.json()))
 
     def _delete_cube(self, cube: str) -> _Call:
-        return _Call("DELETE", f"/v1/cubes/{_seg(cube)}")
+        return _Call("DELETE", f"/v1/cubes/{_seg(cube)}", cube=cube)
 
     def _share_cube(self, cube: str, tenant: str) -> _Call:
         return _Call(
-            "POST", f"/v1/cubes/{_seg(cube)}/share", body={"tenant": tenant}, parse=self._cube
+            "POST",
+            f"/v1/cubes/{_seg(cube)}/share",
+            body={"tenant": tenant},
+            parse=self._cube,
+            cube=cube,
         )
 
     def _unshare_cube(self, cube: str, tenant: str) -> _Call:
-        return _Call("DELETE", f"/v1/cubes/{_seg(cube)}/share/{_seg(tenant)}", parse=self._cube)
+        path = f"/v1/cubes/{_seg(cube)}/share/{_seg(tenant)}"
+        return _Call("DELETE", path, parse=self._cube, cube=cube)
 
     @staticmethod
     def _record(r: httpx.Response) -> MemoryRecord:
@@ -345,7 +383,15 @@ class _BaseClient:
             kw["headers"] = {"Content-Type": "application/json"}
         if call.headers:
             kw["headers"] = {**kw.get("headers", {}), **call.headers}
+        if call.cube is not None:
+            kw["headers"] = {**kw.get("headers", {}), **_routed(call.cube)}
         return kw
+
+
+def _routed(cube: str | None) -> dict[str, str]:
+    """The routing header for a call on `cube` (none when the call names no cube: record ids,
+    the tenant's cube list; a load balancer spreads those)."""
+    return {ROUTE_HEADER: route_key(cube)} if isinstance(cube, str) and cube else {}
 
 
 def _json_default(value: Any) -> Any:

@@ -23,6 +23,7 @@ from memsvc.client._base import (
     _drop_none,
     _owned,
     _report_training,
+    _routed,
     _seg,
     _tmp_path,
     raise_for_error,
@@ -322,7 +323,9 @@ class MemoryClient(_BaseClient):
         path = Path(path)
         tmp = _tmp_path(path)
         try:
-            with self._http.stream("POST", f"/v1/cubes/{_seg(cube)}/export") as resp:
+            with self._http.stream(
+                "POST", f"/v1/cubes/{_seg(cube)}/export", headers=_routed(cube)
+            ) as resp:
                 if resp.status_code >= 400:
                     resp.read()
                     raise_for_error(resp)
@@ -361,7 +364,11 @@ class MemoryClient(_BaseClient):
                 "/v1/cubes/import",
                 params=params,
                 content=chunks(),
-                headers={"Content-Type": "application/gzip", "Content-Length": str(total)},
+                headers={
+                    **_routed(cube),
+                    "Content-Type": "application/gzip",
+                    "Content-Length": str(total),
+                },
             )
         except httpx.TransportError as exc:
             raise self._unreachable(exc) from exc

@@ -10,6 +10,7 @@
  *     const hits = await mem.recall("where does alice live", { user_id: "alice" });
  */
 import { InvalidInput, MemsvcError, StorageError, errorClass } from "./errors.js";
+import { ROUTE_HEADER, routeKey, routedCube } from "./route.js";
 import type {
   AddOptions,
   Added,
@@ -64,6 +65,8 @@ interface Call extends CallOptions {
   stream?: boolean;
   /** A raw request body (a cube upload), sent as it is. */
   raw?: BodyInit;
+  /** The cube the call concerns: its routing token goes in `X-Memsvc-Cube`. */
+  cube?: string | undefined;
 }
 
 /** The aborter's reason when the client's own timeout fires (a user's abort is rethrown). */
@@ -110,7 +113,8 @@ export class MemoryClient {
       headers["Idempotency-Key"] = idempotency_key;
     }
     const body = { ...fields, timestamp: iso(timestamp, "timestamp") };
-    return this.#send("POST", "/v1/memories", { body, headers, signal }, async (resp) => {
+    const cube = routedCube(fields.cube, fields.user_id);
+    return this.#send("POST", "/v1/memories", { body, headers, signal, cube }, async (resp) => {
       const records = (await resp.json()) as MemoryRecord[];
       const replayed = resp.headers.get("idempotent-replayed")?.toLowerCase() === "true";
       return Object.defineProperty(records, "replayed", {
@@ -131,7 +135,8 @@ export class MemoryClient {
       filters: filtersBody(filters),
       at: iso(at, "at"),
     };
-    return this.#json("POST", "/v1/memories/search", { body, signal });
+    const cube = routedCube(fields.cube, fields.user_id);
+    return this.#json("POST", "/v1/memories/search", { body, signal, cube });
   }
 
   async get(id: string, options: CallOptions = {}): Promise<MemoryRecord> {
@@ -181,7 +186,8 @@ export class MemoryClient {
       limit: limit ?? 50,
       ...listFilterParams(filters),
     };
-    return this.#json("GET", "/v1/memories", { query, signal });
+    const cube = routedCube(rest.cube, rest.user_id);
+    return this.#json("GET", "/v1/memories", { query, signal, cube });
   }
 
   /** Every record `list` would give, page after page (`limit` is the page size). */
@@ -203,7 +209,11 @@ export class MemoryClient {
       limit: options.limit ?? 200,
       cursor: options.cursor,
     };
-    return this.#json("GET", `/v1/cubes/${seg(cube)}/graph`, { query, signal: options.signal });
+    return this.#json("GET", `/v1/cubes/${seg(cube)}/graph`, {
+      query,
+      signal: options.signal,
+      cube,
+    });
   }
 
   /** Records and entities within `depth` hops of a record. */
@@ -221,7 +231,8 @@ export class MemoryClient {
   async generate(prompt: string, options: GenerateOptions): Promise<Generation> {
     const { signal, filters, k, ...fields } = options;
     const body = { prompt, ...fields, k: k ?? 5, filters: filtersBody(filters) };
-    return this.#json("POST", "/v1/generate", { body, signal, slow: true });
+    const cube = routedCube(fields.cube, fields.user_id);
+    return this.#json("POST", "/v1/generate", { body, signal, slow: true, cube });
   }
 
   /** Build a KV cache (activation) or a LoRA adapter (parametric) from plaintext records. */
@@ -254,18 +265,23 @@ export class MemoryClient {
       cube = `user:${user_id}`;
     }
     const body = { ...fields, record_ids: record_ids == null ? undefined : [...record_ids] };
-    return this.#json("POST", `/v1/cubes/${seg(cube)}/consolidate`, { body, signal, slow: true });
+    return this.#json("POST", `/v1/cubes/${seg(cube)}/consolidate`, {
+      body,
+      signal,
+      slow: true,
+      cube,
+    });
   }
 
   // --- cubes --------------------------------------------------------------------------
 
   async createCube(name: string, options: CreateCubeOptions = {}): Promise<Cube> {
     const { signal, ...fields } = options;
-    return this.#json("POST", "/v1/cubes", { body: { name, ...fields }, signal });
+    return this.#json("POST", "/v1/cubes", { body: { name, ...fields }, signal, cube: name });
   }
 
   async getCube(cube: string, options: CallOptions = {}): Promise<Cube> {
-    return this.#json("GET", `/v1/cubes/${seg(cube)}`, options);
+    return this.#json("GET", `/v1/cubes/${seg(cube)}`, { ...options, cube });
   }
 
   /** Your cubes, then cubes other tenants shared with you (access "read"). */
@@ -274,7 +290,7 @@ export class MemoryClient {
   }
 
   async deleteCube(cube: string, options: CallOptions = {}): Promise<void> {
-    await this.#json("DELETE", `/v1/cubes/${seg(cube)}`, options);
+    await this.#json("DELETE", `/v1/cubes/${seg(cube)}`, { ...options, cube });
   }
 
   /** Grant another tenant read-only access; they reach it by the cube's id. */
@@ -282,19 +298,25 @@ export class MemoryClient {
     return this.#json("POST", `/v1/cubes/${seg(cube)}/share`, {
       body: { tenant },
       signal: options.signal,
+      cube,
     });
   }
 
   /** Revoke a tenant's read access (a no-op if it had none). */
   async unshareCube(cube: string, tenant: string, options: CallOptions = {}): Promise<Cube> {
-    return this.#json("DELETE", `/v1/cubes/${seg(cube)}/share/${seg(tenant)}`, options);
+    return this.#json("DELETE", `/v1/cubes/${seg(cube)}/share/${seg(tenant)}`, {
+      ...options,
+      cube,
+    });
   }
 
   /** Maintenance now on one cube, or on each cube this key's tenant owns. */
   async maintain(cube?: string | null, options: CallOptions = {}): Promise<MaintenanceRun[]> {
     const runs: MaintenanceRun[] = [];
     for (const name of cube ? [cube] : await this.#owned(options)) {
-      runs.push(await this.#json("POST", `/v1/cubes/${seg(name)}/maintain`, options));
+      runs.push(
+        await this.#json("POST", `/v1/cubes/${seg(name)}/maintain`, { ...options, cube: name }),
+      );
     }
     return runs;
   }
@@ -309,7 +331,7 @@ export class MemoryClient {
       const run = await this.#json<MaintenanceRun | null>(
         "GET",
         `/v1/cubes/${seg(name)}/maintenance`,
-        options,
+        { ...options, cube: name },
       );
       if (run !== null) runs.push(run);
     }
@@ -322,7 +344,7 @@ export class MemoryClient {
     const resp = await this.#send(
       "POST",
       `/v1/cubes/${seg(cube)}/export`,
-      { signal: options.signal, stream: true },
+      { signal: options.signal, stream: true, cube },
       (r) => r,
     );
     const header = (name: string): number => Number(resp.headers.get(`x-memsvc-${name}`) ?? 0);
@@ -354,6 +376,7 @@ export class MemoryClient {
       headers: { "Content-Type": "application/gzip" },
       signal: options.signal,
       slow: true,
+      cube: options.cube ?? undefined,
     });
   }
 
@@ -380,6 +403,7 @@ export class MemoryClient {
   ): Promise<T> {
     const url = this.baseUrl + path + queryString(call.query);
     const headers: Record<string, string> = { ...this.#headers, ...call.headers };
+    if (typeof call.cube === "string" && call.cube) headers[ROUTE_HEADER] = routeKey(call.cube);
     let body: BodyInit | undefined = call.raw;
     if (call.body !== undefined) {
       body = encodeJson(call.body);

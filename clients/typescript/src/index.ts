@@ -4,6 +4,7 @@
  */
 export { MemoryClient, raiseForError } from "./client.js";
 export type { ClientOptions } from "./client.js";
+export { ROUTE_HEADER, routeKey } from "./route.js";
 export {
   AuthError,
   Busy,

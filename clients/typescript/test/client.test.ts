@@ -5,6 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { execFile } from "node:child_process";
+import { createHash } from "node:crypto";
 import { readFileSync, readdirSync } from "node:fs";
 import { createServer, type Socket } from "node:net";
 import { join } from "node:path";
@@ -22,11 +23,13 @@ import {
   MemoryClient,
   MemsvcError,
   NotFound,
+  ROUTE_HEADER,
   PermissionDenied,
   RecordNotFound,
   StorageError,
   errorClass,
   httpStatus,
+  routeKey,
   type Hit,
   type MemoryRecord,
 } from "memsvc";
@@ -502,6 +505,50 @@ describe("cubes", () => {
     const near = await mem.neighbors(record.id.replace(/^record:/, ""), { types: ["mentions"] });
     assert.ok(near.length > 0);
     assert.ok(near.every((n) => n.edge === "mentions" && n.hops === 1 && n.node.kind === "entity"));
+  });
+});
+
+describe("routing", () => {
+  test("calls on one cube carry its routing token for a load balancer; calls by id none", async () => {
+    const sent: [string, string | null][] = [];
+    const routed = new MemoryClient(server.url, {
+      apiKey: server.keys.acme,
+      fetch: (input, init) => {
+        const path = new URL(String(input)).pathname;
+        sent.push([path, new Headers(init?.headers).get(ROUTE_HEADER)]);
+        return fetch(input, init);
+      },
+    });
+    const token = (cube: string): string =>
+      createHash("sha256").update(cube, "utf8").digest("hex").slice(0, 16);
+    assert.equal(routeKey("user:alice"), "dabd1db8d35ab131"); // as the Python client's
+    assert.equal(routeKey("caf\u00e9 \u{1f600}"), token("caf\u00e9 \u{1f600}"));
+    const [rec] = await routed.add("Ida keeps bees.", { user_id: "ts-route" });
+    await routed.recall("bees", { user_id: "ts-route", k: 1 });
+    await routed.list({ user_id: "ts-route" });
+    await routed.getCube("user:ts-route");
+    await routed.createCube("ts-route-cube");
+    await routed.add("Ida's hives face south.", { user_id: "ts-route", cube: "ts-route-cube" });
+    await routed.graph("ts-route-cube");
+    await new Response((await routed.exportCube("ts-route-cube")).body).arrayBuffer();
+    await routed.deleteCube("ts-route-cube");
+    await routed.get(rec!.id);
+    await routed.listCubes();
+    const user = token("user:ts-route");
+    const cube = token("ts-route-cube");
+    assert.deepEqual(sent, [
+      ["/v1/memories", user],
+      ["/v1/memories/search", user],
+      ["/v1/memories", user],
+      ["/v1/cubes/user:ts-route", user],
+      ["/v1/cubes", cube],
+      ["/v1/memories", cube],
+      ["/v1/cubes/ts-route-cube/graph", cube],
+      ["/v1/cubes/ts-route-cube/export", cube],
+      ["/v1/cubes/ts-route-cube", cube],
+      [`/v1/memories/${rec!.id}`, null],
+      ["/v1/cubes", null],
+    ]);
   });
 });
 
