@@ -92,6 +92,18 @@ test: $(DEV_STAMP) $(LM_STAMP) pg-server ts-deps $(TS_STAMP)
 	cd $(TS) && MEMSVC_PYTHON=$(abspath $(BIN))/python npm test --silent
 	$(BIN)/pytest -n $(TEST_WORKERS) --dist loadfile
 
+# tests/test_routing.py runs the load balancer configuration of deploy/nginx in front of two
+# workers: Debian's nginx, installed here when missing (the tests start their own, as the test
+# user, on a free loopback port; where Debian starts the packaged service too, it is left alone).
+.PHONY: nginx
+test: nginx
+nginx:
+	@command -v nginx >/dev/null 2>&1 || [ -x /usr/sbin/nginx ] || { \
+		echo "installing nginx (Debian package nginx)"; \
+		SUDO=$$([ "$$(id -u)" -eq 0 ] || echo sudo); \
+		$$SUDO apt-get update -qq && \
+		DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends nginx; }
+
 # The graph page's browser test (tests/test_graph_page.py) drives Debian's Chromium through
 # Playwright (pinned in the lock, no browser download): installed here when missing.
 .PHONY: chromium graph-assets
