@@ -177,7 +177,9 @@ class Recipe:
 # numbers, carry over: dense and keyword agree on most answers, temporal only speaks to time
 # questions, session follows a question to its answer, entity adds 1-2 hop neighbours;
 # retention 0.2 scales a hit by 0.8 + 0.2 R, so a faded memory yields only to a fresh one
-# about as relevant.
+# about as relevant. own 0.5 lifts the user's own words for a first-person question
+# (LongMemEval dev, first 100 questions: session recall_all@5 0.821 -> 0.846, turn
+# recall_any@1 0.500 -> 0.526); on a chat of one role, such as LoCoMo's, it changes nothing.
 PRESETS: Mapping[str, Recipe] = MappingProxyType(
     {
         "fast": Recipe("fast", {"dense": 1.0}),
@@ -189,6 +191,7 @@ PRESETS: Mapping[str, Recipe] = MappingProxyType(
                 "temporal": 1.0,
                 "session": 0.7,
                 "speaker": 0.5,
+                "own": 0.5,
                 "retention": 0.2,
             },
             fusion="weighted",
@@ -202,6 +205,7 @@ PRESETS: Mapping[str, Recipe] = MappingProxyType(
                 "entity": 0.3,
                 "session": 0.7,
                 "speaker": 0.5,
+                "own": 0.5,
                 "retention": 0.2,
             },
             fusion="weighted",
