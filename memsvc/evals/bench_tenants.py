@@ -32,10 +32,11 @@ Reported per run: each worker's resident memory (VmRSS of its process tree, samp
 recall p50/p95/p99 split into cold (the cube's first recall in that worker this run: its
 index was certainly not loaded) and hot (a repeat recall), cold recalls of cubes of
 175-225 records apart, add p50/p95, requests/s, errors, and the workers' index cache
-figures over the run from /metrics: hits, misses, hit rate, evictions, load seconds, bytes
-and cubes held at the end. `reloads` = misses - cold recalls: repeat recalls that found the
-cube evicted and loaded it again (they count in "hot"; the server gives no per-response
-signal, so the split is exact only for cold).
+figures over the run from /metrics: hits, misses, hit rate, evictions, load seconds (and
+per miss: the server's own cost of a cold cube, apart from queueing), bytes and cubes held
+at the end. `reloads` = misses - cold recalls: repeat recalls that found the cube evicted
+and loaded it again (they count in "hot"; the server gives no per-response signal, so the
+split is exact only for cold).
 
 Targets checked: each worker's peak within 1.15 x (budget + its idle memory: model, Python,
 database buffers); cold recall of a ~200-record cube p95 <= 50 ms; hot recall p95 no worse
@@ -579,6 +580,11 @@ def _row(
                 "evictions": int(d.get("cache_evictions", 0)),
                 "reloads": int(d.get("cache_misses", 0)) - cold,
                 "load_seconds": round(d.get("load_seconds", 0.0), 1),
+                "load_ms_per_miss": (
+                    round(1000 * d.get("load_seconds", 0.0) / d["cache_misses"], 1)
+                    if d.get("cache_misses")
+                    else None
+                ),
                 "index_mib_end": round(after[w].get("memory_bytes", 0) / 2**20, 1),
                 "cubes_loaded_end": int(after[w].get("cubes_loaded", 0)),
                 "recalls": sum(1 for s in samples if s.worker == w and s.op == "recall"),
