@@ -1,7 +1,9 @@
 """Eval runs: ingest each corpus into every system the same way, query, score, write results.
 
 `run_locomo` and `run_longmemeval` return the results dict that `results.json` holds
-(schema in evals/README.md) and write it, `report.md` and the plots into `out`.
+(schema in evals/README.md) and write it, `report.md` and the plots into `out`. The module
+is longer than 500 lines because both benchmarks' loops share its config, progress bars,
+system life cycle, latency figures and results writer.
 """
 
 from __future__ import annotations

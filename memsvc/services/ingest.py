@@ -1,4 +1,5 @@
-"""Writes that embed: add, update and restore, one pipeline.
+"""Writes that embed: add, update and restore, one pipeline (longer than 500 lines because
+the three share every step, and add's idempotency and duplicate checks sit inside it).
 
     validate -> items -> turn context -> embed -> one transaction -> index
 
