@@ -1,5 +1,7 @@
 """Many tenants on bounded memory: Zipf traffic over many small cubes against real
-`memsvc serve` workers on loopback, each within an index memory budget.
+`memsvc serve` workers on loopback, each within an index memory budget. (It is longer than 500
+lines: building and caching the data, running the workers and the traffic, sampling memory
+and reporting belong to one benchmark and share its parameters.)
 
     python -m memsvc.evals.bench_tenants [--cubes 20000] [--records 2000000]
         [--backend sqlite postgresql] [--workers 1 2] [--budget-mib 256 1024]
