@@ -78,6 +78,35 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+@contextmanager
+def app_in_thread(app: object) -> Iterator[str]:
+    """`app` under uvicorn on a thread of this process (its `Memory` and any tracing exporter
+    are the test's); yields its URL once /readyz answers 200."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                break
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline and thread.is_alive(), "the app did not get ready"
+        time.sleep(0.05)
+    try:
+        yield url
+    finally:
+        server.should_exit = True
+        thread.join(30)
+
+
 def run_cli(*args: str, env: dict[str, str]) -> str:
     """Run the real `memsvc` CLI in a subprocess; returns stdout."""
     done = subprocess.run(

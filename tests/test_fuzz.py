@@ -11,20 +11,12 @@ import json
 import os
 import subprocess
 import sys
-import threading
-import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
-
-import httpx
-import uvicorn
 
 from memsvc import Memory, SentenceTransformerEmbedder, Settings
 from memsvc import lm as lm_module
 from memsvc.api.app import create_app
-from tests.conftest import Served, free_port
+from tests.conftest import Served, app_in_thread
 
 
 def test_schemathesis_finds_no_server_error(served: Served) -> None:
@@ -103,30 +95,6 @@ def map_case(context, case):
 '''
 
 
-@contextmanager
-def _in_thread(app: Any) -> Iterator[str]:
-    """The app under uvicorn on a thread of this process (its `Memory` is the test's)."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not get ready"
-        time.sleep(0.1)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
 def test_schemathesis_on_the_tier_routes_finds_no_server_error(
     embedder: SentenceTransformerEmbedder, tmp_path: Path
 ) -> None:
@@ -152,7 +120,7 @@ def test_schemathesis_on_the_tier_routes_finds_no_server_error(
         plain = [r.id for r in acme.add(facts, user_id="u")]
         acme.delete(plain[-1])
         loaded_before = set(lm_module._LOADED)
-        with _in_thread(create_app(mem)) as url:
+        with app_in_thread(create_app(mem)) as url:
             tiers = mem._engine.tiers
             assert tiers._lm is None  # nothing at start asked for the LM
             assert set(lm_module._LOADED) == loaded_before

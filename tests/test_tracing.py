@@ -8,16 +8,12 @@ from __future__ import annotations
 import ast
 import http.server
 import threading
-import time
 from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import httpx
 import pytest
-import uvicorn
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -25,7 +21,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from memsvc import Memory, SentenceTransformerEmbedder, Settings, tracing
 from memsvc.api.app import create_app
-from tests.conftest import free_port
+from tests.conftest import app_in_thread
 
 ROOT = Path(__file__).resolve().parents[1]
 # Words that must never reach a span: the record's text, the query, the user and the tenant.
@@ -45,30 +41,6 @@ class Traced:
     provider: TracerProvider
 
 
-@contextmanager
-def _in_thread(app: Any) -> Iterator[str]:
-    """The app under uvicorn on a thread of this process, so its spans reach our exporter."""
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not get ready"
-        time.sleep(0.05)
-    try:
-        yield url
-    finally:
-        server.should_exit = True
-        thread.join(30)
-
-
 @pytest.fixture(scope="module")
 def traced(
     embedder: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempPathFactory
@@ -81,7 +53,7 @@ def traced(
     mem = Memory(settings=Settings(home=home, maintain_seconds=0), embedder=embedder)
     try:
         _, key = mem.keys.create(TENANT)
-        with _in_thread(create_app(mem)) as url:
+        with app_in_thread(create_app(mem)) as url:
             yield Traced(mem, url, key, exporter, provider)
     finally:
         tracing.disable()
