@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     index_flush_seconds: float = Field(
         default=5.0, ge=0, description="Save a changed vector index at most this often."
     )
+    index_file_min_vectors: int = Field(
+        default=2000,
+        ge=0,
+        description="Cubes with fewer vectors keep no index file: they load from the database "
+        "as fast as from a file, and saving one (an fsync'd write) doubled a small cube's "
+        "first recall. 0: every cube keeps one.",
+    )
     index_sync_seconds: float = Field(
         default=0.1,
         ge=0,

@@ -3,8 +3,10 @@
 The formula lives in retrieval/retention.py. Here are its two effects on the database:
   - `Reinforcer` collects the records each recall returned and writes their new strength,
     recall count and last_recalled_at in one transaction every `flush_seconds` (0: at once),
-    so a burst of recalls costs one write, not one per hit. What is still buffered when a
-    process dies is lost; that is a few seconds of reinforcement, never a user's write.
+    so a burst of recalls costs one write, not one per hit. That write runs on a thread of its
+    own, not in the recall that found it due (it cost that one recall hundreds of ms under
+    load). What is still buffered when a process dies is lost; that is a few seconds of
+    reinforcement, never a user's write.
   - `forget_pass` moves each active, unpinned record of a cube to the state its retention
     calls for: stored vector float32 -> int8 -> 1-bit, then archived. A record whose retention
     rose again (it was recalled) is re-embedded at full precision. Nothing is deleted.
@@ -12,6 +14,7 @@ The formula lives in retrieval/retention.py. Here are its two effects on the dat
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -28,6 +31,8 @@ from memsvc.turn_context import context_of
 
 __all__ = ["Reinforcer", "forget_pass"]
 
+log = logging.getLogger(__name__)
+
 _RANK = {p: i for i, p in enumerate(PRECISIONS)}  # float32 0, int8 1, binary 2
 
 
@@ -38,6 +43,8 @@ class Reinforcer:
         self.flush_seconds = flush_seconds
         self._pending: dict[int, tuple[int, datetime]] = {}  # pk -> (recalls, last time)
         self._lock = threading.Lock()
+        self._write_lock = threading.Lock()  # one write at a time; `flush` waits for it
+        self._writer: threading.Thread | None = None
         self._flushed = time.monotonic()
 
     def note(self, pks: Sequence[int], at: datetime) -> None:
@@ -46,24 +53,41 @@ class Reinforcer:
                 n, _ = self._pending.get(pk, (0, at))
                 self._pending[pk] = (n + 1, at)
             due = time.monotonic() - self._flushed >= self.flush_seconds
+            if due and self.flush_seconds > 0:
+                if self._writer is not None and self._writer.is_alive():
+                    return
+                self._flushed = time.monotonic()  # no second writer for this interval
+                self._writer = threading.Thread(
+                    target=self._flush_logged, name="memsvc-reinforce", daemon=True
+                )
+                self._writer.start()
+                return
         if due:
             self.flush()
 
+    def _flush_logged(self) -> None:
+        try:
+            self.flush()
+        except Exception:  # a few seconds of reinforcement; the next flush goes on
+            log.exception("writing reinforcement failed")
+
     def flush(self) -> int:
-        """Write what is buffered; returns how many records were reinforced."""
-        with self._lock:
-            pending, self._pending = self._pending, {}
-            self._flushed = time.monotonic()
-        if not pending:
-            return 0
-        with self.db.writing() as tx:
-            hits = []
-            for rec in tx.records.by_pks(list(pending)).values():
-                n, at = pending[rec.pk]
-                r = retention(rec, at, self.policy)
-                hits.append((rec, reinforced(rec.strength, r, self.policy), n, at))
-            tx.lifecycle.reinforce(hits)
-        return len(pending)
+        """Write what is buffered (after any write in progress); returns how many records
+        were reinforced."""
+        with self._write_lock:
+            with self._lock:
+                pending, self._pending = self._pending, {}
+                self._flushed = time.monotonic()
+            if not pending:
+                return 0
+            with self.db.writing() as tx:
+                hits = []
+                for rec in tx.records.by_pks(list(pending)).values():
+                    n, at = pending[rec.pk]
+                    r = retention(rec, at, self.policy)
+                    hits.append((rec, reinforced(rec.strength, r, self.policy), n, at))
+                tx.lifecycle.reinforce(hits)
+            return len(pending)
 
 
 def forget_pass(

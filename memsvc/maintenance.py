@@ -4,9 +4,10 @@ Order matters and each pass is idempotent (a second run right after the first ch
 nothing): reinforcement is written first so retention is read fresh; supersession closes
 old facts before organization links what stays; forgetting demotes and archives; the
 memory tiers promote hot records to KV caches, rebuild stale ones and evict beyond the
-budget; the index then catches up with everything in one go. Each pass commits its own transactions,
-so concurrent writes interleave with a run instead of waiting for all of it, and a pass
-reads only committed state. The run and its counts are recorded in `maintenance_runs`.
+budget; the index, if loaded, then catches up with everything in one go (an unloaded one
+stays out: its next load catches up). Each pass commits its own transactions, so concurrent
+writes interleave with a run instead of waiting for all of it, and a pass reads only
+committed state. The run and its counts are recorded in `maintenance_runs`.
 """
 
 from __future__ import annotations
@@ -93,8 +94,11 @@ def maintain_cube(engine: Engine, cube: CubeData, *, trigger: str = "manual") ->
                     window_hours=st.promote_window_hours,
                 )
             )
-            index = engine.indexes.get(cube)  # catch up with every change above
-            counts["index_vectors"] = index.count
+            # An index in memory catches up with every change above; one that is not stays
+            # out (its next load catches up), so a sweep over every cube leaves the hot set.
+            vectors = engine.indexes.catch_up_loaded(cube)
+            if vectors is not None:
+                counts["index_vectors"] = vectors
     except Exception as exc:
         error = f"{type(exc).__name__}: {exc}"
         raise

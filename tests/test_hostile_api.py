@@ -265,6 +265,8 @@ def test_operator_token_guards_per_cube_figures(op_server: Served) -> None:
         for text in ("I live in Oslo.", "I moved to Bergen.", "Tea on Fridays."):
             http.post("/v1/memories", json={"text": text, "user_id": "o", "cube": "ops"})
         assert http.post("/v1/cubes/ops/maintain").status_code == 200
+        body = {"query": "where do I live", "user_id": "o", "cube": "ops"}
+        assert http.post("/v1/memories/search", json=body).status_code == 200  # loads it
     for headers in ({}, _bearer(key), _bearer(OPERATOR_TOKEN + "x")):
         r = httpx.get(f"{url}/metrics", headers=headers)
         assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer"

@@ -129,6 +129,24 @@ def test_an_evicted_cube_catches_up_with_writes_made_meanwhile(
     assert mem.recall("harbour crane painting", user_id="u0", k=1)[0].record.id == mine.id
 
 
+def test_maintenance_catches_up_loaded_cubes_and_loads_no_other(
+    filled: tuple[Memory, Path], open_memory: Callable[..., Memory]
+) -> None:
+    """A sweep over every cube must not load them all: that would push the recalled ones out."""
+    other, home = filled
+    mem = open_memory(home, CLOCK)
+    mem.recall("anything", user_id="u0")  # the hot cube
+    theirs = other.add("Zephyrine repaired the lighthouse lamp.", user_id="u0")[0]
+    before = mem.index_cache()
+    runs = {r.cube: r for r in mem.maintain_all()}
+    after = mem.index_cache()
+    assert len(runs) == len(USERS) + 1
+    assert (after.cubes, after.misses, after.evictions) == (1, before.misses, 0)
+    assert runs["user:u0"].counts["index_vectors"] == 7  # caught up with the other's add
+    assert "index_vectors" not in runs["user:u1"].counts
+    assert mem.recall("lighthouse lamp repair", user_id="u0", k=1)[0].record.id == theirs.id
+
+
 def test_a_cube_bigger_than_the_budget_is_served_and_evicted_first(
     filled: tuple[Memory, Path], open_memory: Callable[..., Memory]
 ) -> None:
@@ -353,3 +371,15 @@ def _table(pks: np.ndarray, vecs: np.ndarray) -> CodeTable:
     table = CodeTable(384, "RBin,Rescore20")
     table.rebuild(pks, vecs.copy())
     return table
+
+
+def test_recall_remembers_a_bounded_number_of_cube_lookups(
+    filled: tuple[Memory, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from memsvc.services import engine
+
+    mem, _ = filled
+    monkeypatch.setattr(engine, "_RECALL_CUBES_KEPT", 3)
+    for user in [*USERS, "big"]:
+        assert mem.recall("anything", user_id=user)
+        assert len(mem._engine._cubes) <= 3

@@ -347,3 +347,35 @@ def test_maintenance_is_safe_beside_concurrent_writes(aged: Memory) -> None:
     active = {r.id for r in aged.list(user_id="u", limit=1000).items}
     assert set(added) <= {r.id for r in aged.list(user_id="u", status="all", limit=1000).items}
     assert placed == active
+
+
+def test_a_due_reinforcement_write_runs_beside_the_recall_not_in_it(aged: Memory) -> None:
+    """The recall that finds the buffered reinforcement due hands the write to a thread of its
+    own: it returns while that write is still waiting for the database; `flush` waits for
+    it, so nothing buffered is lost."""
+    from memsvc.forgetting import Reinforcer
+
+    rec = aged.add("Zora keeps bees on the roof.", user_id="z")[0]
+    engine = aged._engine
+    gate, entered = threading.Event(), threading.Event()
+    real = engine.db.writing
+
+    def slow_writing() -> object:
+        entered.set()
+        assert gate.wait(30)
+        return real()
+
+    reinforcer = Reinforcer(engine.db, engine.policy, flush_seconds=0.001)
+    engine.db.writing = slow_writing  # type: ignore[method-assign]
+    try:
+        reinforcer._flushed -= 1  # due
+        with engine.db.reading() as tx:
+            pk = tx.records.get(engine.tenant_pk(aged.tenant), rec.id)[0].pk
+        reinforcer.note([pk], engine.now())
+        assert entered.wait(30)  # the write began on its own thread and waits
+        reinforcer.note([pk], engine.now())  # a second note neither waits nor starts another
+        gate.set()
+        reinforcer.flush()
+    finally:
+        engine.db.writing = real  # type: ignore[method-assign]
+    assert aged.get(rec.id).recall_count == 2

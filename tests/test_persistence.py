@@ -33,11 +33,11 @@ def _index_file(mem: Memory) -> Path:
 
 
 def test_reopen_gives_identical_results(open_memory, tmp_path: Path) -> None:
-    mem = open_memory(tmp_path / "d")
+    mem = open_memory(tmp_path / "d", index_file_min_vectors=0)
     mem.add(TEXTS, user_id="u")
     before, records = _snapshot(mem), mem.list(user_id="u").items
     mem.close()
-    again = open_memory(tmp_path / "d")
+    again = open_memory(tmp_path / "d", index_file_min_vectors=0)
     assert _snapshot(again) == before
     # recalls reinforce what they return (strength, count, time): the rest is identical
     lifecycle = {"strength", "recall_count", "last_recalled_at"}
@@ -47,36 +47,36 @@ def test_reopen_gives_identical_results(open_memory, tmp_path: Path) -> None:
 
 
 def test_missing_index_file_is_rebuilt(open_memory, tmp_path: Path) -> None:
-    mem = open_memory(tmp_path / "d")
+    mem = open_memory(tmp_path / "d", index_file_min_vectors=0)
     mem.add(TEXTS, user_id="u")
     before, path = _snapshot(mem), _index_file(mem)
     mem.close()
     path.unlink()
-    again = open_memory(tmp_path / "d")
+    again = open_memory(tmp_path / "d", index_file_min_vectors=0)
     assert _snapshot(again) == before
     assert path.exists()
 
 
 def test_corrupt_index_file_is_rebuilt(open_memory, tmp_path: Path) -> None:
-    mem = open_memory(tmp_path / "d")
+    mem = open_memory(tmp_path / "d", index_file_min_vectors=0)
     mem.add(TEXTS, user_id="u")
     before, path = _snapshot(mem), _index_file(mem)
     mem.close()
     data = bytearray(path.read_bytes())
     data[-100:] = b"\x00" * 100
     path.write_bytes(bytes(data))
-    again = open_memory(tmp_path / "d")
+    again = open_memory(tmp_path / "d", index_file_min_vectors=0)
     assert _snapshot(again) == before
     info = again.index_info("user:u")
     assert "corrupt" in (info.last_rebuild_reason or "")
     path.write_bytes(b"garbage")
-    third = open_memory(tmp_path / "d")
+    third = open_memory(tmp_path / "d", index_file_min_vectors=0)
     assert _snapshot(third) == before
 
 
 def test_stale_index_catches_up_from_change_log(open_memory, tmp_path: Path) -> None:
     """An index saved before later writes (a crash before flush) is caught up, not trusted."""
-    mem = open_memory(tmp_path / "d", index_flush_seconds=3600)
+    mem = open_memory(tmp_path / "d", index_flush_seconds=3600, index_file_min_vectors=0)
     mem.add(TEXTS[:2], user_id="u")
     mem.flush()
     path = _index_file(mem)
@@ -86,7 +86,7 @@ def test_stale_index_catches_up_from_change_log(open_memory, tmp_path: Path) -> 
     before = _snapshot(mem)
     mem.close()
     path.write_bytes(saved)  # as if the process died before saving the newer index
-    again = open_memory(tmp_path / "d")
+    again = open_memory(tmp_path / "d", index_file_min_vectors=0)
     assert _snapshot(again) == before
     assert {r.id for r in late} <= {rid for rid, _ in before}
     info = again.index_info("user:u")
@@ -126,7 +126,7 @@ def test_schema_matches_models_and_migration_is_idempotent(tmp_path: Path) -> No
 
 @pytest.mark.sqlite_only
 def test_existing_data_directory_survives_upgrade(open_memory, tmp_path: Path) -> None:
-    mem = open_memory(tmp_path / "d")
+    mem = open_memory(tmp_path / "d", index_file_min_vectors=0)
     recs = mem.add(TEXTS, user_id="u")
     mem.close()
     db = Database(f"sqlite:///{tmp_path / 'd' / 'memsvc.db'}")
@@ -135,7 +135,7 @@ def test_existing_data_directory_survives_upgrade(open_memory, tmp_path: Path) -
     assert version is not None
     db.migrate()  # an upgrade on an up-to-date directory changes nothing
     db.dispose()
-    again = open_memory(tmp_path / "d")
+    again = open_memory(tmp_path / "d", index_file_min_vectors=0)
     assert [r.id for r in again.list(user_id="u").items] == [r.id for r in recs]
 
 
@@ -166,3 +166,25 @@ def test_other_processes_writes_show_within_the_sync_bound(open_memory, tmp_path
     a.delete_cube("notes")
     with pytest.raises(CubeNotFound):
         a.recall("ferns", cube="notes", user_id="u")
+
+
+def test_small_cubes_keep_no_index_file(open_memory, tmp_path: Path) -> None:
+    """Below `index_file_min_vectors` the database is the only copy: nothing is written on a
+    load or a flush, a file left from when the cube was bigger goes, and results match."""
+    mem = open_memory(tmp_path / "d", index_file_min_vectors=3)
+    mem.add(TEXTS[:2], user_id="u")
+    mem.flush()
+    assert not list((tmp_path / "d" / "indexes").glob("*.faiss"))
+    mem.add(TEXTS[2:], user_id="u")
+    mem.flush()
+    path = _index_file(mem)
+    assert path.exists()
+    for r in mem.list(user_id="u").items[:3]:
+        mem.delete(r.id)
+    mem.flush()
+    assert not path.exists()
+    before = _snapshot(mem)
+    mem.close()
+    again = open_memory(tmp_path / "d", index_file_min_vectors=3)
+    assert _snapshot(again) == before and len(before) == 2
+    assert not path.exists()

@@ -159,7 +159,9 @@ def test_the_manager_builds_each_cube_from_its_spec(tmp_path: Path) -> None:
 
 
 def test_each_index_file_records_its_cubes_spec(open_memory, tmp_path: Path) -> None:
-    mem = open_memory(tmp_path / "s", search_mode="binary+rescore", search_oversample=2)
+    mem = open_memory(
+        tmp_path / "s", search_mode="binary+rescore", search_oversample=2, index_file_min_vectors=0
+    )
     mem.create_cube("exact-notes", search_mode="exact")
     mem.add("ferns like shade", user_id="u")
     mem.add("ferns like shade", cube="exact-notes", user_id="u")
@@ -173,13 +175,13 @@ def test_each_index_file_records_its_cubes_spec(open_memory, tmp_path: Path) -> 
 def test_a_spec_stored_with_the_cube_builds_its_index(open_memory, tmp_path: Path) -> None:
     import sqlite3
 
-    mem = open_memory(tmp_path / "p", search_mode="binary+rescore")
+    mem = open_memory(tmp_path / "p", search_mode="binary+rescore", index_file_min_vectors=0)
     mem.create_cube("notes", search_mode="exact")
     recs = mem.add(["ferns like shade", "cacti like sun"], cube="notes", user_id="u")
     mem.close()
     with sqlite3.connect(tmp_path / "p" / "memsvc.db") as db:  # as the SDK will store one
         db.execute("UPDATE cubes SET search_mode = 'SQ8,Rescore5' WHERE name = 'notes'")
-    again = open_memory(tmp_path / "p", search_mode="binary+rescore")
+    again = open_memory(tmp_path / "p", search_mode="binary+rescore", index_file_min_vectors=0)
     assert again.index_info("notes").mode == "int8"
     assert again.recall("shade plants", cube="notes", user_id="u")[0].record.id == recs[0].id
     again.flush()

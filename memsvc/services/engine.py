@@ -30,6 +30,10 @@ from memsvc.tiers import Tiers
 
 __all__ = ["Engine"]
 
+# Recall's cube lookups remembered at most (each for `index_sync_seconds`): a worker serving
+# many tenants would otherwise keep one entry for every cube it ever served.
+_RECALL_CUBES_KEPT = 4096
+
 
 class Engine:
     """What every tenant view of one data directory shares: database, indexes, embedder."""
@@ -53,6 +57,7 @@ class Engine:
             self.db,
             settings.home / "indexes",
             flush_seconds=settings.index_flush_seconds,
+            file_min_vectors=settings.index_file_min_vectors,
             sync_seconds=settings.index_sync_seconds,
             search_mode=settings.search_mode,
             oversample=settings.search_oversample,
@@ -123,6 +128,13 @@ class Engine:
         if row is None:
             self._cubes.pop(key, None)
         else:
+            if len(self._cubes) >= _RECALL_CUBES_KEPT:  # one entry per cube ever recalled else
+                ttl = self.settings.index_sync_seconds
+                for k, (_, at) in list(self._cubes.items()):
+                    if now - at >= ttl:
+                        self._cubes.pop(k, None)
+                if len(self._cubes) >= _RECALL_CUBES_KEPT:
+                    self._cubes.clear()
             self._cubes[key] = (row, now)
         return row
 

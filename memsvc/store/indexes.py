@@ -1,11 +1,15 @@
-"""Keeps each cube's vector index in step with the database, within a memory budget.
+"""Keeps each cube's vector index in step with the database, within a memory budget. (It is
+longer than 500 lines: loading, catching up, the budget's accounting and eviction, and
+persistence share one set of per-cube locks and must be read together.)
 
 The database is the source of truth. Every record write appends to the change log; an index
 remembers the last change sequence it covers. Before a search, and after a write, the index
 catches up by re-reading only the records changed since then, so writes from other threads or
 processes are seen too. A missing, corrupt or foreign index file is rebuilt from the records.
 Files are saved at most every `flush_seconds` (and on close): an unsaved index loses nothing,
-it is caught up from the change log on the next load.
+it is caught up from the change log on the next load. A cube with fewer than
+`file_min_vectors` vectors keeps no file: reading its vectors from the database costs about
+what reading the file does, and the fsync'd save was half of a small cube's first recall.
 
 Each cube's index is built from its spec (store.index_spec): the cube's `search_mode` (an index
 spec string or a legacy mode name), else the service default; a legacy name takes the service
@@ -128,6 +132,7 @@ class IndexManager:
         directory: Path,
         *,
         flush_seconds: float = 5.0,
+        file_min_vectors: int = 0,
         sync_seconds: float = 0.0,
         search_mode: str = "binary+rescore",
         oversample: int = 20,
@@ -137,6 +142,7 @@ class IndexManager:
         self.db = db
         self.directory = directory
         self.flush_seconds = flush_seconds
+        self.file_min_vectors = file_min_vectors
         self.sync_seconds = sync_seconds
         self.search_mode = search_mode
         self.oversample = oversample
@@ -194,6 +200,24 @@ class IndexManager:
             return index
         finally:
             self._leave(cube.pk, c, hit=not loaded)
+
+    def catch_up_loaded(self, cube: CubeRow) -> int | None:
+        """Catch the cube's index up if it is in memory (its vector count), else None: a
+        sweep over every cube (maintenance) must not load them all and push out the ones
+        that are recalled."""
+        c = self._enter(cube.pk)
+        try:
+            with c.lock:
+                index = c.index
+                if index is None:
+                    return None
+                c.checked_at = time.monotonic()
+                with self.db.read() as s:
+                    self._catch_up(cube, c, index, s)
+                self._settle(c, index)
+                return index.count
+        finally:
+            self._leave(cube.pk, c, hit=None)
 
     def _recent(self, c: _Cube) -> bool:
         return time.monotonic() - c.checked_at < self.sync_seconds
@@ -442,7 +466,10 @@ class IndexManager:
             self._save(cube, c, index)
 
     def _save(self, cube: CubeRow, c: _Cube, index: CubeIndex) -> None:
-        write_index_file(self.path_for(cube), index)
+        if index.count >= self.file_min_vectors:
+            write_index_file(self.path_for(cube), index)
+        else:  # a file from when the cube was bigger would only be caught up from further back
+            self.path_for(cube).unlink(missing_ok=True)
         index.dirty = False
         c.saved_at = time.monotonic()
 
