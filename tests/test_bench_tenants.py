@@ -54,3 +54,28 @@ def test_tiny_run_reports_every_figure(tmp_path: Path) -> None:
     }
     table = md.read_text().splitlines()
     assert table[0].startswith("| backend | workers | budget MiB") and len(table) == 3
+
+
+def test_each_postgresql_run_gets_a_fresh_copy_of_the_built_data(pg) -> None:  # noqa: ANN001
+    """bench_tenants restores the data once and copies it per run (CREATE DATABASE TEMPLATE):
+    a run's writes stay out of the next run's copy, and a dropped copy is gone."""
+    import psycopg
+
+    def conn(url: str) -> psycopg.Connection:
+        return psycopg.connect(url.replace("postgresql+psycopg://", "postgresql://"))
+
+    template = pg.new_database()
+    with conn(template) as c:
+        c.execute("CREATE TABLE t (v int)")
+        c.execute("INSERT INTO t VALUES (1)")
+    name = template.rsplit("/", 1)[1]
+    first = pg.new_database(name)
+    with conn(first) as c:
+        c.execute("INSERT INTO t VALUES (2)")
+    second = pg.new_database(name)
+    with conn(second) as c:
+        assert c.execute("SELECT v FROM t").fetchall() == [(1,)]
+    pg.drop_database(first)
+    with conn(template) as c:
+        names = {r[0] for r in c.execute("SELECT datname FROM pg_database").fetchall()}
+    assert first.rsplit("/", 1)[1] not in names and second.rsplit("/", 1)[1] in names

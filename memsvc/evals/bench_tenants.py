@@ -17,8 +17,9 @@ a corpus sentence plus noise), so no turn is run through the model and building 
 records takes ~1 ms a record instead of hours; the vectors do not match their texts, so this
 measures cost, not recall quality. Queries and the adds of the run go through the real
 model in the server. The built data is cached in ~/.cache/memsvc/bench_tenants/<params>/
-(SQLite: the data directory, copied afresh for every run; PostgreSQL: a `pg_dump`,
-restored into a fresh database of a throwaway cluster for every run).
+(SQLite: the data directory, copied afresh for every run; PostgreSQL: a `pg_dump`, restored
+once into a throwaway cluster, whose database is then copied (CREATE DATABASE ... TEMPLATE)
+afresh for every run).
 
 Run: for each backend, worker count and budget, fresh `memsvc serve` processes (one per
 worker, each on its own loopback port, one data directory and one database between them,
@@ -83,7 +84,15 @@ from memsvc.evals.bench_kernels import synthetic_like
 from memsvc.evals.corpus import generated_sentences
 from memsvc.evals.pg_cluster import PgCluster, find_pg_bin, free_port
 
-__all__ = ["Dataset", "SyntheticEmbedder", "build_dataset", "main", "pareto_sizes", "run_one"]
+__all__ = [
+    "Dataset",
+    "SyntheticEmbedder",
+    "build_dataset",
+    "main",
+    "pareto_sizes",
+    "pg_template",
+    "run_one",
+]
 
 console = Console(stderr=True)
 CACHE = Path.home() / ".cache" / "memsvc" / "bench_tenants"
@@ -241,12 +250,13 @@ def _libpq(url: str) -> str:
     return url.replace("postgresql+psycopg://", "postgresql://")
 
 
-def pg_database(ds: Dataset, cluster: PgCluster) -> str:
-    """A fresh database of `cluster` holding the dataset: restored from the cached dump, or
-    built through `Memory.add` and dumped for the next time."""
+def pg_template(ds: Dataset, cluster: PgCluster) -> str:
+    """A database of `cluster` holding the dataset, to copy for each run (its name): restored
+    from the cached dump, or built through `Memory.add` and dumped for the next time."""
     bin_dir = find_pg_bin()
     assert bin_dir is not None  # the cluster runs
     url = cluster.new_database()
+    name = url.rsplit("/", 1)[1]
     if ds.pg_dump.exists():
         t = time.perf_counter()
         subprocess.run(
@@ -263,7 +273,7 @@ def pg_database(ds: Dataset, cluster: PgCluster) -> str:
             capture_output=True,
         )
         console.print(f"restored the PostgreSQL data in {time.perf_counter() - t:.0f} s")
-        return url
+        return name
     emb = SyntheticEmbedder(_base_vectors())
     with (
         tempfile.TemporaryDirectory(prefix="memsvc-bench-tenants-") as home,
@@ -279,7 +289,7 @@ def pg_database(ds: Dataset, cluster: PgCluster) -> str:
         capture_output=True,
     )
     tmp.rename(ds.pg_dump)
-    return url
+    return name
 
 
 # ---- workers ------------------------------------------------------------------------------
@@ -744,10 +754,13 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     for backend in a.backend:
         cluster = PgCluster(free_port()).start() if backend == "postgresql" else None
+        template: str | None = None  # the restored data, copied afresh for every run
         try:
             for workers in a.workers:
                 for mib in a.budget_mib:
-                    url = pg_database(ds, cluster) if cluster else None
+                    if cluster is not None and template is None:
+                        template = pg_template(ds, cluster)
+                    url = cluster.new_database(template) if cluster else None
                     console.rule(f"{backend}, {workers} worker(s), {mib} MiB")
                     row = run_one(
                         ds,
@@ -761,6 +774,8 @@ def main(argv: list[str] | None = None) -> int:
                         database_url=url,
                         seed=a.seed,
                     )
+                    if cluster is not None and url is not None:
+                        cluster.drop_database(url)  # a copy of 2M records is gigabytes
                     row["targets"] = check(row, hot_ref)
                     console.print({k: v for k, v in row.items() if k != "per_worker"})
                     rows.append(row)

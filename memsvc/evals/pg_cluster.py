@@ -80,13 +80,24 @@ class PgCluster:
     def url(self, database: str) -> str:
         return f"postgresql+psycopg://memsvc@127.0.0.1:{self.port}/{database}"
 
-    def new_database(self) -> str:
-        """A fresh, empty database; returns its SQLAlchemy URL."""
+    def new_database(self, template: str | None = None) -> str:
+        """A fresh database, empty or a copy of `template` (a database of this cluster that
+        nobody is connected to: PostgreSQL copies its files, far faster than a restore);
+        returns its SQLAlchemy URL."""
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        copy = f' TEMPLATE "{template}"' if template else ""
+        self._admin(f'CREATE DATABASE "{name}"{copy}')
+        return self.url(name)
+
+    def drop_database(self, url: str) -> None:
+        """Drop a database made by `new_database` (its disk is freed at once)."""
+        name = url.rsplit("/", 1)[1]
+        self._admin(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def _admin(self, sql: str) -> None:
         import psycopg
 
-        name = f"t_{uuid.uuid4().hex[:12]}"
         with psycopg.connect(
             f"host=127.0.0.1 port={self.port} user=memsvc dbname=postgres", autocommit=True
         ) as conn:
-            conn.execute(f'CREATE DATABASE "{name}"')
-        return self.url(name)
+            conn.execute(sql)
