@@ -56,7 +56,7 @@ def test_tiny_run_reports_every_figure(tmp_path: Path) -> None:
     assert table[0].startswith("| backend | workers | budget MiB") and len(table) == 3
 
 
-def test_each_postgresql_run_gets_a_fresh_copy_of_the_built_data(pg) -> None:  # noqa: ANN001
+def test_each_postgresql_run_gets_a_fresh_copy_of_the_built_data(pg) -> None:
     """bench_tenants restores the data once and copies it per run (CREATE DATABASE TEMPLATE):
     a run's writes stay out of the next run's copy, and a dropped copy is gone."""
     import psycopg
