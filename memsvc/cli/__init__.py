@@ -17,8 +17,9 @@ they make no sense for one process that opens the memory, runs one call and exit
 and the context manager methods, `for_tenant` (a handle, not an operation; `memsvc serve` and
 `memsvc mcp --tenant` act for tenants), `arecall` (`recall` for an event loop),
 `maintenance_lease` (held by serving workers), `flush` (every command saves its indexes when
-it closes), `index_cache` (the figures of the calling process's own index cache: `info`
-shows them for the indexes it loads, a server's `/metrics` its workers'), and the properties
+it closes), `index_cache` (`info` shows it: on a data directory the command's own
+process's cache, from the indexes it loads; with `--url` the answering server worker's, from
+its `/metrics`), and the properties
 (`settings`, `embedder`, `keys` (its methods are the `keys` commands, but `authenticate`,
 which the server does), `rate_limiter`, `tenant`, `local_lm`).
 

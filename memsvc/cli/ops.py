@@ -3,7 +3,8 @@
 
 `maintain-all` and `cube-stats` cover every tenant, and the index commands work on the vector
 index files; the HTTP API offers neither, so these need a data directory. `info` works on
-both, showing over `--url` what the API reports (cubes and their last maintenance).
+both, showing over `--url` what the API reports (cubes and their last maintenance) and the
+index cache of the server worker that answered, from its `/metrics`.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from memsvc.cli.output import (
     cache_line,
     changes_table,
     dump,
+    err,
     index_table,
     maintenance_cell,
     out,
@@ -27,6 +29,7 @@ from memsvc.cli.output import (
     show,
     stats_table,
 )
+from memsvc.errors import AuthError
 from memsvc.memory import Memory
 
 command = Commands("Maintenance and indexes")
@@ -38,29 +41,50 @@ ALL_TENANTS = "it covers every tenant, which no API key does"
 INDEX_FILES = "the HTTP API does not expose the vector index files"
 
 
+OperatorToken = Annotated[
+    str | None,
+    typer.Option(
+        "--operator-token",
+        envvar="MEMSVC_OPERATOR_TOKEN",
+        help="With --url: the server's operator token, for its index cache when /metrics needs it.",
+    ),
+]
+
+
 @command("info")
-def info(target: Target, as_json: JsonOut = False) -> None:
+def info(target: Target, as_json: JsonOut = False, operator_token: OperatorToken = None) -> None:
     """Show the data directory, database, cubes with record counts and index state, and the
     index cache: bytes held against MEMSVC_INDEX_MEMORY_BYTES, cubes loaded, hits, misses,
-    evictions, load seconds (this process's, from loading each cube's index; a server's
-    are in its /metrics).
+    evictions, load seconds (this process's, from loading each cube's index; with --url,
+    the answering server worker's, from its /metrics, which needs --operator-token when the
+    server has one set).
 
     Example: memsvc info --json
     """
+    note = None
     with target.open() as mem:
         cubes = mem.list_cubes()
         runs = {r.cube: r for r in mem.maintenance_runs()}
         indexes: dict[str, Any] = {}
-        data: dict[str, Any] = {"url": target.url}
         local = isinstance(mem, Memory)
         if isinstance(mem, Memory):
             indexes = {c.id: mem.index_info(c.id) for c in cubes}
-            data = {
+            data: dict[str, Any] = {
                 "data_dir": str(mem.settings.home.resolve()),
                 "database": redact(mem.settings.resolved_database_url()),
                 "embedding_model": mem.embedder.model_id,
                 "index_cache": dump(mem.index_cache()),
             }
+        else:
+            data = {"url": target.url, "index_cache": None}
+            try:
+                data["index_cache"] = dump(mem.index_cache(operator_token=operator_token))
+            except AuthError:  # the rest of info is the tenant's own and still worth showing
+                note = "index cache: not shown, the server's /metrics " + (
+                    "refused the operator token given"
+                    if operator_token
+                    else "needs its operator token (--operator-token or MEMSVC_OPERATOR_TOKEN)"
+                )
     data["cubes"] = [
         {
             **dump(c),
@@ -70,6 +94,8 @@ def info(target: Target, as_json: JsonOut = False) -> None:
         for c in cubes
     ]
     if as_json:
+        if note:
+            err.print(note)
         print_json(data)
         return
     if not local:
@@ -77,7 +103,7 @@ def info(target: Target, as_json: JsonOut = False) -> None:
     else:
         out.print(f"data dir: {data['data_dir']}\ndatabase: {data['database']}")
         out.print(f"embedding model: {data['embedding_model']}")
-        out.print(cache_line(data["index_cache"]))
+    out.print(note or cache_line(data["index_cache"]))
     table = Table()
     columns = ["cube", "records", "vectors", "index seq / db seq", "index file"]
     for col in [*(columns if local else columns[:2]), "last maintenance"]:

@@ -155,7 +155,8 @@ def runs_table(runs: Iterable[MaintenanceRun]) -> Table:
 
 
 def cache_line(cache: dict[str, Any]) -> str:
-    """The index cache (`Memory.index_cache`, dumped) in one line of `memsvc info`."""
+    """The index cache (`Memory.index_cache`, or a server worker's by
+    `MemoryClient.index_cache`, dumped) in one line of `memsvc info`."""
     budget = cache["budget_bytes"]
     held = f"{_mib(cache['bytes'])}" + ("" if budget is None else f" of {_mib(budget)}")
     return (

@@ -18,6 +18,7 @@ from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+from prometheus_client.parser import text_string_to_metric_families
 from pydantic import TypeAdapter
 
 from memsvc import errors
@@ -29,6 +30,7 @@ from memsvc.models import (
     Generation,
     GraphPage,
     Hit,
+    IndexCache,
     MaintenanceRun,
     MemoryRecord,
     Message,
@@ -352,6 +354,26 @@ class _BaseClient:
         path = f"/v1/cubes/{_seg(cube)}/share/{_seg(tenant)}"
         return _Call("DELETE", path, parse=self._cube, cube=cube)
 
+    def _index_cache(self, operator_token: str | None) -> _Call:
+        """The answering worker's index cache, from its `/metrics`; the operator token, when
+        given, replaces the API key for this call only."""
+        headers = {"Authorization": f"Bearer {operator_token}"} if operator_token else {}
+        return _Call("GET", "/metrics", parse=_parse_index_cache, headers=headers)
+
+    def _operator_needed(
+        self, exc: errors.AuthError, operator_token: str | None
+    ) -> errors.AuthError:
+        """The 401 of `/metrics`, saying what to send: the server has an operator token."""
+        if operator_token:
+            why = "refused the operator token given"
+        else:
+            why = "needs its operator token (MEMSVC_OPERATOR_TOKEN) to show /metrics"
+        return errors.AuthError(
+            f"the memsvc server at {self.base_url} {why}: pass operator_token= "
+            f"(memsvc info: --operator-token) ({exc.message})",
+            details=exc.details,
+        )
+
     @staticmethod
     def _record(r: httpx.Response) -> MemoryRecord:
         return MemoryRecord.model_validate(r.json())
@@ -386,6 +408,43 @@ class _BaseClient:
         if call.cube is not None:
             kw["headers"] = {**kw.get("headers", {}), **_routed(call.cube)}
         return kw
+
+
+# IndexCache's fields and the /metrics samples that carry them (memsvc/api/metrics.py:
+# gauges, then counters with their `_total`); the budget's is absent when the worker has none.
+_INDEX_SERIES = {
+    "bytes": "memsvc_index_memory_bytes",
+    "budget_bytes": "memsvc_index_memory_budget_bytes",
+    "cubes": "memsvc_index_cubes_loaded",
+    "hits": "memsvc_index_cache_hits_total",
+    "misses": "memsvc_index_cache_misses_total",
+    "evictions": "memsvc_index_cache_evictions_total",
+    "load_seconds": "memsvc_index_load_seconds_total",
+}
+
+
+def _parse_index_cache(r: httpx.Response) -> IndexCache:
+    """`IndexCache` from Prometheus text. A missing series is an error, never a zero: a
+    server without them (not memsvc, or too old) must not read as an empty cache."""
+    try:
+        values = {
+            sample.name: sample.value
+            for family in text_string_to_metric_families(r.text)
+            for sample in family.samples
+            if not sample.labels
+        }
+    except ValueError as exc:
+        raise errors.MemsvcError(f"cannot read the server's /metrics: {exc}") from exc
+    missing = [s for f, s in _INDEX_SERIES.items() if s not in values and f != "budget_bytes"]
+    if missing:
+        raise errors.MemsvcError(
+            f"the server's /metrics has no {', '.join(missing)}: not a memsvc server that "
+            "publishes its index cache"
+        )
+    got = {f: values.get(s) for f, s in _INDEX_SERIES.items()}
+    return IndexCache.model_validate(
+        {f: v if v is None or f == "load_seconds" else int(v) for f, v in got.items()}
+    )
 
 
 def _routed(cube: str | None) -> dict[str, str]:

@@ -28,6 +28,7 @@ from memsvc.client._base import (
     _tmp_path,
     raise_for_error,
 )
+from memsvc.errors import AuthError
 from memsvc.models import (
     Added,
     Cube,
@@ -35,6 +36,7 @@ from memsvc.models import (
     Generation,
     GraphPage,
     Hit,
+    IndexCache,
     MaintenanceRun,
     MemoryRecord,
     Message,
@@ -243,6 +245,18 @@ class MemoryClient(_BaseClient):
         names = [cube] if cube else _owned(self.list_cubes())
         runs = [self._send(self._last_run(n)) for n in names]
         return [r for r in runs if r is not None]
+
+    def index_cache(self, *, operator_token: str | None = None) -> IndexCache:
+        """The index cache of the server worker that answered, from its `/metrics`: bytes held
+        against its `MEMSVC_INDEX_MEMORY_BYTES`, cubes loaded, hits, misses, evictions, load
+        seconds (figures free of any tenant). With several workers each has its own cache,
+        and a call sees one of them. A server with `MEMSVC_OPERATOR_TOKEN` set shows
+        `/metrics` to its operator only: pass `operator_token` (sent for this call only, in
+        place of the API key), else `AuthError`."""
+        try:
+            return self._send(self._index_cache(operator_token))
+        except AuthError as exc:
+            raise self._operator_needed(exc, operator_token) from exc
 
     def graph(
         self,
