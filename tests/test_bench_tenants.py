@@ -34,6 +34,9 @@ def test_tiny_run_reports_every_figure(tmp_path: Path) -> None:
     assert 1 <= cold["n"] <= 20 and hot["n"] >= 1 and add["n"] >= 1
     for s in (cold, hot):
         assert 0 < s["p50_ms"] <= s["p95_ms"] <= s["p99_ms"]
+        # the server's own time (Server-Timing) is part of what the client waited
+        assert 0 < s["server_p50_ms"] <= s["server_p95_ms"] <= s["server_p99_ms"]
+        assert s["server_p50_ms"] <= s["p50_ms"]
     assert 0 < add["p50_ms"] <= add["p95_ms"]
     (w,) = row["per_worker"]
     # every cold recall loaded its cube; 20 cubes of ~130 KB overflow 1 MiB: some evicted
@@ -52,8 +55,20 @@ def test_tiny_run_reports_every_figure(tmp_path: Path) -> None:
         "hot_p95_le_bench_recall",
         "no_errors",
     }
+    assert row["load"] == "closed x2"
     table = md.read_text().splitlines()
-    assert table[0].startswith("| backend | workers | budget MiB") and len(table) == 3
+    assert table[0].startswith("| backend | workers | budget MiB | load") and len(table) == 3
+
+
+def test_open_loop_run_sends_at_the_set_rate(tmp_path: Path) -> None:
+    out = tmp_path / "r.json"
+    args = ["--cubes", "10", "--records", "150", "--min-size", "10", "--max-size", "20"]
+    args += ["--backend", "sqlite", "--workers", "1", "--budget-mib", "64", "--seconds", "4"]
+    args += ["--rate", "15", "--hot-reference-ms", "1000", "--cache-dir", str(tmp_path)]
+    assert main([*args, "--json", str(out)]) == 0
+    (row,) = json.loads(out.read_text())["rows"]
+    assert row["load"] == "open 15/s" and row["errors"] == 0
+    assert 30 <= row["requests"] <= 100  # ~60 Poisson arrivals in 4 s
 
 
 def test_each_postgresql_run_gets_a_fresh_copy_of_the_built_data(pg) -> None:
