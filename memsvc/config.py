@@ -196,6 +196,13 @@ class Settings(BaseSettings):
         ge=0,
         description="Interval of background maintenance in `memsvc serve` (0: only on demand).",
     )
+    maintain_idle_seconds: float = Field(
+        default=86400.0,
+        ge=0,
+        description="A scheduled tick maintains only cubes with a record change or a recall "
+        "since their last run, or whose last run is this old (forgetting is time-based, so an "
+        "idle cube is still swept now and then); 0: every cube on every tick.",
+    )
     related_threshold: float = Field(
         default=0.8, gt=0, le=1, description="Cosine above which records get `related` edges."
     )

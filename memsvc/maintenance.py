@@ -8,6 +8,21 @@ budget; the index, if loaded, then catches up with everything in one go (an unlo
 stays out: its next load catches up). Each pass commits its own transactions, so concurrent
 writes interleave with a run instead of waiting for all of it, and a pass reads only
 committed state. The run and its counts are recorded in `maintenance_runs`.
+
+A scheduled tick maintains only the cubes that are due (`is_due`), so thousands of idle
+cubes cost one query, not thousands of runs. A cube is due when it was never maintained, or
+its last run failed or never finished, or since that run began a record changed (a change-log
+row past the seq the run started at: adds, updates, deletes, imports, tier records) or one
+of its records was recalled (a recall event: reinforcement feeds forgetting's re-embedding
+and the tiers' promotion), or that run began `maintain_idle_seconds` ago or more (forgetting
+and the recall window move with time alone; each cube's deadline falls in the last quarter of
+that, spread by its pk, so cubes swept together do not all come due in one tick). A run's own
+changes make its cube due once more; that run finds nothing left (the passes are idempotent)
+and the cube rests. What lies outside the database (settings, the LM behind the caches, tier
+files, this process's `generate` marks) changes with a process: its first tick maintains
+every cube. Deleted cubes' files are swept once per tick, whatever is due. Left to the idle
+sweep: a cache restored or rebuilt (no change-log row), and another worker's recalls flushed
+while a run was starting. Manual maintenance (`maintain`, `maintain_all`) runs what it names.
 """
 
 from __future__ import annotations
@@ -18,15 +33,15 @@ import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
 from memsvc.forgetting import forget_pass
 from memsvc.organize import organize_pass
 from memsvc.store.coordination import acquire_lease, release_lease
-from memsvc.store.data import CubeData, RunData
+from memsvc.store.data import CubeActivity, CubeData, RunData
 from memsvc.store.database import Database
 from memsvc.store.tx import Tx
 from memsvc.supersession import supersede_pass
@@ -39,6 +54,8 @@ __all__ = [
     "Lease",
     "MaintenanceReport",
     "Scheduler",
+    "due_cubes",
+    "is_due",
     "last_runs",
     "maintain_cube",
     "run_counts",
@@ -107,6 +124,39 @@ def maintain_cube(engine: Engine, cube: CubeData, *, trigger: str = "manual") ->
         with engine.db.writing() as tx:
             tx.runs.finish(run_pk, finished, counts, error)
     return MaintenanceReport(cube.name, trigger, started, finished, counts)
+
+
+def idle_deadline(cube_pk: int, idle_seconds: float) -> timedelta:
+    """How long after its last run an idle cube comes due: in the last quarter of
+    `idle_seconds`, by a hash of its pk (fixed per cube, so the spread lasts)."""
+    spread = ((cube_pk * 2654435761) & 0xFFFFFFFF) / 2**32
+    return timedelta(seconds=idle_seconds * (1 - spread / 4))
+
+
+def is_due(seen: CubeActivity | None, now: datetime, idle_seconds: float) -> bool:
+    """Whether a scheduled tick maintains the cube (the rule is in the module docstring)."""
+    if seen is None or seen.run_started_at is None:
+        return True  # never maintained (or made after the activity was read)
+    if seen.run_finished_at is None or seen.run_error is not None:
+        return True  # failed, cut short, or running elsewhere: try again
+    if seen.run_change_seq is None or seen.newest_change_seq > seen.run_change_seq:
+        return True  # a record changed since the run began (or a run from before 0008)
+    if seen.newest_recall_at is not None and seen.newest_recall_at >= seen.run_started_at:
+        return True
+    return now - seen.run_started_at >= idle_deadline(seen.cube_pk, idle_seconds)
+
+
+def due_cubes(engine: Engine, cubes: Sequence[CubeData]) -> list[CubeData]:
+    """The `cubes` a scheduled tick maintains now. This process's buffered recalls are
+    written first, so they count as recall events."""
+    idle = engine.settings.maintain_idle_seconds
+    if idle <= 0:
+        return list(cubes)
+    engine.reinforcer.flush()
+    with engine.db.reading() as tx:
+        seen = tx.runs.activity()
+    now = engine.clock.now()
+    return [c for c in cubes if is_due(seen.get(c.pk), now, idle)]
 
 
 def last_runs(tx: Tx, cube_pks: list[int]) -> dict[int, RunData]:

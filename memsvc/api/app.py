@@ -64,7 +64,11 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
         if settings.maintain_seconds > 0:  # organize, supersede, forget in the background
             # Several workers on one database: the lease lets one run it, the rest stand by.
             lease = mem.maintenance_lease(ttl=max(2 * settings.maintain_seconds, 60.0))
-            scheduler = Scheduler(mem.maintain_all, settings.maintain_seconds, lease=lease)
+            # A tick maintains only the cubes due; `mem.maintain_all()` (a user's call) all.
+            tick = mem._admin.maintain_all
+            scheduler = Scheduler(
+                lambda: tick(only_due=True), settings.maintain_seconds, lease=lease
+            )
             scheduler.start()
         app.state.scheduler = scheduler
         try:

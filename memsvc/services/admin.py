@@ -13,7 +13,7 @@ from typing import Any
 
 from memsvc.errors import StorageError
 from memsvc.keys import KeyManager
-from memsvc.maintenance import Lease, last_runs, maintain_cube, run_counts
+from memsvc.maintenance import Lease, due_cubes, last_runs, maintain_cube, run_counts
 from memsvc.models import IndexCache, IndexInfo, MaintenanceRun
 from memsvc.ratelimit import RateLimiter
 from memsvc.services.cubes import CubeService
@@ -33,6 +33,7 @@ class AdminService:
     def __init__(self, cubes: CubeService) -> None:
         self.cubes = cubes
         self.engine = cubes.engine
+        self._swept = False  # whether a scheduled tick of this process maintained every cube
 
     @property
     def keys(self) -> KeyManager:
@@ -49,7 +50,10 @@ class AdminService:
         """Every tenant's cubes; not the staging cubes imports are building (no one's yet)."""
         return [c for c in tx.cubes.all() if c.tenant != STAGING_TENANT]
 
-    def maintain_all(self) -> list[MaintenanceRun]:
+    def maintain_all(self, *, only_due: bool = False) -> list[MaintenanceRun]:
+        """Maintenance of every tenant's cubes; `only_due`, the scheduler's tick: only the
+        cubes due (memsvc/maintenance.py `is_due`), every cube on this process's first tick.
+        A user's call (`Memory.maintain_all`) maintains them all."""
         try:  # expired idempotency keys of adds, every tenant's
             with self.engine.db.writing() as tx:
                 tx.idempotency.purge(self.engine.now())
@@ -57,6 +61,14 @@ class AdminService:
             log.exception("purging expired idempotency keys failed")
         with self.engine.db.reading() as tx:
             cubes = self._tenant_cubes(tx)
+        if only_due:
+            try:  # deleted cubes' files: a sweep of its own, whichever cubes are due
+                self.engine.tiers.sweep_cubes()
+            except Exception:
+                log.exception("sweeping deleted cubes' tier files failed")
+            if self._swept:
+                cubes = due_cubes(self.engine, cubes)
+            self._swept = True
         out = []
         for c in cubes:
             try:

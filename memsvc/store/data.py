@@ -15,6 +15,7 @@ from typing import Any
 
 __all__ = [
     "ApiKeyData",
+    "CubeActivity",
     "CubeData",
     "EdgeData",
     "EntityData",
@@ -174,6 +175,20 @@ class RunData:
     finished_at: datetime | None
     counts: dict[str, Any]
     error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class CubeActivity:
+    """A cube's newest maintenance run (any trigger, finished or not; all None: never run)
+    beside its newest change-log seq (0: none) and newest recall event time."""
+
+    cube_pk: int
+    run_started_at: datetime | None
+    run_finished_at: datetime | None
+    run_error: str | None
+    run_change_seq: int | None  # the cube's newest change seq when that run began
+    newest_change_seq: int
+    newest_recall_at: datetime | None
 
 
 @dataclass(frozen=True, slots=True)

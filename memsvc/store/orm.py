@@ -210,6 +210,9 @@ class MaintenanceRunRow(Base):
     finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     counts: Mapped[dict[str, Any]] = mapped_column(JsonType, default=dict)
     error: Mapped[str | None] = mapped_column(Text)
+    # The cube's newest change-log seq when the run began: a scheduled tick passes over the
+    # cube until a newer change (memsvc/maintenance.py `is_due`). None: run before 0008.
+    change_seq: Mapped[int | None] = mapped_column(Integer)
 
 
 class RecallEventRow(Base):

@@ -1,4 +1,5 @@
-"""Maintenance runs: one row per pass over a cube, with what it changed (or its error)."""
+"""Maintenance runs: one row per pass over a cube, with what it changed (or its error), and
+what happened to each cube since its last run (the scheduler's due check)."""
 
 from __future__ import annotations
 
@@ -9,8 +10,9 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from memsvc.store.data import RunData
-from memsvc.store.orm import MaintenanceRunRow
+from memsvc.store.data import CubeActivity, RunData
+from memsvc.store.orm import ChangeRow, CubeRow, MaintenanceRunRow, RecallEventRow
+from memsvc.store.repos.changes import max_change_seq
 
 __all__ = ["Runs"]
 
@@ -32,8 +34,16 @@ class Runs:
         self._s = s
 
     def start(self, cube_pk: int, trigger: str, started_at: datetime) -> int:
-        """Record a run as begun; returns its pk for `finish`."""
-        row = MaintenanceRunRow(cube_pk=cube_pk, trigger=trigger, started_at=started_at, counts={})
+        """Record a run as begun, with the cube's newest change seq now (every change up to
+        it is committed: a cube's changes commit in seq order, `lock_cube_changes`, so the
+        run's passes will see them); returns its pk for `finish`."""
+        row = MaintenanceRunRow(
+            cube_pk=cube_pk,
+            trigger=trigger,
+            started_at=started_at,
+            counts={},
+            change_seq=max_change_seq(self._s, cube_pk),
+        )
         self._s.add(row)
         self._s.flush()
         return row.pk
@@ -76,3 +86,43 @@ class Runs:
             .group_by(MaintenanceRunRow.cube_pk)
         )
         return {pk: int(n) for pk, n in self._s.execute(q)}
+
+    def activity(self, cube_pks: Sequence[int] | None = None) -> dict[int, CubeActivity]:
+        """`CubeActivity` of these cubes (None: every cube), in one query: per cube three
+        index seeks (the newest run by `ix_maintenance_runs_cube_pk`, the newest change by
+        `ix_changes_cube_seq`, the newest recall by `ix_recall_events_cube_at`), so its cost
+        grows with the number of cubes, not with the size of the change log."""
+        run = MaintenanceRunRow
+        newest_run = select(func.max(run.pk)).where(run.cube_pk == CubeRow.pk)
+        newest_seq = select(func.max(ChangeRow.seq)).where(ChangeRow.cube_pk == CubeRow.pk)
+        newest_recall = select(func.max(RecallEventRow.at)).where(
+            RecallEventRow.cube_pk == CubeRow.pk
+        )
+        cubes = select(
+            CubeRow.pk,
+            newest_run.scalar_subquery().label("run_pk"),
+            newest_seq.scalar_subquery().label("seq"),
+            newest_recall.scalar_subquery().label("recall_at"),
+        )
+        if cube_pks is None:
+            parts = [cubes]
+        else:
+            pks = [int(p) for p in cube_pks]
+            parts = [
+                cubes.where(CubeRow.pk.in_(pks[i : i + 5000])) for i in range(0, len(pks), 5000)
+            ]
+        out: dict[int, CubeActivity] = {}
+        for part in parts:
+            c = part.subquery()
+            q = select(
+                c.c.pk,
+                run.started_at,
+                run.finished_at,
+                run.error,
+                run.change_seq,
+                c.c.seq,
+                c.c.recall_at,
+            ).outerjoin(run, run.pk == c.c.run_pk)
+            for pk, started, finished, error, run_seq, seq, recall in self._s.execute(q):
+                out[pk] = CubeActivity(pk, started, finished, error, run_seq, int(seq or 0), recall)
+        return out
