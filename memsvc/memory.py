@@ -199,6 +199,13 @@ class Memory:
         """
         return self._admin.maintenance_lease(ttl)
 
+    def maintain_due(self) -> list[MaintenanceRun]:
+        """The scheduled tick of `memsvc serve`: maintenance of the cubes with something to do
+        (a change or a recall since their last run, or a last run `maintain_idle_seconds`
+        old), every tenant's; `maintain_all` runs every cube.
+        """
+        return self._admin.maintain_all(only_due=True)
+
     @property
     def tenant(self) -> str:
         return self._tenant
@@ -596,8 +603,9 @@ class Memory:
 
     @_translated
     def maintain_all(self) -> list[MaintenanceRun]:
-        """Maintenance of every cube of every tenant (an admin call: the scheduler's job in
-        `memsvc serve`); a cube that fails is logged and the others still run.
+        """Maintenance of every cube of every tenant, now (an admin call; the scheduler of
+        `memsvc serve` runs only the cubes due, `maintain_due`); a cube that fails is logged
+        and the others still run.
         """
         return self._admin.maintain_all()
 

@@ -65,10 +65,7 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
             # Several workers on one database: the lease lets one run it, the rest stand by.
             lease = mem.maintenance_lease(ttl=max(2 * settings.maintain_seconds, 60.0))
             # A tick maintains only the cubes due; `mem.maintain_all()` (a user's call) all.
-            tick = mem._admin.maintain_all
-            scheduler = Scheduler(
-                lambda: tick(only_due=True), settings.maintain_seconds, lease=lease
-            )
+            scheduler = Scheduler(mem.maintain_due, settings.maintain_seconds, lease=lease)
             scheduler.start()
         app.state.scheduler = scheduler
         try:

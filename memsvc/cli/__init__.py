@@ -14,14 +14,14 @@
 A command is named after the `Memory` / `MemoryClient` method it calls, hyphenated, and its
 options are that method's keyword arguments. Methods with no command (`NOT_COMMANDS`), since
 they make no sense for one process that opens the memory, runs one call and exits: `close`
-and the context manager methods, `for_tenant` (a handle, not an operation; `memsvc serve` and
-`memsvc mcp --tenant` act for tenants), `arecall` (`recall` for an event loop),
-`maintenance_lease` (held by serving workers), `flush` (every command saves its indexes when
-it closes), `index_cache` (`info` shows it: on a data directory the command's own
-process's cache, from the indexes it loads; with `--url` the answering server worker's, from
-its `/metrics`), and the properties
-(`settings`, `embedder`, `keys` (its methods are the `keys` commands, but `authenticate`,
-which the server does), `rate_limiter`, `tenant`, `local_lm`).
+and the context manager methods, `for_tenant` (a handle, not an operation; `memsvc serve`
+and `memsvc mcp --tenant` act for tenants), `arecall` (`recall` for an event loop),
+`maintenance_lease` and `maintain_due` (held and run by serving workers), `flush` (every
+command saves its indexes when it closes), `index_cache` (`info` shows it: on a data
+directory the command's own process's cache, from the indexes it loads; with `--url` the
+answering server worker's, from its `/metrics`), and the properties (`settings`, `embedder`,
+`keys` (its methods are the `keys` commands, but `authenticate`, which the server does),
+`rate_limiter`, `tenant`, `local_lm`).
 
 The faces above the core add their own commands: `memsvc.api` registers `serve` and `mcp`,
 `memsvc.evals` registers `eval`, each through an entry point in the `memsvc.cli` group
@@ -40,7 +40,7 @@ import typer
 
 ENTRY_POINT_GROUP = "memsvc.cli"
 NOT_COMMANDS = frozenset(
-    {"close", "for_tenant", "arecall", "maintenance_lease", "flush", "index_cache"}
+    {"close", "for_tenant", "arecall", "maintenance_lease", "maintain_due", "flush", "index_cache"}
 )
 
 
