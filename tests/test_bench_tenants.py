@@ -94,3 +94,16 @@ def test_each_postgresql_run_gets_a_fresh_copy_of_the_built_data(pg) -> None:
     with conn(template) as c:
         names = {r[0] for r in c.execute("SELECT datname FROM pg_database").fetchall()}
     assert first.rsplit("/", 1)[1] not in names and second.rsplit("/", 1)[1] in names
+
+
+def test_chat_days_groups_turns_into_daily_sessions_by_the_cast() -> None:
+    from datetime import UTC, datetime, timedelta
+
+    from memsvc.evals.corpus import CAST, chat_days
+
+    start = datetime(2022, 1, 1, 9, tzinfo=UTC)
+    days = chat_days([f"t{i}" for i in range(45)], start)
+    assert [len(d) for d in days] == [20, 20, 5]
+    assert days[1][0] == {"name": CAST[0], "content": "t20", "timestamp": start + timedelta(days=1)}
+    assert days[2][4]["timestamp"] == start + timedelta(days=2, minutes=4)
+    assert days[0][3]["name"] == CAST[3]

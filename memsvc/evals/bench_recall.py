@@ -21,7 +21,7 @@ import json
 import multiprocessing as mp
 import tempfile
 import time
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -31,12 +31,11 @@ from rich.progress import track
 from rich.table import Table
 
 from memsvc import Memory, SentenceTransformerEmbedder
-from memsvc.evals.corpus import default_locomo, generated_sentences
+from memsvc.evals.corpus import CAST, chat_days, default_locomo, generated_sentences
 from memsvc.evals.embed_cache import CachedEmbedder
 from memsvc.evals.locomo import load_locomo
 
 console = Console(stderr=True)
-CAST = ["Avery", "Jordan", "Priya", "Mateo", "Sofia", "Kenji", "Amara", "Lukas", "Noor", "Eli"]
 
 
 def sessions(n: int) -> list[tuple[str, list[dict]]]:
@@ -54,17 +53,7 @@ def sessions(n: int) -> list[tuple[str, list[dict]]]:
                     total += len(msgs)
     extra = generated_sentences(max(0, n - total), seed=7)
     start = datetime(2022, 1, 1, 9, tzinfo=UTC)
-    for i in range(0, len(extra), 20):
-        day = start + timedelta(days=i // 20)
-        msgs = [
-            {
-                "name": CAST[(i + j) % len(CAST)],
-                "content": text,
-                "timestamp": day + timedelta(minutes=j),
-            }
-            for j, text in enumerate(extra[i : i + 20])
-        ]
-        out.append((f"gen-{i // 20}", msgs))
+    out += [(f"gen-{d}", msgs) for d, msgs in enumerate(chat_days(extra, start))]
     return out
 
 

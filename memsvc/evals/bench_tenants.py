@@ -87,7 +87,7 @@ from memsvc import Memory, SentenceTransformerEmbedder
 from memsvc.config import get_settings
 from memsvc.embedder import BUNDLED_MODEL_ID
 from memsvc.evals.bench_kernels import synthetic_like
-from memsvc.evals.corpus import generated_sentences
+from memsvc.evals.corpus import CAST, chat_days, generated_sentences
 from memsvc.evals.pg_cluster import PgCluster, find_pg_bin, free_port
 
 __all__ = [
@@ -102,7 +102,6 @@ __all__ = [
 
 console = Console(stderr=True)
 CACHE = Path.home() / ".cache" / "memsvc" / "bench_tenants"
-CAST = ["Avery", "Jordan", "Priya", "Mateo", "Sofia", "Kenji", "Amara", "Lukas", "Noor", "Eli"]
 TENANT = "bench"
 WARMUP_CUBE = "warmup"
 COLD_SIZE = (175, 225)  # "a 200-record cube" for the cold target
@@ -197,19 +196,9 @@ class Dataset:
 
 
 def _sessions(size: int, seed: int) -> Iterator[tuple[str, list[dict[str, Any]]]]:
-    sents = generated_sentences(size, seed=seed)
     start = datetime(2022, 1, 1, 9, tzinfo=UTC) + timedelta(days=seed % 365)
-    for i in range(0, size, 20):
-        day = start + timedelta(days=i // 20)
-        msgs = [
-            {
-                "name": CAST[(i + j) % len(CAST)],
-                "content": t,
-                "timestamp": day + timedelta(minutes=j),
-            }
-            for j, t in enumerate(sents[i : i + 20])
-        ]
-        yield f"s{i // 20}", msgs
+    for d, msgs in enumerate(chat_days(generated_sentences(size, seed=seed), start)):
+        yield f"s{d}", msgs
 
 
 def _fill(mem: Memory, names: list[str], sizes: list[int], what: str) -> None:

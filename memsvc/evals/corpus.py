@@ -12,9 +12,22 @@ import json
 import os
 import random
 import subprocess
+from datetime import datetime, timedelta
 from pathlib import Path
+from typing import Any
 
-__all__ = ["default_locomo", "generated_sentences", "locomo_turns", "shared_dir", "texts"]
+__all__ = [
+    "CAST",
+    "chat_days",
+    "default_locomo",
+    "generated_sentences",
+    "locomo_turns",
+    "shared_dir",
+    "texts",
+]
+
+# Who speaks generated chat turns, in turn.
+CAST = ["Avery", "Jordan", "Priya", "Mateo", "Sofia", "Kenji", "Amara", "Lukas", "Noor", "Eli"]
 
 
 @functools.cache
@@ -130,6 +143,25 @@ def generated_sentences(n: int, *, seed: int = 0) -> list[str]:
                 a=a, b=b, p=rng.choice(_PLACES), x=rng.choice(_THINGS), t=rng.choice(_TIMES)
             )
             + ("" if i % 7 else f" (note {i})")
+        )
+    return out
+
+
+def chat_days(texts: list[str], start: datetime, per_day: int = 20) -> list[list[dict[str, Any]]]:
+    """`texts` as chat sessions of `per_day` turns, one a day from `start`, a minute apart,
+    spoken by `CAST` in turn (messages as `Memory.add` takes them)."""
+    out = []
+    for i in range(0, len(texts), per_day):
+        day = start + timedelta(days=i // per_day)
+        out.append(
+            [
+                {
+                    "name": CAST[(i + j) % len(CAST)],
+                    "content": text,
+                    "timestamp": day + timedelta(minutes=j),
+                }
+                for j, text in enumerate(texts[i : i + per_day])
+            ]
         )
     return out
 
