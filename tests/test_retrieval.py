@@ -346,6 +346,12 @@ def test_time_expressions() -> None:
     assert spans("in June") == [("2022-06-01", "2022-07-01")]  # the latest June not ahead
     assert spans("2023-02-30 is no date") == []
     assert spans("nothing timely here") == []
+    # matched on the lower-cased text, spans and words taken from the original
+    shouted = find_times("LAST FRIDAY, and 8 MAY 2023", ref)
+    assert [s.text for s in shouted] == ["LAST FRIDAY", "8 MAY 2023"]
+    # a letter whose lower case is two characters ("İ") must not shift the spans after it
+    (turkish,) = find_times("İİİstanbul trip on 8 May 2023.", ref)
+    assert turkish.text == "8 May 2023" and turkish.start.date().isoformat() == "2023-05-08"
     assert asks_when("How long ago did she move?") and not asks_when("What did she move?")
 
 

