@@ -173,7 +173,9 @@ def serving(env: dict[str, str], *args: str) -> Iterator[str]:
 
 
 def _served(home: Path, database_url: str | None = None) -> Iterator[Served]:
-    env = {**os.environ, "MEMSVC_HOME": str(home)}
+    # Cube figures at most a second old: /readyz (polled at start) caches them for the
+    # interval, and a test reading /metrics soon after its writes would see the old ones.
+    env = {**os.environ, "MEMSVC_HOME": str(home), "MEMSVC_METRICS_CACHE_SECONDS": "1"}
     if database_url:
         env["MEMSVC_DATABASE_URL"] = database_url
     keys = {

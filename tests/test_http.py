@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import httpx
@@ -51,10 +52,17 @@ def test_health_ready_metrics_need_no_key(served: Served) -> None:
     (tests/test_hostile_api.py has the operator's view)."""
     assert httpx.get(f"{served.url}/healthz").json() == {"status": "ok"}
     assert httpx.get(f"{served.url}/readyz").json() == {"status": "ready"}
-    text = httpx.get(f"{served.url}/metrics").text
+    deadline = time.monotonic() + 5  # the cube figures are cached for a second
+    while "memsvc_records{" not in (text := httpx.get(f"{served.url}/metrics").text):
+        assert time.monotonic() < deadline, text
+        time.sleep(0.2)
     assert 'memsvc_requests_total{method="POST",route="/v1/memories",status="201"}' in text
     assert "memsvc_request_seconds_bucket" in text and "memsvc_records{" in text
     assert "memsvc_cube_records" not in text
+    # the served worker froze its start-up objects and times its collections
+    frozen = re.search(r"^memsvc_gc_frozen_objects (\S+)$", text, re.M)
+    assert frozen is not None and float(frozen.group(1)) > 100_000
+    assert 'memsvc_gc_pause_seconds_count{generation="0"}' in text
 
 
 def test_client_errors_are_4xx_json(served: Served) -> None:

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 from fastapi.routing import APIRoute
 
 from memsvc import Memory, Settings, __version__, get_settings, tracing
+from memsvc.api import gc_pauses
 from memsvc.api.errors import install_error_handlers
 from memsvc.api.limits import BodyLimitMiddleware, LoopbackOnlyMiddleware, is_loopback
 from memsvc.api.mcp_http import mount_mcp
@@ -29,12 +30,15 @@ def _operation_id(route: APIRoute) -> str:
     return route.name
 
 
-def _warm_up(memory: Memory, ready: threading.Event) -> None:
+def _warm_up(memory: Memory, ready: threading.Event, *, freeze: bool) -> None:
     """Load the model, then report ready. Cube indexes load on first use, within the budget
     (`MEMSVC_INDEX_MEMORY_BYTES`): waiting for every cube would make start-up as slow as
-    the number of tenants, and the memory as large."""
+    the number of tenants, and the memory as large. `freeze`: exempt what start-up made
+    from the garbage collector's full passes (memsvc/api/gc_pauses.py)."""
     try:
         memory.embedder.encode(["warm up"])
+        if freeze:
+            log.info("froze %d start-up objects", gc_pauses.freeze_startup_objects())
         ready.set()
     except Exception:  # readiness stays false; /readyz tells
         log.exception("warm-up failed")
@@ -59,7 +63,12 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
         # Sync routes run in anyio's thread pool (40 by default); on a small machine more
         # threads than that only contend for the GIL and the cores.
         anyio.to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
-        threading.Thread(target=_warm_up, args=(mem, ready), daemon=True).start()
+        # Only a worker that owns its Memory (a served process) freezes: an embedding app
+        # (tests, a caller's own process) keeps its garbage collector as it was.
+        freeze = owned and settings.gc_freeze
+        threading.Thread(
+            target=_warm_up, args=(mem, ready), kwargs={"freeze": freeze}, daemon=True
+        ).start()
         scheduler = None
         if settings.maintain_seconds > 0:  # organize, supersede, forget in the background
             # Several workers on one database: the lease lets one run it, the rest stand by.
@@ -76,6 +85,8 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
                 scheduler.stop()
             if owned:
                 mem.close()
+            if freeze:
+                gc_pauses.unfreeze()
 
     app = FastAPI(
         title="memsvc",

@@ -29,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 from memsvc import Memory
+from memsvc.api import gc_pauses
 
 __all__ = ["CubeStats", "Metrics", "StatsUnavailable"]
 
@@ -207,10 +208,11 @@ class Metrics:
         )
         self.memory = memory
         self.stats = CubeStats(memory, cache_seconds)
+        gc_pauses.watch_pauses()
 
     def render(self, *, per_cube: bool) -> bytes:
         """Prometheus text; `per_cube` adds the series labelled by cube (the operator's)."""
-        families: list[Any] = list(_index_cache(self.memory))
+        families: list[Any] = [*_index_cache(self.memory), *gc_pauses.gc_families()]
         try:
             stats = self.stats.get()
         except StatsUnavailable:
