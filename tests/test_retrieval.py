@@ -106,6 +106,16 @@ def test_when_question_prefers_records_that_name_a_time(mem: Memory) -> None:
     assert _contents(temporal) == ["I went to the support group yesterday."]
     hits = mem.recall(q, user_id="u", k=3)
     assert hits[0].record.content == "I went to the support group yesterday."
+    # an assistant's reply names times as knowledge: only the user's words anchor a record
+    chat = [
+        {"role": "user", "content": "I visited the old castle in Prague yesterday."},
+        {"role": "assistant", "content": "The castle in Prague was rebuilt in 1990."},
+    ]
+    mem.add(messages=chat, user_id="w", session_id="s", timestamp="2023-05-08T13:56:00Z")
+    temporal = mem.recall("When did I visit the castle?", user_id="w", k=5, recipe="temporal=1")
+    assert _contents(temporal) == [chat[0]["content"]]
+    in_1990 = mem.recall("the castle in 1990", user_id="w", k=5, recipe="temporal=1")
+    assert in_1990 == []  # the reply was said in 2023; 1990 is not when anything happened
 
 
 def test_two_hop_question_needs_entity_expansion(mem: Memory) -> None:

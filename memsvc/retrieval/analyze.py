@@ -112,8 +112,11 @@ def embedding_text(
 def text_doc(row: Any) -> TextDoc:
     """A record row (anything with pk, content, source, session_id, event_time, entities)."""
     speaker = speaker_of(row.source)
+    role = (row.source or {}).get("role")
     anchor = None
-    if row.event_time is not None:
+    # An assistant's reply names times as knowledge ("built in 1889"), not as when anything
+    # happened to the people talking: only what they say anchors a record in time.
+    if row.event_time is not None and role != "assistant":
         span = first_time(row.content, row.event_time)
         if span is not None:
             anchor = (span.start, span.end)
@@ -126,5 +129,5 @@ def text_doc(row: Any) -> TextDoc:
         anchor=anchor,
         entities=tuple(row.entities or ()),
         asks="?" in row.content,
-        role=role if isinstance(role := (row.source or {}).get("role"), str) else None,
+        role=role if isinstance(role, str) else None,
     )
