@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gc
+import re
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -27,6 +28,13 @@ def _count(text: str, gen: int) -> float:
     raise AssertionError(f"no count for generation {gen}")
 
 
+def _frozen(text: str) -> float:
+    # Read as a number: the exposition format writes a million and more as 1.1e+06.
+    found = re.search(r"^memsvc_gc_frozen_objects (\S+)$", text, re.M)
+    assert found is not None, "no memsvc_gc_frozen_objects gauge"
+    return float(found.group(1))
+
+
 def test_full_collections_are_timed_and_frozen_objects_counted() -> None:
     gc_pauses.watch_pauses()
     gc_pauses.watch_pauses()  # once per process: a second call adds no second callback
@@ -36,7 +44,7 @@ def test_full_collections_are_timed_and_frozen_objects_counted() -> None:
     assert _count(_scrape(), 2) == before + 1
     try:
         frozen = gc_pauses.freeze_startup_objects()
-        assert frozen > 1000 and f"memsvc_gc_frozen_objects {float(frozen)}" in _scrape()
+        assert frozen > 1000 and _frozen(_scrape()) == frozen
     finally:
         gc_pauses.unfreeze()
-    assert gc.get_freeze_count() == 0 and "memsvc_gc_frozen_objects 0.0" in _scrape()
+    assert gc.get_freeze_count() == 0 and _frozen(_scrape()) == 0
