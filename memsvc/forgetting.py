@@ -82,7 +82,7 @@ class Reinforcer:
                 return 0
             with self.db.writing() as tx:
                 hits = []
-                for rec in tx.records.by_pks(list(pending)).values():
+                for rec in tx.lifecycle.reinforcement_inputs(list(pending)):
                     n, at = pending[rec.pk]
                     r = retention(rec, at, self.policy)
                     hits.append((rec, reinforced(rec.strength, r, self.policy), n, at))

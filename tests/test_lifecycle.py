@@ -379,3 +379,28 @@ def test_a_due_reinforcement_write_runs_beside_the_recall_not_in_it(aged: Memory
     finally:
         engine.db.writing = real  # type: ignore[method-assign]
     assert aged.get(rec.id).recall_count == 2
+
+
+def test_two_workers_reinforcing_one_record_both_count(aged: Memory, clock: ManualClock) -> None:
+    """Each worker buffers its own recalls; their flushes add to the stored count in SQL, so
+    neither overwrites the other's, and every flush logs a recall event and strengthens."""
+    from memsvc.forgetting import Reinforcer
+
+    rec = aged.add("Ilse rows on the lake at dawn.", user_id="i")[0]
+    other = aged.add("Ilse's boat is green.", user_id="i")[0]
+    engine = aged._engine
+    with engine.db.reading() as tx:
+        pk = tx.records.get(engine.tenant_pk(aged.tenant), rec.id)[0].pk
+    first, second = (Reinforcer(engine.db, engine.policy, flush_seconds=3600) for _ in range(2))
+    clock.advance(days=20)  # retention well below 1: a recall strengthens
+    first.note([pk, pk], engine.now())
+    second.note([pk], engine.now())
+    assert first.flush() == 1 and second.flush() == 1
+    got = aged.get(rec.id)
+    assert got.recall_count == 3 and got.strength > rec.strength
+    assert got.last_recalled_at == engine.now()
+    assert aged.get(other.id).recall_count == 0  # only the noted record
+    with engine.db.reading() as tx:  # the events the activation tier promotes from
+        cube_pk = tx.records.get(engine.tenant_pk(aged.tenant), rec.id)[0].cube_pk
+        assert tx.tiers.hot_records(cube_pk, T0, recalls=3) == [pk]
+        assert tx.tiers.hot_records(cube_pk, T0, recalls=4) == []

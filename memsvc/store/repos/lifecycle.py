@@ -15,7 +15,7 @@ from datetime import datetime
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from memsvc.store.data import RecordData
@@ -196,20 +196,44 @@ class Lifecycle:
                 .values(embedding=embedding, embedding_precision=precision)
             )
 
-    def reinforce(self, hits: Sequence[tuple[RecordData, float, int, datetime]]) -> None:
+    def reinforcement_inputs(self, pks: Sequence[int], *, chunk: int = 500) -> list[Any]:
+        """(pk, cube_pk, pinned, importance, strength, last_recalled_at, created_at) rows of
+        these records (any status): what a reinforcement flush reads. Plain rows, no
+        embeddings: a flush reads hundreds every few seconds while recalls wait on the GIL."""
+        c = RecordRow.__table__.c
+        cols = (c.pk, c.cube_pk, c.pinned, c.importance, c.strength, c.last_recalled_at)
+        wanted = [int(p) for p in pks]
+        out: list[Any] = []
+        for i in range(0, len(wanted), chunk):
+            q = select(*cols, c.created_at).where(c.pk.in_(wanted[i : i + chunk]))
+            out.extend(self._s.connection().execute(q))
+        return out
+
+    def reinforce(self, hits: Sequence[tuple[Any, float, int, datetime]]) -> None:
         """(record, new strength, recalls, last recall time) of records recalled since the
-        last flush: strength, recall count and last_recalled_at (no version, no change-log
-        row), and one recall event each."""
+        last flush (a record: anything with `pk` and `cube_pk`): strength, recall count and
+        last_recalled_at (no version, no change-log row), and one recall event each. One
+        statement for all (executemany); the count is added in SQL, so two workers'
+        flushes of one record both count."""
         if not hits:
             return
-        for rec, strength, n, at in hits:
-            self._s.execute(
-                update(RecordRow)
-                .where(RecordRow.pk == rec.pk)
-                .values(strength=strength, recall_count=rec.recall_count + n, last_recalled_at=at)
-            )
-        self._s.execute(
-            insert(RecallEventRow),
+        t = RecordRow.__table__
+        conn = self._s.connection()
+        conn.execute(
+            update(t)
+            .where(t.c.pk == bindparam("b_pk"))
+            .values(
+                strength=bindparam("b_strength"),
+                recall_count=t.c.recall_count + bindparam("b_n"),
+                last_recalled_at=bindparam("b_at"),
+            ),
+            [
+                {"b_pk": rec.pk, "b_strength": strength, "b_n": n, "b_at": at}
+                for rec, strength, n, at in hits
+            ],
+        )
+        conn.execute(
+            insert(RecallEventRow.__table__),
             [
                 {"cube_pk": rec.cube_pk, "record_pk": rec.pk, "at": at, "n": n}
                 for rec, _, n, at in hits
