@@ -8,14 +8,12 @@ import socket
 import subprocess
 import sys
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
-import httpx
 import pytest
 import torch
 
@@ -26,6 +24,7 @@ if not torch.cuda.is_available():
 
 from memsvc import Clock, Memory, SentenceTransformerEmbedder, Settings
 from memsvc.evals.pg_cluster import PgCluster, find_pg_bin
+from memsvc.evals.serving import until_ready
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
@@ -91,15 +90,7 @@ def app_in_thread(app: object) -> Iterator[str]:
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                break
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline and thread.is_alive(), "the app did not get ready"
-        time.sleep(0.05)
+    assert until_ready(url, thread.is_alive, timeout=60, every=0.05), "the app did not get ready"
     try:
         yield url
     finally:
@@ -133,20 +124,12 @@ class Served:
 def wait_ready(
     url: str, proc: subprocess.Popen, timeout: float = 120, log: IO[bytes] | None = None
 ) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            if log is not None:
-                log.seek(0)
-            out = log.read() if log is not None else proc.stdout.read() if proc.stdout else b""
-            pytest.fail(f"server did not become ready:\n{out.decode(errors='replace')}")
-        time.sleep(0.2)
+    if not until_ready(url, lambda: proc.poll() is None, timeout=timeout, every=0.2):
+        proc.kill()
+        if log is not None:
+            log.seek(0)
+        out = log.read() if log is not None else proc.stdout.read() if proc.stdout else b""
+        pytest.fail(f"server did not become ready:\n{out.decode(errors='replace')}")
 
 
 @contextmanager

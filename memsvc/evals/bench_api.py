@@ -33,6 +33,7 @@ from rich.table import Table
 
 from memsvc import AsyncMemoryClient, MemoryClient, MemsvcError
 from memsvc.evals.corpus import generated_sentences, texts
+from memsvc.evals.serving import until_ready
 
 console = Console(stderr=True)
 
@@ -73,16 +74,8 @@ def start_server(
         stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        try:
-            if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                return proc, url, key
-        except httpx.TransportError:
-            pass
-        if proc.poll() is not None:
-            break
-        time.sleep(0.25)
+    if until_ready(url, lambda: proc.poll() is None, timeout=180):
+        return proc, url, key
     proc.kill()
     raise SystemExit("the server did not start")
 

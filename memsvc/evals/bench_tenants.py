@@ -89,6 +89,7 @@ from memsvc.embedder import BUNDLED_MODEL_ID
 from memsvc.evals.bench_kernels import synthetic_like
 from memsvc.evals.corpus import CAST, chat_days, generated_sentences
 from memsvc.evals.pg_cluster import PgCluster, find_pg_bin, free_port
+from memsvc.evals.serving import until_ready
 
 __all__ = [
     "Dataset",
@@ -319,15 +320,9 @@ def _workers(home: Path, n: int, extra: dict[str, str]) -> Iterator[tuple[list[A
             procs.append((proc, f"http://127.0.0.1:{port}"))
         deadline = time.monotonic() + 300
         for proc, url in procs:
-            while True:
-                try:
-                    if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
-                        break
-                except httpx.TransportError:
-                    pass
-                if proc.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"a worker did not start: see {home}/worker-*.log")
-                time.sleep(0.25)
+            left = deadline - time.monotonic()
+            if not until_ready(url, lambda p=proc: p.poll() is None, timeout=left):
+                raise RuntimeError(f"a worker did not start: see {home}/worker-*.log")
         yield procs, key
     finally:
         for proc, _ in procs:
