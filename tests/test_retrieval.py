@@ -157,6 +157,26 @@ def test_session_booster_follows_a_question_to_its_answer(mem: Memory) -> None:
     assert dense[0].record.content.startswith("The kids")  # the question itself wins alone
 
 
+def test_an_assistants_question_passes_no_session_boost(mem: Memory) -> None:
+    """A user's question lifts the assistant's reply; the assistant's closing question ("Would
+    you like more ideas?") lifts nothing: the user's next turn is a new request, not its
+    answer (LongMemEval dev, turn level: recall_any@1 0.526 -> 0.590)."""
+    mem.add(FILLER, user_id="u")
+    msgs = [
+        {"role": "user", "content": "Can you suggest a gift for my sister who loves pottery?"},
+        {
+            "role": "assistant",
+            "content": "A wheel-throwing class or a set of glazes would delight a potter. "
+            "Would you like more gift ideas?",
+        },
+        {"role": "user", "content": "Sure, and which board games suit a family evening?"},
+    ]
+    mem.add(messages=msgs, user_id="u", session_id="s1", timestamp="2024-03-02T10:00:00Z")
+    hits = {h.record.content: h for h in mem.recall("pottery gift for my sister", user_id="u")}
+    assert "session" in hits[msgs[1]["content"]].explain  # the reply to the user's question
+    assert "session" not in hits[msgs[2]["content"]].explain
+
+
 def test_short_reply_is_embedded_with_the_turns_it_answers(
     mem: Memory, embedder: SentenceTransformerEmbedder
 ) -> None:

@@ -4,6 +4,10 @@
 but we reassured them" carries the evidence and shares few words with it. The next record in
 the same session gets `weight` times the asking hit's fused score (measured on LoCoMo dev:
 evidence recall@10 0.62 -> 0.68 with weight 0.5).
+
+An assistant's question passes nothing on: its closing "Would you like more ideas?" is
+courtesy, and the user's next turn is a new request, not its answer (LongMemEval dev, turn
+level: recall_any@1 0.526 -> 0.590; LoCoMo, two people talking, has no assistant turns).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ def session(ctx: QueryContext, scores: Mapping[int, float]) -> Ranked:
     pairs: list[tuple[int, int]] = []  # (asking hit, the record after it)
     for pk in sorted(scores, key=lambda p: -scores[p])[:PARENTS]:
         doc = text.docs.get(pk)
-        if doc is None or not doc.asks:
+        if doc is None or not doc.asks or doc.role == "assistant":
             continue
         nxt = text.next_in_session(pk)
         if nxt is not None:
