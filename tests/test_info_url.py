@@ -7,13 +7,22 @@ from __future__ import annotations
 import asyncio
 import inspect
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from starlette.responses import PlainTextResponse
 from typer.testing import CliRunner
 
-from memsvc import AsyncMemoryClient, AuthError, Memory, MemoryClient, SentenceTransformerEmbedder
+from memsvc import (
+    AsyncMemoryClient,
+    AuthError,
+    Memory,
+    MemoryClient,
+    MemsvcError,
+    SentenceTransformerEmbedder,
+)
 from memsvc.api.app import create_app
 from memsvc.cli import NOT_COMMANDS, app
 from memsvc.config import Settings
@@ -36,6 +45,7 @@ class Server:
 def _serve(
     embedder: SentenceTransformerEmbedder,
     tmp_path_factory: pytest.TempPathFactory,
+    wrap: Callable[[Any], Any] = lambda app: app,
     **settings: object,
 ) -> Iterator[Server]:
     home = tmp_path_factory.mktemp("served")
@@ -45,7 +55,7 @@ def _serve(
     )
     try:
         _, key = mem.keys.create(TENANT)
-        with app_in_thread(create_app(mem)) as url:
+        with app_in_thread(wrap(create_app(mem))) as url:
             with MemoryClient(url, key) as client:  # one add and one recall: a cube loaded
                 client.add("Alice moved to Berlin in March.", user_id="alice")
                 assert client.recall("where does alice live", user_id="alice")
@@ -60,6 +70,25 @@ def open_server(
 ) -> Iterator[Server]:
     """No operator token: /metrics shows its tenant-free totals to anyone."""
     yield from _serve(embedder, tmp_path_factory)
+
+
+def _older(inner: Any) -> Any:
+    """The app as a server from before the index cache: its /metrics has no index series."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] == "http" and scope["path"] == "/metrics":
+            await PlainTextResponse("memsvc_cubes 1.0\n")(scope, receive, send)
+        else:
+            await inner(scope, receive, send)
+
+    return app
+
+
+@pytest.fixture(scope="module")
+def older_server(
+    embedder: SentenceTransformerEmbedder, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Server]:
+    yield from _serve(embedder, tmp_path_factory, wrap=_older)
 
 
 @pytest.fixture(scope="module")
@@ -160,3 +189,22 @@ def test_index_cache_is_on_every_sdk_and_shown_by_info_not_a_command() -> None:
     assert "index-cache" not in {c.name for c in app.registered_commands}
     info = next(c for c in app.registered_commands if c.name == "info")
     assert "operator_token" in inspect.signature(info.callback).parameters
+
+
+def test_info_url_against_an_older_server_prints_the_rest_and_why(older_server: Server) -> None:
+    """A /metrics without the index series is an error to the client (never an empty cache),
+    and `info` still shows the tenant's cubes, saying why the cache line is missing."""
+    with (
+        MemoryClient(older_server.url, older_server.key) as client,
+        pytest.raises(MemsvcError, match="no memsvc_index_memory_bytes"),
+    ):
+        client.index_cache()
+    target = ["--url", older_server.url, "--api-key", older_server.key]
+    res = runner.invoke(app, ["info", *target], env=NO_TARGET_ENV)
+    assert res.exit_code == 0, res.output
+    assert "user:alice" in res.stdout
+    assert "index cache: not shown (the server's /metrics has no" in res.stdout
+    res = runner.invoke(app, ["info", *target, "--json"], env=NO_TARGET_ENV)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    assert data["index_cache"] is None and [c["name"] for c in data["cubes"]] == ["user:alice"]

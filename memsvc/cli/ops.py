@@ -29,7 +29,7 @@ from memsvc.cli.output import (
     show,
     stats_table,
 )
-from memsvc.errors import AuthError
+from memsvc.errors import AuthError, MemsvcError
 from memsvc.memory import Memory
 
 command = Commands("Maintenance and indexes")
@@ -85,6 +85,8 @@ def info(target: Target, as_json: JsonOut = False, operator_token: OperatorToken
                     if operator_token
                     else "needs its operator token (--operator-token or MEMSVC_OPERATOR_TOKEN)"
                 )
+            except MemsvcError as exc:  # an older server, or /metrics not memsvc's own
+                note = f"index cache: not shown ({exc.message})"
     data["cubes"] = [
         {
             **dump(c),
