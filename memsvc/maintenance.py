@@ -18,11 +18,14 @@ and the tiers' promotion), or that run began `maintain_idle_seconds` ago or more
 and the recall window move with time alone; each cube's deadline falls in the last quarter of
 that, spread by its pk, so cubes swept together do not all come due in one tick). A run's own
 changes make its cube due once more; that run finds nothing left (the passes are idempotent)
-and the cube rests. What lies outside the database (settings, the LM behind the caches, tier
-files, this process's `generate` marks) changes with a process: its first tick maintains
-every cube. Deleted cubes' files are swept once per tick, whatever is due. Left to the idle
-sweep: a cache restored or rebuilt (no change-log row), and another worker's recalls flushed
-while a run was starting. Manual maintenance (`maintain`, `maintain_all`) runs what it names.
+and the cube rests. What lies outside the database (the LM behind the caches, tier files)
+changes with a process: its first tick also maintains every cube holding KV caches or
+adapters. Not every cube: a worker restarting over 20,000 cubes would run 20,000
+maintenances beside its traffic; a changed setting (a forgetting threshold) reaches idle
+plaintext cubes by the idle sweep, or at once with `memsvc maintain-all`. Deleted cubes'
+files are swept once per tick, whatever is due. Left to the idle sweep: a cache restored or
+rebuilt (no change-log row), and another worker's recalls flushed while a run was starting.
+Manual maintenance (`maintain`, `maintain_all`) runs what it names.
 """
 
 from __future__ import annotations

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -90,3 +91,24 @@ def test_a_failed_run_is_tried_again_on_the_next_tick(
     assert tick(mem, clock) == ["user:ben"]  # tried again
     assert mem.maintenance_runs("user:ben")[0].error is None
     assert tick(mem, clock) == []
+
+
+def test_a_new_process_first_tick_takes_the_due_and_the_cubes_with_caches(
+    open_memory: Callable[..., Memory], clock: ManualClock, tmp_path: Path
+) -> None:
+    """A restart does not maintain every cube again (20,000 cubes would be 20,000 runs beside
+    the traffic): only the due ones and those holding KV caches or adapters, whose LM and
+    tier files live outside the database and may have changed with the process."""
+    home = tmp_path / "shared"
+    first = open_memory(home, clock=clock, reinforce_flush_seconds=0, maintain_idle_seconds=IDLE)
+    ana = first.add("Ana keeps bees on her balcony.", user_id="ana")[0]
+    first.add("Ben repairs old radios.", user_id="ben")
+    first.add("Cy swims in the lake every morning.", user_id="cy")
+    first.promote(ana.id)  # a KV cache: user:ana now depends on the local LM
+    assert tick(first, clock) == ALL
+    while tick(first, clock):  # a run's own changes may make its cube due once more
+        pass
+    second = open_memory(home, clock=clock, reinforce_flush_seconds=0, maintain_idle_seconds=IDLE)
+    second.add("Cy also rows.", user_id="cy")
+    assert tick(second, clock) == ["user:ana", "user:cy"]  # not the idle, plaintext user:ben
+    assert tick(first, clock) == []  # its first tick was long ago, and the second ran cy

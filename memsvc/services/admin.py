@@ -33,7 +33,7 @@ class AdminService:
     def __init__(self, cubes: CubeService) -> None:
         self.cubes = cubes
         self.engine = cubes.engine
-        self._swept = False  # whether a scheduled tick of this process maintained every cube
+        self._swept = False  # whether this process has had its first scheduled tick
 
     @property
     def keys(self) -> KeyManager:
@@ -52,7 +52,9 @@ class AdminService:
 
     def maintain_all(self, *, only_due: bool = False) -> list[MaintenanceRun]:
         """Maintenance of every tenant's cubes; `only_due`, the scheduler's tick: only the
-        cubes due (memsvc/maintenance.py `is_due`), every cube on this process's first tick.
+        cubes due (memsvc/maintenance.py `is_due`), and on this process's first tick also
+        every cube holding KV caches or adapters (not every cube: a restart over 20,000
+        cubes would maintain them all).
         A user's call (`Memory.maintain_all`) maintains them all."""
         try:  # expired idempotency keys of adds, every tenant's
             with self.engine.db.writing() as tx:
@@ -66,8 +68,13 @@ class AdminService:
                 self.engine.tiers.sweep_cubes()
             except Exception:
                 log.exception("sweeping deleted cubes' tier files failed")
-            if self._swept:
-                cubes = due_cubes(self.engine, cubes)
+            due = due_cubes(self.engine, cubes)
+            if not self._swept:  # the LM and tier files may differ from the last process's
+                with self.engine.db.reading() as tx:
+                    tiered = tx.tiers.tiered_cubes()
+                due_pks = {c.pk for c in due}
+                due = [c for c in cubes if c.pk in due_pks or c.pk in tiered]
+            cubes = due
             self._swept = True
         out = []
         for c in cubes:

@@ -94,6 +94,13 @@ class TierRecords:
             self._s.refresh(row)
         return RecordData.of(row)
 
+    def tiered_cubes(self) -> set[int]:
+        """Pks of the cubes holding any record that is not plaintext (any status): the ones
+        whose caches and adapters depend on things outside the database (the LM, tier
+        files). One scan, made once per process."""
+        q = select(RecordRow.cube_pk).where(RecordRow.tier != "plaintext").distinct()
+        return {int(pk) for pk in self._s.scalars(q)}
+
     def count_tiered(self, cube_pk: int) -> int:
         """How many records of the cube (any status) are not plaintext."""
         q = (
