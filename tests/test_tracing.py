@@ -29,7 +29,20 @@ RECORD = "Quillfeather the heron nests beside the Zanzibar lighthouse"
 QUERY = "where does Quillfeather nest"
 USER = "user-marrowbone"
 TENANT = "tenant-halcyon"
-SECRETS = ("quillfeather", "zanzibar", "lighthouse", "marrowbone", "halcyon")
+# What the add test writes, to a user of its own: every other test reads only RECORD, which
+# the fixture writes, so each test stands alone (xdist may split the file).
+ADDED = "Brindlewick the otter fishes under the Kestrel bridge"
+ADDER = "user-thistledown"
+SECRETS = (
+    "quillfeather",
+    "zanzibar",
+    "lighthouse",
+    "marrowbone",
+    "halcyon",
+    "brindlewick",
+    "kestrel",
+    "thistledown",
+)
 
 
 @dataclass
@@ -53,6 +66,7 @@ def traced(
     mem = Memory(settings=Settings(home=home, maintain_seconds=0), embedder=embedder)
     try:
         _, key = mem.keys.create(TENANT)
+        mem.for_tenant(TENANT).add(RECORD, user_id=USER)
         with app_in_thread(create_app(mem)) as url:
             yield Traced(mem, url, key, exporter, provider)
     finally:
@@ -108,7 +122,7 @@ def test_an_add_over_http_is_one_trace(traced: Traced) -> None:
     traced.exporter.clear()
     r = httpx.post(
         f"{traced.url}/v1/memories",
-        json={"text": RECORD, "user_id": USER},
+        json={"text": ADDED, "user_id": ADDER},
         headers={"Authorization": f"Bearer {traced.key}"},
         timeout=30,
     )
