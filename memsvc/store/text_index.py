@@ -39,7 +39,7 @@ _stemmer = PorterStemmer()
 # slot's term count, the cached arrays), distinct term and (entity, record) pair.
 _BASE_BYTES = 4096
 _SLOT_BYTES = 150
-_DOC_BYTES = 515
+_DOC_BYTES = 300  # a slotted TextDoc and its text (515 before slots)
 _ENTRY_BYTES = 39
 _TERM_BYTES = 376
 _NAME_BYTES = 32
