@@ -30,7 +30,6 @@ from datetime import datetime
 from typing import Protocol
 
 import numpy as np
-from sklearn.cluster import KMeans
 
 from memsvc.store.data import CubeData, RecordData
 from memsvc.store.database import Database
@@ -242,6 +241,10 @@ def _kmeans(x: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     k = max(1, min(k, len(x)))
     if k == 1:
         return np.zeros(len(x), np.int64), x.mean(axis=0, keepdims=True)
+    # Imported here: scikit-learn's import takes about 1 s (scipy), which every CLI command
+    # paid before, though only organization clusters.
+    from sklearn.cluster import KMeans
+
     km = KMeans(n_clusters=k, n_init=4 if len(x) < 5000 else 1, random_state=0, max_iter=100)
     km.fit(x)
     return km.labels_.astype(np.int64), km.cluster_centers_.astype(np.float32)

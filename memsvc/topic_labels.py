@@ -20,11 +20,11 @@ import math
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from functools import lru_cache
 
 from bm25s.stopwords import STOPWORDS_EN
-from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
 
-__all__ = ["CHAT_FILLER", "STOPWORDS", "TopicLabeler", "speaker_names", "terms"]
+__all__ = ["CHAT_FILLER", "TopicLabeler", "speaker_names", "stopwords", "terms"]
 
 # Greetings, thanks, interjections, agreement and the verbs and adverbs of small talk: they
 # carry the tone of a turn, not its subject.
@@ -50,7 +50,15 @@ CHAT_FILLER = frozenset(_FILLER.split())
 # What a contraction's second half can be; the whole word is function glue ("they're").
 _CONTRACTED = frozenset(["re", "ve", "ll", "d", "m", "t"])
 
-STOPWORDS = frozenset(ENGLISH_STOP_WORDS) | frozenset(STOPWORDS_EN) | CHAT_FILLER
+
+@lru_cache(maxsize=1)
+def stopwords() -> frozenset[str]:
+    """scikit-learn's English stop words, bm25s's and chat filler. scikit-learn is imported
+    on first use: its import takes about 1 s (scipy), which every CLI command paid before."""
+    from sklearn.feature_extraction.text import ENGLISH_STOP_WORDS
+
+    return frozenset(ENGLISH_STOP_WORDS) | frozenset(STOPWORDS_EN) | CHAT_FILLER
+
 
 _APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "`": "'", "\u02bc": "'"})
 _TOKEN = re.compile(r"[A-Za-z]+(?:['-][A-Za-z]+)*")
@@ -96,7 +104,7 @@ def terms(text: str, drop: frozenset[str] = frozenset()) -> set[str]:
     and two-word phrases of kept words that stand next to each other."""
     kept: list[str | None] = []
     for word, _ in _tokens(text):
-        ok = 3 <= len(word) <= 30 and word not in STOPWORDS and word not in drop
+        ok = 3 <= len(word) <= 30 and word not in stopwords() and word not in drop
         kept.append(word if ok else None)
     out = {w for w in kept if w}
     out.update(f"{a} {b}" for a, b in itertools.pairwise(kept) if a and b and a != b)

@@ -25,7 +25,7 @@ from memsvc.evals.corpus import default_locomo, texts
 from memsvc.evals.locomo import load_locomo
 from memsvc.graph_html import MAX_NODES, render_graph_html, vendored_library
 from memsvc.models import GraphEdge, GraphNode
-from memsvc.topic_labels import STOPWORDS, TopicLabeler, speaker_names, terms
+from memsvc.topic_labels import TopicLabeler, speaker_names, stopwords, terms
 
 ROOT = Path(__file__).resolve().parents[1]
 LOCOMO = default_locomo()
@@ -73,7 +73,7 @@ def test_session_labels_match_the_human_summaries() -> None:
         for n, turns in conv.sessions.items():
             label = labeler.label([t.text for t in turns])
             words = {w for term in label.split(", ") for w in term.split()}
-            assert not words & (labeler.drop | STOPWORDS), (conv.sample_id, n, label)
+            assert not words & (labeler.drop | stopwords()), (conv.sample_id, n, label)
             summary = sample["session_summary"][f"session_{n}_summary"].lower()
             assert any(w[:5] in summary for w in words), (conv.sample_id, n, label, summary)
     conv26 = load_locomo(LOCOMO, ["conv-26"])[0]
@@ -218,7 +218,7 @@ def test_real_cube_renders_as_topic_clusters(opened: Page, conv_page: Any) -> No
     for n in nodes:
         if n["kind"] == "topic":
             words = {w for term in n["label"].split(", ") for w in term.split()}
-            assert words and not words & (names | STOPWORDS), n["label"]
+            assert words and not words & (names | stopwords()), n["label"]
     assert not opened.requests and not opened.errors
 
 

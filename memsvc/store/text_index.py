@@ -20,10 +20,10 @@ from bisect import bisect_right
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
 from bm25s.stopwords import STOPWORDS_EN
-from nltk.stem.porter import PorterStemmer
 
 __all__ = ["CubeTextIndex", "TextDoc", "keyword_terms"]
 
@@ -33,7 +33,6 @@ _QUESTION_WORDS = (
     "i me my you your he him his she her they them their we us our"
 )
 _STOP = frozenset(STOPWORDS_EN) | frozenset(_QUESTION_WORDS.split(" "))
-_stemmer = PorterStemmer()
 # `CubeTextIndex.nbytes`, measured with tracemalloc on LoCoMo turns (within 1% at 2,760
 # turns): bytes per slot, live record (its TextDoc and maps), postings entry (slot, tf, the
 # slot's term count, the cached arrays), distinct term and (entity, record) pair.
@@ -47,7 +46,16 @@ _NAME_BYTES = 32
 
 @lru_cache(maxsize=200_000)
 def _stem(word: str) -> str:
-    return _stemmer.stem(word)
+    return _porter().stem(word)
+
+
+@lru_cache(maxsize=1)
+def _porter() -> Any:
+    """nltk's Porter stemmer, imported on the first word stemmed: importing nltk takes about
+    1 s (it loads scipy.stats), which every CLI command and worker start paid before."""
+    from nltk.stem.porter import PorterStemmer
+
+    return PorterStemmer()
 
 
 def keyword_terms(text: str) -> list[str]:
