@@ -19,11 +19,13 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, deferred, mapped_column, relationship
 
 __all__ = [
+    "TIERED",
     "ApiKeyRow",
     "Base",
     "ChangeRow",
@@ -52,6 +54,7 @@ NAMING = {
 }
 
 JsonType = JSON().with_variant(JSONB(), "postgresql")
+TIERED = "tier != 'plaintext'"  # a KV cache or an adapter: the partial index's condition
 
 
 def utcnow() -> datetime:
@@ -118,6 +121,13 @@ class RecordRow(Base):
         Index("ix_memory_records_cube_user", "cube_pk", "user_id"),
         Index("ix_memory_records_cube_session", "cube_pk", "session_id"),
         Index("ix_memory_records_cube_fact", "cube_pk", "fact_key", "valid_from"),
+        # The few records that are KV caches or adapters (`Tiers.tiered_cubes`).
+        Index(
+            "ix_memory_records_tiered",
+            "cube_pk",
+            sqlite_where=text(TIERED),
+            postgresql_where=text(TIERED),
+        ),
         {"sqlite_autoincrement": True},
     )
 

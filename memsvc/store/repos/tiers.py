@@ -9,11 +9,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import datetime
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, text
 from sqlalchemy.orm import Session, lazyload
 
 from memsvc.store.data import RecordData
-from memsvc.store.orm import RecallEventRow, RecordRow
+from memsvc.store.orm import TIERED, RecallEventRow, RecordRow
 from memsvc.store.repos.changes import lock_cube_changes
 
 __all__ = ["TierRecords"]
@@ -97,8 +97,10 @@ class TierRecords:
     def tiered_cubes(self) -> set[int]:
         """Pks of the cubes holding any record that is not plaintext (any status): the ones
         whose caches and adapters depend on things outside the database (the LM, tier
-        files). One scan, made once per process."""
-        q = select(RecordRow.cube_pk).where(RecordRow.tier != "plaintext").distinct()
+        files). Read from a partial index of those records, once per process."""
+        # The condition as the partial index states it (a literal, not a bound parameter):
+        # only then do SQLite and PostgreSQL read the index instead of every record.
+        q = select(RecordRow.cube_pk).where(text(TIERED)).distinct()
         return {int(pk) for pk in self._s.scalars(q)}
 
     def count_tiered(self, cube_pk: int) -> int:
