@@ -400,3 +400,29 @@ def test_memsvc_recipes_share_one_ingest_and_rank_as_alone(
     )  # fmt: skip
     shared = [r["retrieved"] for r in res["rows"] if r["system"] == "memsvc:fast"]
     assert shared == [r["retrieved"] for r in alone["rows"]]
+
+
+def test_a_longmemeval_question_is_asked_after_its_whole_history() -> None:
+    """At its `question_date`, unless the file dates a session later (it does, on the
+    question's own day, for 34 of the 250 dev questions): then at that session's time, so
+    recall `at` it does not leave out what the user said."""
+    from datetime import UTC, datetime
+
+    from memsvc.evals.longmemeval import LongMemEvalQuestion
+    from memsvc.evals.runner import asked_at
+
+    def question(asked: str, dates: list[str]) -> LongMemEvalQuestion:
+        return LongMemEvalQuestion(
+            "q1", "temporal-reasoning", "Which came first?", "x", asked,
+            [f"s{i}" for i in range(len(dates))], dates, [[] for _ in dates], [],
+        )  # fmt: skip
+
+    before = ["2023/05/20 (Sat) 10:00", "2023/05/25 (Thu) 09:30"]
+    assert asked_at(question("2023/05/26 (Fri) 00:18", before)) == datetime(
+        2023, 5, 26, 0, 18, tzinfo=UTC
+    )
+    later = [*before, "2023/05/26 (Fri) 23:57"]
+    assert asked_at(question("2023/05/26 (Fri) 00:18", later)) == datetime(
+        2023, 5, 26, 23, 57, tzinfo=UTC
+    )
+    assert asked_at(question("", later)) is None  # no date: recall at no time, as before
