@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gc
 import re
+import threading
 
 from prometheus_client import CollectorRegistry, generate_latest
 
@@ -48,3 +49,20 @@ def test_full_collections_are_timed_and_frozen_objects_counted() -> None:
     finally:
         gc_pauses.unfreeze()
     assert gc.get_freeze_count() == 0 and _frozen(_scrape()) == 0
+
+
+def test_a_collection_inside_the_metrics_snapshot_does_not_deadlock() -> None:
+    """A collection can start at any allocation, also while the thread rendering /metrics
+    holds the figures' lock; the callback then runs in that thread. (A served worker's
+    /metrics hung for good in CI this way.)"""
+    gc_pauses.watch_pauses()
+    done = threading.Event()
+
+    def render_while_collecting() -> None:
+        with gc_pauses._lock:  # as gc_families holds it while it copies the figures
+            gc.collect()  # the callback runs here, in this thread
+        done.set()
+
+    threading.Thread(target=render_while_collecting, daemon=True).start()
+    assert done.wait(10), "the GC callback deadlocked on the lock its own thread holds"
+    assert _count(_scrape(), 2) >= 1

@@ -27,7 +27,10 @@ __all__ = ["freeze_startup_objects", "gc_families", "unfreeze", "watch_pauses"]
 
 BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, float("inf"))
 
-_lock = threading.Lock()
+# Re-entrant: a collection can start inside any allocation, so the callback may run in a
+# thread that already holds the lock (rendering /metrics); a plain Lock deadlocked that
+# thread there, and with it every later /metrics.
+_lock = threading.RLock()
 _started: dict[int, float] = {}  # thread id -> when its collection began
 _counts = [[0] * len(BUCKETS) for _ in range(3)]  # per generation, per bucket (not cumulative)
 _sums = [0.0, 0.0, 0.0]
