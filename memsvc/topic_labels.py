@@ -103,8 +103,9 @@ def terms(text: str, drop: frozenset[str] = frozenset()) -> set[str]:
     """The text's countable terms: kept words (3-30 letters, not a stopword or in `drop`)
     and two-word phrases of kept words that stand next to each other."""
     kept: list[str | None] = []
+    stop = stopwords()
     for word, _ in _tokens(text):
-        ok = 3 <= len(word) <= 30 and word not in stopwords() and word not in drop
+        ok = 3 <= len(word) <= 30 and word not in stop and word not in drop
         kept.append(word if ok else None)
     out = {w for w in kept if w}
     out.update(f"{a} {b}" for a, b in itertools.pairwise(kept) if a and b and a != b)
