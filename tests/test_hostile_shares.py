@@ -34,7 +34,7 @@ from memsvc import (
 from memsvc.cli import app, common
 from tests.conftest import Served
 
-SECRET = "9931"  # only ever in the owner's soft-deleted record
+SECRET = "vq9931zk"  # only ever in the owner's soft-deleted record (no number or id holds it)
 OLD = "Bluebird"  # only ever in an earlier version of a record
 
 
