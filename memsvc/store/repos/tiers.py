@@ -104,11 +104,12 @@ class TierRecords:
         return {int(pk) for pk in self._s.scalars(q)}
 
     def count_tiered(self, cube_pk: int) -> int:
-        """How many records of the cube (any status) are not plaintext."""
+        """How many records of the cube (any status) are not plaintext (read from the partial
+        index, as `tiered_cubes` is: a cube of plaintext alone costs no scan of its records)."""
         q = (
             select(func.count())
             .select_from(RecordRow)
-            .where(RecordRow.cube_pk == cube_pk, RecordRow.tier != "plaintext")
+            .where(RecordRow.cube_pk == cube_pk, text(TIERED))
         )
         return int(self._s.scalar(q) or 0)
 
