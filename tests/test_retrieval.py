@@ -370,7 +370,15 @@ def test_time_expressions() -> None:
         ("2023-05-09", "2023-05-10"),
     ]
     assert spans("in May 2022") == [("2022-05-01", "2022-06-01")]
-    assert spans("3 days ago") == [("2023-05-05", "2023-05-06")]
+    assert spans("2 days ago") == [("2023-05-06", "2023-05-07")]
+    # "N units ago" is as loose as its unit: centred on the day N units back
+    assert spans("5 days ago") == [("2023-05-02", "2023-05-05")]
+    assert spans("two weeks ago") == [("2023-04-21", "2023-04-28")]
+    assert spans("a month ago") == [("2023-03-24", "2023-04-24")]
+    # said on a Wednesday, "two weeks ago" reaches the Sunday 17 days back (the calendar
+    # week two weeks back does not)
+    (wed,) = find_times("two weeks ago", datetime(2023, 2, 1, 8, 41, tzinfo=UTC))
+    assert wed.start <= datetime(2023, 1, 15, 13, 43, tzinfo=UTC) < wed.end
     assert spans("last Friday") == [("2023-05-05", "2023-05-06")]
     assert spans("in 2021") == [("2021-01-01", "2022-01-01")]
     assert spans("in June") == [("2022-06-01", "2022-07-01")]  # the latest June not ahead
@@ -443,3 +451,42 @@ def test_an_assistant_turn_is_embedded_from_its_opening(
     assert hit.score == pytest.approx(float(qv @ embedder.encode([cut])[0]), abs=1e-4)
     found = mem.recall("refrigerator", user_id="u", k=1, recipe="keyword=1")
     assert found and found[0].record.content == reply
+
+
+def test_weighted_fusion_scales_at_a_fixed_depth() -> None:
+    short = {"a": [(1, 0.9), (2, 0.5), (3, 0.4)], "b": [(2, 3.0), (1, 1.0), (3, 0.5)]}
+    deeper = {"a": [*short["a"], (4, 0.1), (5, 0.05)], "b": [*short["b"], (6, 0.2)]}
+    w = {"a": 1.0, "b": 1.0}
+    got, longer = weighted_sum(short, w, 3), weighted_sum(deeper, w, 3)
+    # the hits both lists hold score alike; what lies below the depth counts nothing
+    assert {pk: longer[pk] for pk in got} == pytest.approx(got)
+    assert longer[4] == longer[5] == longer[6] == 0.0
+    # a list no longer than the depth (a channel that found only so much) scales to its end
+    assert weighted_sum({"b": short["b"][:2]}, {"b": 1}, 3) == {2: 1.0, 1: 0.0}
+
+
+def test_a_shorter_recall_is_the_head_of_a_longer_one(mem) -> None:  # type: ignore[no-untyped-def]
+    """Asking for more hits must not reorder the first ones: a larger k runs each channel's
+    list deeper, and the weighted fusion scaled each list to its own end (4 of these 5
+    queries failed so)."""
+    pets = ["dog", "cat", "parrot", "hamster", "goldfish", "rabbit", "turtle", "gecko"]
+    towns = ["Oslo", "Lyon", "Porto", "Graz", "Turin", "Leeds", "Ghent", "Bergen", "Split"]
+    did = ["bought {n} books", "ate {n} waffles", "met {n} friends", "walked {n} miles",
+           "saw a film", "lost my keys"]  # fmt: skip
+    texts = [
+        f"On day {i} I took my {pets[i % 8]} to {towns[i % 9]} and "
+        + did[i % 6].format(n=i % 7 + 1)
+        + "."
+        for i in range(150)
+    ]
+    mem.add(texts, user_id="u")
+    for q in (
+        "How many books did I buy in Porto?",
+        "walking the dog",
+        "films with the cat",
+        "Ghent waffles with goldfish",
+        "Where did I take my parrot?",
+    ):
+        head = [h.record.id for h in mem.recall(q, user_id="u", k=10)]
+        longer = [h.record.id for h in mem.recall(q, user_id="u", k=90)]
+        assert longer[:10] == head, q

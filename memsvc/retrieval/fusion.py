@@ -25,25 +25,37 @@ def rrf(rankings: Mapping[str, Ranked], weights: Mapping[str, float], k: int) ->
     return out
 
 
-def weighted_sum(rankings: Mapping[str, Ranked], weights: Mapping[str, float]) -> dict[int, float]:
-    """Sum of weight * channel score min-max scaled to [0, 1] within each channel."""
+def weighted_sum(
+    rankings: Mapping[str, Ranked], weights: Mapping[str, float], depth: int | None = None
+) -> dict[int, float]:
+    """Sum of weight * channel score min-max scaled within each channel, the minimum taken
+    at `depth` (a score below it counts 0).
+
+    Scaling at a fixed depth, not at the end of the list, keeps a hit's fused score the same
+    however many candidates were asked for: without it a recall of k = 50 (whose lists run
+    deeper) ranked its first ten differently from a recall of k = 10, and the eval runner's
+    deep rankings were not what an agent's k = 10 gets."""
     out: dict[int, float] = {}
     for name, ranked in rankings.items():
         if not ranked:
             continue
         w = weights.get(name, 0.0)
-        lo = min(s for _, s in ranked)
         hi = max(s for _, s in ranked)
+        if depth is not None and len(ranked) > depth:
+            lo = sorted((s for _, s in ranked), reverse=True)[depth - 1]
+        else:
+            lo = min(s for _, s in ranked)
         span = hi - lo
         for pk, s in ranked:
-            out[pk] = out.get(pk, 0.0) + w * ((s - lo) / span if span > 0 else 1.0)
+            scaled = max(s - lo, 0.0) / span if span > 0 else float(s >= hi)
+            out[pk] = out.get(pk, 0.0) + w * scaled
     return out
 
 
-Fusion = Callable[[Mapping[str, Ranked], Mapping[str, float], int], dict[int, float]]
+Fusion = Callable[[Mapping[str, Ranked], Mapping[str, float], int, int], dict[int, float]]
 FUSIONS: Mapping[str, Fusion] = {
-    "rrf": rrf,
-    "weighted": lambda rankings, weights, rrf_k: weighted_sum(rankings, weights),
+    "rrf": lambda rankings, weights, rrf_k, depth: rrf(rankings, weights, rrf_k),
+    "weighted": lambda rankings, weights, rrf_k, depth: weighted_sum(rankings, weights, depth),
 }
 
 

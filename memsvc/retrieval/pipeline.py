@@ -146,7 +146,7 @@ def rank(
     rankings = _stage(recipe.generators(), ctx, _NOTHING, order)
     weights = {name: recipe.weight(name) for name in rankings}
     with tracing.span("recall.fusion", {"memsvc.fusion": recipe.fusion}) as sp:
-        fused = FUSIONS[recipe.fusion](rankings, weights, recipe.rrf_k)
+        fused = FUSIONS[recipe.fusion](rankings, weights, recipe.rrf_k, recipe.candidates)
         sp.set_attribute("memsvc.hits", len(fused))
 
     signals = _stage(recipe.boosters(), ctx, MappingProxyType(fused), order)

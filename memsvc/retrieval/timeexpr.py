@@ -86,6 +86,25 @@ def _shift_months(d: datetime, months: int) -> datetime:
     return d.replace(year=y, month=m, day=min(d.day, calendar.monthrange(y, m)[1]))
 
 
+def _ago(n: int, unit: str, day: datetime) -> tuple[datetime, datetime]:
+    """A distance back ("N units ago") is as loose as its unit: "two weeks ago" said on a
+    Wednesday includes the Sunday 17 days back, which the calendar week two weeks back
+    leaves out. So the span is centred on the day N units back, half a unit either side;
+    "yesterday"-like distances (one or two days) stay exact."""
+    if unit == "day":
+        back = day - timedelta(days=n)
+        slack = timedelta(days=0 if n <= 2 else 1)
+        return back - slack, back + timedelta(days=1) + slack
+    if unit == "week":
+        back = day - timedelta(weeks=n)
+        return back - timedelta(days=3), back + timedelta(days=4)
+    if unit == "month":
+        back = _shift_months(day, -n)
+        return back - timedelta(days=15), back + timedelta(days=16)
+    back = _shift_months(day, -12 * n)
+    return back - timedelta(days=182), back + timedelta(days=183)
+
+
 def _resolve(kind: str, m: re.Match[str], ref: datetime) -> tuple[datetime, datetime] | None:
     g = m.groups()
     day = _day(ref)
@@ -99,18 +118,7 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> tuple[datetime, date
     if kind == "my":
         return _month_span(int(g[1]), _MONTHS[g[0].lower().rstrip(".")])
     if kind == "ago":
-        n = int(g[0]) if g[0].isdigit() else _NUM[g[0].lower()]
-        unit = g[1].lower()
-        if unit == "day":
-            start = day - timedelta(days=n)
-            return start, start + timedelta(days=1)
-        if unit == "week":
-            start = day - timedelta(weeks=n, days=day.weekday())
-            return start, start + timedelta(weeks=1)
-        if unit == "month":
-            start = _shift_months(day.replace(day=1), -n)
-            return start, _shift_months(start, 1)
-        return _month_span(ref.year - n, 1)[0], _month_span(ref.year - n + 1, 1)[0]
+        return _ago(int(g[0]) if g[0].isdigit() else _NUM[g[0].lower()], g[1].lower(), day)
     if kind == "rel_day":
         off = {"yesterday": -1, "last night": -1, "today": 0, "tonight": 0, "tomorrow": 1}
         start = day + timedelta(days=off[g[0].lower()])
