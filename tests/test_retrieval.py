@@ -377,6 +377,11 @@ def test_time_expressions() -> None:
     assert spans("a month ago") == [("2023-03-24", "2023-04-24")]
     # said on a Wednesday, "two weeks ago" reaches the Sunday 17 days back (the calendar
     # week two weeks back does not)
+    # a stretch back to now: "the past N units", up to the end of the reference day
+    assert spans("in the past three months") == [("2023-02-08", "2023-05-09")]
+    assert spans("over the last few days") == [("2023-05-05", "2023-05-09")]
+    assert spans("my previous 2 years") == [("2021-05-08", "2023-05-09")]
+    assert spans("last week") == [("2023-05-01", "2023-05-08")]  # one unit: the calendar week
     (wed,) = find_times("two weeks ago", datetime(2023, 2, 1, 8, 41, tzinfo=UTC))
     assert wed.start <= datetime(2023, 1, 15, 13, 43, tzinfo=UTC) < wed.end
     assert spans("last Friday") == [("2023-05-05", "2023-05-06")]

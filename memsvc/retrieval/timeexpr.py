@@ -1,10 +1,11 @@
 """Time expressions in English text, resolved against a reference time, without a model.
 
 A small regular grammar rather than dateparser: it covers what conversations and questions
-say ("yesterday", "last week", "3 days ago", "last Friday", "in May 2023", "8 May 2023",
-"May 8, 2023", "2023-05-08", "in 2023") and runs in microseconds on every write and query.
-Each match becomes a half-open interval [start, end) in UTC. "when" questions are recognised
-separately (`asks_when`): they want records that carry a time, not a time range.
+say ("yesterday", "last week", "3 days ago", "in the past three months", "last Friday",
+"in May 2023", "8 May 2023", "May 8, 2023", "2023-05-08", "in 2023") and runs in microseconds
+on every write and query. Each match becomes a half-open interval [start, end) in UTC. "when"
+questions are recognised separately (`asks_when`): they want records that carry a time, not a
+time range.
 """
 
 from __future__ import annotations
@@ -41,6 +42,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("mdy", re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b")),
     ("my", re.compile(rf"\b({_MONTH_RE})\.?,?\s+(?:of\s+)?(\d{{4}})\b")),
     ("ago", re.compile(rf"\b({_NUM_RE})\s+(day|week|month|year)s?\s+ago\b")),
+    ("back", re.compile(rf"\b(?:past|last|previous)\s+({_NUM_RE})\s+(day|week|month|year)s?\b")),
     ("rel_day", re.compile(r"\b(yesterday|today|tonight|tomorrow|last night)\b")),
     ("rel_unit", re.compile(r"\b(last|this|next|past)\s+(week(?:end)?|month|year)\b")),
     ("rel_wday", re.compile(rf"\b(last|this|next|on)\s+({_DAY_RE})\b")),
@@ -52,7 +54,8 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 _CUE = re.compile(
     r"\d|\b(?:"
     + "|".join(sorted({*_MONTHS, *_DAYS, "ago", "yesterday", "today", "tonight", "tomorrow",
-                       "night", "week", "weekend", "month", "year"}, key=len, reverse=True))
+                       "night", "week", "weekend", "month", "year", "days", "weeks", "months",
+                       "years"}, key=len, reverse=True))
     + r")\b"
 )  # fmt: skip
 _WHEN = re.compile(
@@ -119,6 +122,14 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> tuple[datetime, date
         return _month_span(int(g[1]), _MONTHS[g[0].lower().rstrip(".")])
     if kind == "ago":
         return _ago(int(g[0]) if g[0].isdigit() else _NUM[g[0].lower()], g[1].lower(), day)
+    if kind == "back":  # "in the past three months": from then up to the end of today
+        n = int(g[0]) if g[0].isdigit() else _NUM[g[0].lower()]
+        unit = g[1].lower()
+        if unit in ("day", "week"):
+            start = day - timedelta(days=n * (7 if unit == "week" else 1))
+        else:
+            start = _shift_months(day, -n * (12 if unit == "year" else 1))
+        return start, day + timedelta(days=1)
     if kind == "rel_day":
         off = {"yesterday": -1, "last night": -1, "today": 0, "tonight": 0, "tomorrow": 1}
         start = day + timedelta(days=off[g[0].lower()])
