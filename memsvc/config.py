@@ -81,6 +81,11 @@ class Settings(BaseSettings):
     )
     embed_batch_size: int = Field(default=64, ge=1, le=4096)
     max_text_bytes: int = Field(default=32 * 1024, ge=1)
+    sentence_keys: bool = Field(
+        default=True,
+        description="Also index each sentence of a person's multi-sentence message, so a "
+        "remark inside a long turn is found (retrieval.sentence_keys; up to 16 a message).",
+    )
     chunk_bytes: int = Field(
         default=32 * 1024,
         ge=64,

@@ -102,7 +102,13 @@ def test_needs_vector() -> None:
     for text in ("dense=1", "keyword=1+entity=0.1", "keyword=1+temporal=1"):
         assert parse_recipe(text).needs_vector, text
     assert not parse_recipe("keyword=1+dense=0").needs_vector  # weight 0: never runs
-    assert {c for c in CHANNELS if REGISTRY[c].needs_vector} == {"dense", "entity", "temporal"}
+    assert {c for c in CHANNELS if REGISTRY[c].needs_vector} == {
+        "dense",
+        "sentence",
+        "aside",
+        "entity",
+        "temporal",
+    }
 
 
 class CountingEmbedder:

@@ -64,6 +64,15 @@ class QueryContext:
         return tuple((int(p), float(s)) for p, s in zip(pks, scores, strict=True))
 
     @cached_property
+    def sentence_hits(self) -> tuple[tuple[int, float], ...]:
+        """The n records whose best sentence key is nearest by cosine."""
+        assert self.qvec is not None, "the sentence search needs the query vector"
+        pks, scores = self.index.search_keys(
+            self.qvec, self.n, allowed=self.allowed, candidates=self.scan
+        )
+        return tuple((int(p), float(s)) for p, s in zip(pks, scores, strict=True))
+
+    @cached_property
     def keyword_hits(self) -> tuple[tuple[int, float], ...]:
         """The n best records by BM25 (none without a side index)."""
         if self.text is None:

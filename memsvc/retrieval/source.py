@@ -37,6 +37,18 @@ class VectorSearch(Protocol):
         is how many codes a two-stage index rescores (None: its own oversample)."""
         ...
 
+    def search_keys(
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        candidates: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The records whose sentence keys are nearest, as `search` (each by its best key;
+        only records with keys)."""
+        ...
+
 
 class RecallSource(Protocol):
     """One cube as recall reads it, within one read transaction."""

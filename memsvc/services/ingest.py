@@ -39,6 +39,7 @@ from memsvc.errors import (
 from memsvc.models import Added, MemoryRecord, Message
 from memsvc.retrieval.analyze import embedding_text, speaker_of
 from memsvc.retrieval.entities import extract_entities
+from memsvc.retrieval.sentence_keys import key_texts
 from memsvc.services.cubes import CubeService
 from memsvc.store.data import CubeData, IdempotencyKeyData, RecordData, new_id
 from memsvc.store.tx import Tx
@@ -243,8 +244,9 @@ class IngestService:
                     _refuse_duplicates(tx, cube_row, items, user_id, session_id)
         if messages is not None:
             self._turn_context(items, cube_row, session_id, user_id)
-        vectors = self._embed(
-            [embedding_text(it.content, it.source, it.event_time, it.context) for it in items]
+        vectors, keys = self._embed_with_keys(
+            [embedding_text(it.content, it.source, it.event_time, it.context) for it in items],
+            [(it.content, it.source, it.event_time) for it in items],
         )
         now = self.engine.now()
         mentions = [_mentions(it.content, it.source) for it in items]
@@ -263,12 +265,13 @@ class IngestService:
                 "tags": tag_list,
                 "importance": imp,
                 "embedding": vec.tobytes(),
+                "key_embeddings": key.tobytes() if len(key) else None,
                 "meta": it.meta,
                 "entities": list(dict.fromkeys(m[1] for m in ments)),
                 "pinned": pinned,
                 "fact_key": key_of(it.content, it.source, user_id),
             }
-            for it, vec, ments in zip(items, vectors, mentions, strict=True)
+            for it, vec, key, ments in zip(items, vectors, keys, mentions, strict=True)
         ]
         if cube_row is None:  # the user's default cube, made now with this model
             cube_row = self.cubes.cube_for(cube=None, user_id=user_id, create=True)
@@ -299,16 +302,31 @@ class IngestService:
         if earlier is not None:
             return self._replay(earlier, digest)
         with tracing.span("index.apply_write", {"memsvc.records": len(rows)}):
+            pks = np.fromiter((r.pk for r in rows), np.int64, len(rows))
             self.engine.indexes.apply_write(
                 cube_row,
                 None if closed else seqs,  # older records changed too: catch up from the log
-                np.fromiter((r.pk for r in rows), np.int64, len(rows)),
+                pks,
                 vectors,
                 rows=rows,
+                keys=(np.repeat(pks, [len(k) for k in keys]), np.concatenate(keys)),
             )
         if tracing.active():  # on the SDK call's span
             tracing.annotate({"memsvc.records": len(rows), "memsvc.cube_id": cube_row.id})
         return Added(record_model(r, cube_row) for r in rows)
+
+    def _embed_with_keys(
+        self, texts: list[str], records: list[tuple[str, Any, datetime | None]]
+    ) -> tuple[np.ndarray, list[np.ndarray]]:
+        """The texts' embeddings and, per record (content, source, event time), its sentence
+        keys' (an empty array for none), in one encoding batch."""
+        wanted = [key_texts(*r) if self.engine.settings.sentence_keys else [] for r in records]
+        vecs = self._embed(texts + [k for ks in wanted for k in ks])
+        keys, at = [], len(texts)
+        for ks in wanted:
+            keys.append(vecs[at : at + len(ks)])
+            at += len(ks)
+        return vecs[: len(texts)], keys
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         """The texts' embeddings, traced as `embed` with their count (never their text)."""
@@ -472,7 +490,9 @@ class IngestService:
                 when = changes.get("event_time", old.event_time)
                 context = context_of(tx, old, changes["content"])
             text_in = embedding_text(changes["content"], old.source, when, context)
-            vec = self._embed([text_in])[0]
+            vecs, keys = self._embed_with_keys([text_in], [(changes["content"], old.source, when)])
+            vec = vecs[0]
+            changes["key_embeddings"] = keys[0].tobytes() if len(keys[0]) else None
             mentions = _mentions(changes["content"], old.source)
             changes["entities"] = list(dict.fromkeys(m[1] for m in mentions))
             changes["fact_key"] = key_of(changes["content"], old.source, old.user_id)
@@ -509,7 +529,9 @@ class IngestService:
             if row.tier != "plaintext":
                 return self._restore_tier(row)
             text_in = embedding_text(row.content, row.source, row.event_time, context_of(tx, row))
-        vec = self._embed([text_in])[0]
+            keyed = (row.content, row.source, row.event_time)
+        vecs, keys = self._embed_with_keys([text_in], [keyed])
+        vec = vecs[0]
         with self.engine.db.writing() as tx:
             row = self.cubes.record_for_write(tx, id)
             self.cubes.check_model(cube_row)
@@ -518,6 +540,7 @@ class IngestService:
                 values = {
                     "status": "active",
                     "embedding": vec.tobytes(),
+                    "key_embeddings": keys[0].tobytes() if len(keys[0]) else None,
                     "embedding_precision": "float32",
                     "last_recalled_at": now,
                 }

@@ -58,7 +58,7 @@ from memsvc.store.database import Database
 from memsvc.store.index_spec import IndexSpec, parse_index_spec
 from memsvc.store.orm import CubeRow
 from memsvc.store.repos.changes import changes_since, max_change_seq
-from memsvc.store.repos.queries import active_text_rows, active_vectors
+from memsvc.store.repos.queries import active_keys, active_text_rows, active_vectors
 from memsvc.store.text_index import CubeTextIndex, TextDoc
 from memsvc.store.vector_index import CubeIndex, IndexFileError, read_index_file, write_index_file
 
@@ -239,11 +239,12 @@ class IndexManager:
         pks: np.ndarray,
         vectors: np.ndarray,
         rows: list[Any] | None = None,
+        keys: tuple[np.ndarray, np.ndarray] | None = None,
     ) -> None:
         """After a committed insert: add its vectors (and `rows` to the side index) directly
         when the index is exactly at the change just before it (no read-back); otherwise
         catch up from the change log. A cube not in memory stays out: its next load
-        catches up."""
+        catches up. `keys` are the new records' sentence keys (owner pks, vectors)."""
         c = self._enter(cube.pk)
         try:
             with c.lock:
@@ -259,6 +260,8 @@ class IndexManager:
                 if direct:
                     assert seqs is not None
                     index.upsert(pks, vectors)
+                    if keys is not None:
+                        index.add_keys(*keys)
                     index.seq = seqs[1]
                     if text is not None and text.seq == seqs[0] - 1 and rows is not None:
                         text.upsert([self._analyze(r) for r in rows])
@@ -294,10 +297,12 @@ class IndexManager:
         with self.db.read() as s:
             seq = max_change_seq(s, cube.pk)
             pks, vecs = active_vectors(s, cube.pk, dim=cube.embedding_dim)
+            owners, keys = active_keys(s, cube.pk, dim=cube.embedding_dim)
         index = CubeIndex(
             cube.embedding_dim, cube.embedding_model, seq=seq, spec=self.spec_for(cube)
         )
         index.upsert(pks, vecs)
+        index.add_keys(owners, keys)
         if reason is not None:
             self._rebuild_reason[cube.pk] = reason
         self._save(cube, c, index)
@@ -308,8 +313,10 @@ class IndexManager:
         if not changed:
             return
         pks, vecs = active_vectors(s, cube.pk, changed, dim=cube.embedding_dim)
+        owners, keys = active_keys(s, cube.pk, changed, dim=cube.embedding_dim)
         index.remove(np.asarray(changed, dtype=np.int64))
         index.upsert(pks, vecs)
+        index.add_keys(owners, keys)
         text = c.text
         if text is not None and text.seq == index.seq:  # else it catches up in `text_for`
             self._apply_text(text, s, cube.pk, changed, new_seq)

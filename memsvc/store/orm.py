@@ -156,6 +156,8 @@ class RecordRow(Base):
     entities: Mapped[list[str]] = mapped_column(JsonType, default=list)
     embedding_precision: Mapped[str] = mapped_column(String(16), default="float32")
     embedding: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    # Sentence keys (retrieval.sentence_keys): float32 rows of embedding_dim, one per key.
+    key_embeddings: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # "subject|attribute" of a stated fact ("user:ana|residence"); records sharing it can

@@ -19,6 +19,7 @@ import threading
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -34,6 +35,7 @@ from memsvc.store.index_spec import (
 from memsvc.store.two_stage import CodeTable
 
 __all__ = [
+    "KEY_BASE",
     "CubeIndex",
     "IndexFileError",
     "read_index_file",
@@ -45,6 +47,24 @@ log = logging.getLogger(__name__)
 MAGIC = b"MEMSVCIX"
 FORMAT = 1
 _OBJECT_BYTES = 2048  # a cube index's fixed cost: its Python objects (`CubeIndex.nbytes`)
+# A record's sentence keys are held under ids of their own: KEY_BASE + pk * KEY_SLOTS + i.
+KEY_BASE = 1 << 56
+KEY_SLOTS = 64  # more than any record has (retrieval.sentence_keys.MAX_KEYS)
+KEY_FANOUT = 3  # a key search reads this many keys a wanted record, then folds them
+
+
+def key_owners(ids: np.ndarray) -> np.ndarray:
+    """The record pk each key id stands for."""
+    return (np.asarray(ids, np.int64) - KEY_BASE) // KEY_SLOTS
+
+
+def _key_ids(pk: int, n: int) -> np.ndarray:
+    return KEY_BASE + pk * KEY_SLOTS + np.arange(n, dtype=np.int64)
+
+
+def _count_keys(ids: np.ndarray) -> dict[int, int]:
+    owners, counts = np.unique(key_owners(ids), return_counts=True)
+    return dict(zip(owners.tolist(), counts.tolist(), strict=True))
 
 
 _search_threads = 1
@@ -83,6 +103,10 @@ class CubeIndex:
     """Inner-product search over one cube's active record vectors (ids = record pks), built
     from an `IndexSpec` (default `Flat`).
 
+    A record may also have sentence keys (`add_keys`): vectors that stand for it, held in a
+    second index of the same spec and searched on their own (`search_keys`), so a search of
+    the records is the same with or without them. `count` counts records, `keys` keys.
+
     `Flat` keeps a FAISS flat index. A two-stage spec (`SQ8...`, `RBin...`) keeps a code table
     instead (codes for the scan plus the float vectors for rescoring, one copy); filtered
     searches (an `allowed` set) are exact in both."""
@@ -100,6 +124,8 @@ class CubeIndex:
         # remove_ids rewrites the whole flat array, so only ids actually held are removed.
         self._ids: set[int] = set()
         self._table: CodeTable | None = None
+        self._keyidx: CubeIndex | None = None  # ids: KEY_BASE + pk * KEY_SLOTS + i
+        self._nkeys: dict[int, int] = {}  # record pk -> keys held
         self._build(np.empty(0, np.int64), np.empty((0, dim), np.float32))
 
     @property
@@ -117,6 +143,8 @@ class CubeIndex:
             pks, vecs = self._held()
             self.spec = spec
             self._build(pks, vecs)
+            if self._keyidx is not None:
+                self._keyidx.set_spec(spec)
             self.dirty = True
 
     def set_mode(self, mode: str, *, oversample: int = DEFAULT_OVERSAMPLE) -> None:
@@ -161,12 +189,19 @@ class CubeIndex:
         return int(self._index.ntotal)
 
     @property
+    def keys(self) -> int:
+        """Sentence keys held."""
+        return 0 if self._keyidx is None else self._keyidx.count
+
+    @property
     def nbytes(self) -> int:
         """Host bytes held (for the index budget): a two-stage table's arrays, or the flat
-        index's vectors and ids plus the set of held ids (about 70 bytes an id)."""
+        index's vectors and ids plus the set of held ids (about 70 bytes an id); the keys'
+        index likewise, and about 100 bytes a keyed record."""
+        keys = 0 if self._keyidx is None else self._keyidx.nbytes + 100 * len(self._nkeys)
         if self._table is not None:
-            return _OBJECT_BYTES + self._table.nbytes
-        return _OBJECT_BYTES + self.count * (4 * self.dim + 8) + 70 * len(self._ids)
+            return _OBJECT_BYTES + self._table.nbytes + keys
+        return _OBJECT_BYTES + self.count * (4 * self.dim + 8) + 70 * len(self._ids) + keys
 
     def upsert(self, pks: np.ndarray, vectors: np.ndarray) -> None:
         if len(pks) == 0:
@@ -174,6 +209,7 @@ class CubeIndex:
         pks = np.ascontiguousarray(pks, dtype=np.int64)
         vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(pks), self.dim)
         with self.lock:
+            self._drop_keys(pks)  # a changed record's keys are written anew (`add_keys`)
             if self._table is not None:
                 self._table.upsert(pks, vectors)
             else:
@@ -187,8 +223,73 @@ class CubeIndex:
         if len(pks) == 0:
             return
         with self.lock:
+            self._drop_keys(pks)
             self._remove_held(pks)
             self.dirty = True
+
+    def add_keys(self, owners: np.ndarray, vectors: np.ndarray) -> None:
+        """Sentence keys of held records: `owners[i]` is the record pk vectors[i] stands for
+        (the keys of a record not held are skipped: it is deleted or archived)."""
+        if len(owners) == 0:
+            return
+        owners = np.asarray(owners, dtype=np.int64)
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(len(owners), self.dim)
+        with self.lock:
+            ids = np.empty(len(owners), np.int64)
+            keep = np.zeros(len(owners), bool)
+            for i, pk in enumerate(owners.tolist()):
+                n = self._nkeys.get(pk, 0)
+                if n < KEY_SLOTS and self._holds(pk):
+                    ids[i], keep[i] = KEY_BASE + pk * KEY_SLOTS + n, True
+                    self._nkeys[pk] = n + 1
+            if not keep.any():
+                return
+            if self._keyidx is None:
+                self._keyidx = CubeIndex(self.dim, self.model, spec=self.spec)
+            self._keyidx.upsert(ids[keep], vectors[keep])
+            self.dirty = True
+
+    def _holds(self, pk: int) -> bool:
+        if self._table is not None:
+            return pk in self._table.row
+        return pk in self._ids
+
+    def _drop_keys(self, pks: np.ndarray) -> None:
+        if not self._nkeys or self._keyidx is None:
+            return
+        found = [_key_ids(p, n) for p in pks.tolist() if (n := self._nkeys.pop(int(p), 0))]
+        if found:
+            self._keyidx.remove(np.concatenate(found))
+
+    def search_keys(
+        self,
+        query: np.ndarray,
+        k: int,
+        *,
+        allowed: np.ndarray | None = None,
+        candidates: int | None = None,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k records by their best sentence key's inner product, as (pks, scores); only
+        records with keys can be found. `allowed` and `candidates` as in `search`."""
+        with self.lock:
+            keyidx = self._keyidx
+            if keyidx is None or not self._nkeys:
+                return np.empty(0, np.int64), np.empty(0, np.float32)
+            if allowed is not None:
+                keyed = [
+                    _key_ids(p, n)
+                    for p in np.asarray(allowed, np.int64).tolist()
+                    if (n := self._nkeys.get(p))
+                ]
+                if not keyed:
+                    return np.empty(0, np.int64), np.empty(0, np.float32)
+                allowed = np.concatenate(keyed)
+        more = None if candidates is None else KEY_FANOUT * candidates
+        ids, scores = keyidx.search(query, KEY_FANOUT * k, allowed=allowed, candidates=more)
+        owners = key_owners(ids)  # best first: a record's first entry is its best key
+        _, first = np.unique(owners, return_index=True)
+        first = np.sort(first)[:k]
+        return owners[first], scores[first]
 
     def _remove_held(self, pks: np.ndarray) -> None:
         if self._table is not None:
@@ -247,13 +348,19 @@ class CubeIndex:
                 "model": self.model,
                 "seq": self.seq,
                 "count": self.count,
-                "crc32": zlib.crc32(payload),
             }
+            if self._keyidx is not None and self._nkeys:
+                keys = self._keyidx.to_bytes()  # a whole index file of its own, appended
+                header["keys_bytes"] = len(keys)
+                payload += keys
+            header["crc32"] = zlib.crc32(payload)
         raw = json.dumps(header).encode()
         return MAGIC + struct.pack("<I", len(raw)) + raw + payload
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> CubeIndex:
+    def from_bytes(cls, data: bytes, *, keys: bool = True) -> CubeIndex:
+        """The index a `to_bytes` wrote; `keys=False` for the keys' own index (which holds
+        none of its own)."""
         if len(data) < 12 or data[:8] != MAGIC:
             raise IndexFileError("not a memsvc index file")
         (hlen,) = struct.unpack("<I", data[8:12])
@@ -270,6 +377,36 @@ class CubeIndex:
         except IndexSpecError as exc:
             raise IndexFileError(f"index file names an unknown spec: {exc}") from exc
         dim, model, seq = int(header["dim"]), str(header["model"]), int(header["seq"])
+        keys_bytes = header.get("keys_bytes", 0)
+        if not isinstance(keys_bytes, int) or not 0 <= keys_bytes <= len(payload):
+            raise IndexFileError("index file disagrees with its header (keys)")
+        if keys_bytes and not keys:
+            raise IndexFileError("index file nests keys within keys")
+        keyidx = None
+        if keys_bytes:
+            keyidx = cls.from_bytes(payload[len(payload) - keys_bytes :], keys=False)
+            if keyidx.dim != dim:
+                raise IndexFileError("index file disagrees with its header (keys)")
+            payload = payload[: len(payload) - keys_bytes]
+        idx = cls._from_payload(payload, header, kind, spec, dim, model, seq)
+        if keyidx is not None:
+            ids = keyidx._held()[0]
+            if (ids < KEY_BASE).any():
+                raise IndexFileError("index file holds keys of no record")
+            idx._keyidx, idx._nkeys = keyidx, _count_keys(ids)
+        return idx
+
+    @classmethod
+    def _from_payload(
+        cls,
+        payload: bytes,
+        header: dict[str, Any],
+        kind: str,
+        spec: IndexSpec,
+        dim: int,
+        model: str,
+        seq: int,
+    ) -> CubeIndex:
         if kind == "vectors":  # written by a two-stage table: its codes are rebuilt here
             with np.load(io.BytesIO(payload)) as arrays:
                 pks, vecs = arrays["pks"], arrays["vecs"]

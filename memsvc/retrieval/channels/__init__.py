@@ -4,9 +4,9 @@ Every channel is `fn(ctx, scores) -> Ranked`: it reads the query's read-only `Qu
 and a read-only mapping of scores, and returns (record pk, score) pairs, best first. It
 mutates nothing, so the channels of a stage may run in any order (or at once).
 
-- generators find candidates in the whole cube (dense, keyword, entity, temporal); they get
-  no scores; their rankings are fused (rrf or weighted, `memsvc/retrieval/fusion.py`);
-- boosters re-score the fused list (session, vote, speaker, recency, own); each gets the
+- generators find candidates in the whole cube (dense, keyword, sentence, entity, temporal);
+  they get no scores; their rankings are fused (rrf or weighted, `memsvc/retrieval/fusion.py`);
+- boosters re-score the fused list (session, vote, aside, speaker, recency, own); each gets the
   fused scores and returns a signal per record, which the pipeline folds into the score as
   its `fold` says, in registry order;
 - rescorers re-weigh the head of the boosted list (retention, the lifecycle's forgetting);
@@ -22,12 +22,14 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Literal
 
+from memsvc.retrieval.channels.aside import aside
 from memsvc.retrieval.channels.dense import dense
 from memsvc.retrieval.channels.entity import entity
 from memsvc.retrieval.channels.keyword import keyword
 from memsvc.retrieval.channels.own import own
 from memsvc.retrieval.channels.recency import recency
 from memsvc.retrieval.channels.retention import retention
+from memsvc.retrieval.channels.sentence import sentence
 from memsvc.retrieval.channels.session import session
 from memsvc.retrieval.channels.speaker import speaker
 from memsvc.retrieval.channels.temporal import temporal
@@ -60,16 +62,18 @@ class ChannelSpec:
     needs_vector: bool
 
 
-# Registry order is the order outputs are folded in (boosters: session, vote, speaker,
+# Registry order is the order outputs are folded in (boosters: session, vote, aside, speaker,
 # recency, own).
 REGISTRY: Mapping[str, ChannelSpec] = MappingProxyType(
     {
         "dense": ChannelSpec(dense, "generator", "fuse", needs_vector=True),
         "keyword": ChannelSpec(keyword, "generator", "fuse", needs_vector=False),
+        "sentence": ChannelSpec(sentence, "generator", "fuse", needs_vector=True),
         "entity": ChannelSpec(entity, "generator", "fuse", needs_vector=True),
         "temporal": ChannelSpec(temporal, "generator", "fuse", needs_vector=True),
         "session": ChannelSpec(session, "booster", "add", needs_vector=False),
         "vote": ChannelSpec(vote, "booster", "add", needs_vector=False),
+        "aside": ChannelSpec(aside, "booster", "add", needs_vector=True),
         "speaker": ChannelSpec(speaker, "booster", "scale", needs_vector=False),
         "recency": ChannelSpec(recency, "booster", "rank", needs_vector=False),
         # last of the boosters: where it lifts every candidate alike, the order stays

@@ -93,6 +93,30 @@ def active_vectors(
     return ids, vecs
 
 
+def active_keys(
+    s: Session, cube_pk: int, pks: Sequence[int] | None = None, *, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(owner pk, vector) of every sentence key of the active plaintext records, optionally
+    among `pks`: one owner entry per key, in pk order and each record's key order."""
+    R = RecordRow
+    q = select(R.pk, R.key_embeddings).where(
+        R.cube_pk == cube_pk, R.status == "active", R.key_embeddings.is_not(None)
+    )
+    if pks is not None:
+        q = q.where(R.pk.in_([int(p) for p in pks]))
+    owners: list[np.ndarray] = []
+    vecs: list[np.ndarray] = []
+    for pk, blob in s.connection().execute(q.order_by(R.pk)):
+        if not blob or len(blob) % (4 * dim):
+            continue  # written for another model's dimension: no keys rather than wrong ones
+        rows = np.frombuffer(blob, dtype=np.float32).reshape(-1, dim)
+        owners.append(np.full(len(rows), pk, np.int64))
+        vecs.append(rows)
+    if not owners:
+        return np.empty(0, np.int64), np.empty((0, dim), np.float32)
+    return np.concatenate(owners), np.concatenate(vecs)
+
+
 def active_text_rows(s: Session, cube_pk: int, pks: Sequence[int] | None = None) -> list[Row[Any]]:
     """The fields the side index reads (content, speaker, session, time, entities) of the
     active records, optionally among `pks`, in pk order."""

@@ -42,6 +42,7 @@ RECORD_DEFAULTS: dict[str, Any] = {
     "valid_to": None,
     "last_recalled_at": None,
     "embedding": None,
+    "key_embeddings": None,
 }
 
 
@@ -121,7 +122,7 @@ def records_by_pks(
 _RECORD_FIELDS = [
     RecordRow.__table__.c[prop.columns[0].name].label(prop.key)
     for prop in RecordRow.__mapper__.column_attrs
-    if prop.key != "embedding"
+    if prop.key not in ("embedding", "key_embeddings")
 ]
 
 
