@@ -196,3 +196,21 @@ def test_the_aside_booster_lifts_a_record_by_its_better_sentence(
     # records without keys keep their order
     rest = [h.record.content for h in hits[1:]]
     assert rest == [c for c in base if c != ASIDE]
+
+
+def test_another_tenants_keys_are_never_searched(open_memory: Callable[..., Memory]) -> None:
+    """Keys live in their record's cube: a second tenant asking the very remark finds none of
+    the first tenant's records, by sentence or by aside, and its own long messages cannot
+    crowd the first tenant's results (each cube has its own key index)."""
+    m = open_memory()
+    _fill(m)  # user "u": the remark about three sisters
+    m.add(
+        messages=[{"role": "user", "content": ASIDE.replace("three sisters", "two brothers")}],
+        user_id="intruder",
+    )
+    for recipe in ("sentence=1", "balanced"):
+        theirs = m.recall(QUESTION, user_id="intruder", k=10, recipe=recipe)
+        assert theirs and all("three sisters" not in h.record.content for h in theirs)
+        mine = m.recall(QUESTION, user_id="u", k=10, recipe=recipe)
+        assert all("two brothers" not in h.record.content for h in mine)
+    assert "three sisters" in _sentence_hits(m, QUESTION)[0].record.content

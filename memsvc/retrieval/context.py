@@ -57,19 +57,18 @@ class QueryContext:
     @cached_property
     def dense_hits(self) -> tuple[tuple[int, float], ...]:
         """The n nearest records by cosine (through the two-stage scan)."""
-        assert self.qvec is not None, "the dense search needs the query vector"
-        pks, scores = self.index.search(
-            self.qvec, self.n, allowed=self.allowed, candidates=self.scan
-        )
-        return tuple((int(p), float(s)) for p, s in zip(pks, scores, strict=True))
+        return self._nearest(self.index.search)
 
     @cached_property
     def sentence_hits(self) -> tuple[tuple[int, float], ...]:
         """The n records whose best sentence key is nearest by cosine."""
-        assert self.qvec is not None, "the sentence search needs the query vector"
-        pks, scores = self.index.search_keys(
-            self.qvec, self.n, allowed=self.allowed, candidates=self.scan
-        )
+        return self._nearest(self.index.search_keys)
+
+    def _nearest(
+        self, search: Callable[..., tuple[np.ndarray, np.ndarray]]
+    ) -> tuple[tuple[int, float], ...]:
+        assert self.qvec is not None, "a cosine search needs the query vector"
+        pks, scores = search(self.qvec, self.n, allowed=self.allowed, candidates=self.scan)
         return tuple((int(p), float(s)) for p, s in zip(pks, scores, strict=True))
 
     @cached_property

@@ -56,11 +56,11 @@ def key_texts(
 ) -> list[str]:
     """What to embed as the record's keys (none for a reply or a one-sentence record), each
     framed as its record is (speaker and date for a named speaker)."""
-    if source and source.get("role") == "assistant":
-        return []
-    if len(content.split()) <= CONTEXT_MAX_WORDS:
-        return []  # a short turn is one thought, embedded with the turns it answers
-    found = sentences(content)
-    if len(found) < 2:
-        return []
-    return [embedding_text(s, source, event_time) for s in found[:MAX_KEYS]]
+    # A reply restates the question; a short turn is one thought, embedded with the turns
+    # it answers; a record of one sentence is its own key.
+    said_at_length = not (source and source.get("role") == "assistant") and (
+        len(content.split()) > CONTEXT_MAX_WORDS
+    )
+    found = sentences(content) if said_at_length else []
+    keyed = found[:MAX_KEYS] if len(found) >= 2 else ()
+    return [embedding_text(s, source, event_time) for s in keyed]
