@@ -26,6 +26,18 @@ FIXTURE = Path(__file__).parent / "fixtures" / "longmemeval_fixture.json"
 needs_locomo = pytest.mark.skipif(not LOCOMO.exists(), reason="../shared/data/locomo missing")
 
 
+@pytest.fixture(scope="module")
+def conv_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One embedding cache for the tests that ingest conv-26: its turns are embedded once per
+    module (the first test fills it through the CLI), not once per system and test."""
+    return tmp_path_factory.mktemp("conv26-embeddings")
+
+
+@pytest.fixture
+def cached(embedder: SentenceTransformerEmbedder, conv_cache: Path) -> CachedEmbedder:
+    return CachedEmbedder(embedder, conv_cache)
+
+
 def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "memsvc.cli", "eval", *args],
@@ -37,7 +49,7 @@ def _cli(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess[str
 
 
 @needs_locomo
-def test_cli_locomo_one_conversation_all_systems(tmp_path: Path) -> None:
+def test_cli_locomo_one_conversation_all_systems(tmp_path: Path, conv_cache: Path) -> None:
     out = tmp_path / "run"
     done = _cli(
         "locomo",
@@ -48,7 +60,7 @@ def test_cli_locomo_one_conversation_all_systems(tmp_path: Path) -> None:
         "--out",
         str(out),
         "--cache-dir",
-        str(tmp_path / "cache"),
+        str(conv_cache),
         "--quiet",
     )
     assert done.returncode == 0, done.stderr
@@ -96,14 +108,14 @@ def test_cli_reports_broken_input_clearly(tmp_path: Path) -> None:
 
 @needs_locomo
 def test_memsvc_over_http_gives_the_same_ranking(
-    served, embedder: SentenceTransformerEmbedder, tmp_path: Path, monkeypatch
+    served, cached: CachedEmbedder, tmp_path: Path, monkeypatch
 ) -> None:
     monkeypatch.setenv("MEMSVC_API_KEY", served.keys["acme"])
     common = dict(data=LOCOMO, conversations=["conv-26"], systems=["memsvc"], max_questions=8)
     remote = run_locomo(
-        EvalConfig(out=tmp_path / "r", server=served.url, progress=False, **common), embedder
+        EvalConfig(out=tmp_path / "r", server=served.url, progress=False, **common), cached
     )
-    local = run_locomo(EvalConfig(out=tmp_path / "l", progress=False, **common), embedder)
+    local = run_locomo(EvalConfig(out=tmp_path / "l", progress=False, **common), cached)
     assert len(remote["rows"]) == 8
     for a, b in zip(remote["rows"], local["rows"], strict=True):
         assert a["retrieved"][:10] == b["retrieved"][:10]
@@ -111,14 +123,14 @@ def test_memsvc_over_http_gives_the_same_ranking(
 
 @needs_locomo
 def test_forgetting_system_lives_through_the_sessions(
-    embedder: SentenceTransformerEmbedder, tmp_path: Path
+    cached: CachedEmbedder, tmp_path: Path
 ) -> None:
     """`memsvc+forgetting` ingests at the sessions' dates and maintains after each: records
     age (some vectors are demoted), and recall still ranks like `memsvc` on the head."""
     common = dict(data=LOCOMO, conversations=["conv-26"], max_questions=8, progress=False)
     out = run_locomo(
         EvalConfig(out=tmp_path / "f", systems=["memsvc", "memsvc+forgetting"], **common),
-        embedder,
+        cached,
     )
     assert set(out["aggregates"]) == {"memsvc", "memsvc+forgetting"}
     on = out["aggregates"]["memsvc+forgetting"]["recall@10"]["overall"]

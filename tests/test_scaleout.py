@@ -144,12 +144,14 @@ def _records_in(url: str, key: str, cube: str) -> list[str]:
 def test_sigkill_during_import_and_maintenance_leaves_nothing_half_done(
     tmp_path: Path, open_memory: Callable[..., Memory]
 ) -> None:
-    from memsvc.evals.corpus import generated_sentences, texts
+    from memsvc.evals.corpus import generated_sentences
 
-    elsewhere = open_memory(tmp_path / "elsewhere")  # the file comes from another service
-    elsewhere.create_cube("imp")
-    elsewhere.add(generated_sentences(3000, seed=7), user_id="k", cube="imp")
-    elsewhere.export_cube("imp", tmp_path / "imp.memcube")
+    sentences = generated_sentences(3000, seed=8)
+    elsewhere = open_memory(tmp_path / "elsewhere")  # the files come from another service
+    for cube, texts in (("imp", generated_sentences(3000, seed=7)), ("src", sentences)):
+        elsewhere.create_cube(cube)
+        elsewhere.add(texts, user_id="k", cube=cube)
+        elsewhere.export_cube(cube, tmp_path / f"{cube}.memcube")
 
     env = {**os.environ, "MEMSVC_HOME": str(tmp_path / "k2"), "MEMSVC_MAINTAIN_SECONDS": "0"}
     key = _key(env)
@@ -157,9 +159,8 @@ def test_sigkill_during_import_and_maintenance_leaves_nothing_half_done(
     url = f"http://127.0.0.1:{port}"
     proc = _start(env, port)
     wait_ready(url, proc)
-    with MemoryClient(url, key, timeout=300) as c:
-        c.create_cube("src")
-        c.add(texts(3000), user_id="k", cube="src")
+    with MemoryClient(url, key, timeout=300) as c:  # the file's vectors: nothing to embed
+        c.import_cube(tmp_path / "src.memcube", cube="src")
     body = (tmp_path / "imp.memcube").read_bytes()
 
     def kill_during(send: Callable[[], None]) -> None:
@@ -206,7 +207,7 @@ def test_sigkill_during_import_and_maintenance_leaves_nothing_half_done(
             run = c.maintain("src")[0]  # a later run completes
             assert run.error is None and run.finished_at is not None
             assert c.maintain("src")[0].counts.get("placed", 0) == 0  # and is idempotent
-            probe = texts(3000)[1234]
+            probe = sentences[1234]
             assert c.recall(probe, user_id="k", cube="src", k=3)[0].record.content == probe
     finally:
         proc.terminate()
