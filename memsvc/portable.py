@@ -3,7 +3,7 @@
     {"type": "header", "format": "memsvc-cube", "format_version": 2, "cube": {...},
      "embedding": {"model": ..., "dim": ..., "dtype": "float32"}, "exported_at": ...}
     {"type": "record", "record": {...}, "versions": [...], "embedding": "<base64 float32>",
-     "blob_bytes": N}
+     "keys": "<base64 float32, one row per sentence key>", "blob_bytes": N}
     {"type": "versions", "id": "<record id>", "versions": [...]}
     {"type": "blob", "id": "<record id>", "data": "<base64, at most BLOB_PART_BYTES>"}
     {"type": "entity", "key": 7, "entity": {...}}
@@ -34,6 +34,8 @@ import zlib
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+import numpy as np
 
 from memsvc.errors import InvalidInput
 from memsvc.store.precision import decode_stored
@@ -80,6 +82,24 @@ def decode_vector(text: str | None, dim: int, precision: str = "float32") -> byt
             f"bad embedding: {exc} (the file says {dim} dimensions)",
             details={"field": "embedding"},
         ) from None
+    return raw
+
+
+def decode_keys(text: Any, dim: int, max_keys: int) -> bytes:
+    """A record's sentence keys: 1 to `max_keys` finite float32 rows of `dim`."""
+    try:
+        if not isinstance(text, str):
+            raise TypeError("must be a base64 string")
+        raw = base64.b64decode(text, validate=True)
+        row = 4 * dim
+        if dim <= 0 or not raw or len(raw) % row or len(raw) // row > max_keys:
+            raise ValueError(
+                f"{len(raw)} bytes is not 1 to {max_keys} float32 rows of {dim} dimensions"
+            )
+        if not np.isfinite(np.frombuffer(raw, dtype=np.float32)).all():
+            raise ValueError("a value is not a finite number")
+    except (ValueError, TypeError, binascii.Error) as exc:
+        raise InvalidInput(f"bad sentence keys: {exc}", details={"field": "keys"}) from None
     return raw
 
 

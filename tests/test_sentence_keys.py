@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -9,7 +12,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from memsvc import Memory
+from memsvc import InvalidInput, Memory
 from memsvc.retrieval.sentence_keys import MAX_KEYS, key_texts, sentences
 from memsvc.store.vector_index import (
     KEY_BASE,
@@ -214,3 +217,74 @@ def test_another_tenants_keys_are_never_searched(open_memory: Callable[..., Memo
         mine = m.recall(QUESTION, user_id="u", k=10, recipe=recipe)
         assert all("two brothers" not in h.record.content for h in mine)
     assert "three sisters" in _sentence_hits(m, QUESTION)[0].record.content
+
+
+# ---- the cube file -------------------------------------------------------------------------------
+
+
+def _lines(path: Path) -> list[dict]:
+    with gzip.open(path, "rt") as fh:
+        return [json.loads(line) for line in fh]
+
+
+def _rewrite(path: Path, lines: list[dict]) -> Path:
+    with gzip.open(path, "wt") as fh:
+        fh.writelines(json.dumps(line) + "\n" for line in lines)
+    return path
+
+
+def test_keys_travel_in_the_cube_file_or_are_made_on_import(
+    open_memory: Callable[..., Memory], tmp_path: Path
+) -> None:
+    m = open_memory(tmp_path / "a")
+    _fill(m)
+    m.export_cube("user:u", tmp_path / "a.memcube")
+    lines = _lines(tmp_path / "a.memcube")
+    keyed = [x for x in lines if x["type"] == "record" and "keys" in x]
+    assert [x["record"]["content"] for x in keyed] == [ASIDE]  # only the long message
+    # same model: the keys come with their record, byte for byte
+    b = open_memory(tmp_path / "b")
+    b.import_cube(tmp_path / "a.memcube", cube="copy")
+    hits = b.recall(QUESTION, user_id="u", cube="copy", recipe="sentence=1")
+    assert [h.record.content for h in hits] == [ASIDE]
+    b.export_cube("copy", tmp_path / "b.memcube")
+    again = [x["keys"] for x in _lines(tmp_path / "b.memcube") if "keys" in x]
+    assert again == [keyed[0]["keys"]]
+    # a file from before keys: they are made on import, as `add` makes them
+    for x in lines:
+        x.pop("keys", None)
+    c = open_memory(tmp_path / "c")
+    c.import_cube(_rewrite(tmp_path / "old.memcube", lines), cube="copy")
+    hits = c.recall(QUESTION, user_id="u", cube="copy", recipe="sentence=1")
+    assert [h.record.content for h in hits] == [ASIDE]
+
+
+def _f32(rows: int, value: float = 0.1) -> str:
+    return base64.b64encode(np.full((rows, 384), value, dtype=np.float32).tobytes()).decode()
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        base64.b64encode(b"\0" * 100).decode(),  # not whole rows
+        _f32(MAX_KEYS + 1),  # more keys than a record ever has
+        _f32(2, float("nan")),
+        _f32(0),
+        17,
+        "not base64!",
+    ],
+    ids=["ragged", "too-many", "nan", "empty", "number", "not-base64"],
+)
+def test_bad_keys_in_a_cube_file_are_refused_and_nothing_is_written(
+    open_memory: Callable[..., Memory], tmp_path: Path, bad: object
+) -> None:
+    m = open_memory(tmp_path / "a")
+    _fill(m)
+    m.export_cube("user:u", tmp_path / "a.memcube")
+    lines = _lines(tmp_path / "a.memcube")
+    next(x for x in lines if "keys" in x)["keys"] = bad
+    other = open_memory(tmp_path / "b")
+    with pytest.raises(InvalidInput) as err:
+        other.import_cube(_rewrite(tmp_path / "bad.memcube", lines), cube="copy")
+    assert err.value.details["field"] == "keys"
+    assert [c.name for c in other.list_cubes() if c.name == "copy"] == []

@@ -12,6 +12,7 @@ from memsvc.chunking import chunk_id
 from memsvc.errors import Conflict, StorageError
 from memsvc.models import EDGE_TYPES
 from memsvc.retrieval.analyze import CONTEXT_TURNS, embedding_text, takes_context, turn_line
+from memsvc.retrieval.sentence_keys import MAX_KEYS, key_texts
 from memsvc.services.import_checks import (
     _b64,
     _bad,
@@ -45,6 +46,7 @@ class _Rec:
     values: dict[str, Any]
     versions: list[dict[str, Any]]
     text: str | None  # what to embed; None: its embedding came with it
+    keys: list[str] = field(default_factory=list)  # sentence keys to embed (none came with it)
     final_id: str | None = None  # decided early for a record with a file
     chars: int = 0
 
@@ -141,14 +143,15 @@ class _Import:
                 item["embedding"], self.file_dim, values["embedding_precision"]
             )
         values["embedding"] = embedding
-        text = None
+        text, keys = None, []
         if values["tier"] == "plaintext":  # a tier record is found through its memories
             context = self._context(values)
             if embedding is None:
                 text = embedding_text(
                     values["content"], values["source"], values["event_time"], context
                 )
-        rec = _Rec(file_id, values, [], text)
+            keys = self._keys(item, values)
+        rec = _Rec(file_id, values, [], text, keys)
         limit = self.max_text if values["tier"] == "plaintext" else 16 * self.max_text
         self.current = _Current(file_id, limit, rec=rec)
         self._tier_file(rec, item, lines)
@@ -156,6 +159,17 @@ class _Import:
         rec.chars = len(values["content"]) + sum(len(v["content"]) for v in rec.versions)
         self.batch.append(rec)
         self.batch_chars += rec.chars
+
+    def _keys(self, item: dict[str, Any], v: dict[str, Any]) -> list[str]:
+        """Take the record's sentence keys from the file (same model), or say which to embed,
+        as `add` would have (a file from before keys, or from another model)."""
+        v["key_embeddings"] = None
+        if not self.engine.settings.sentence_keys or v["status"] == "deleted":
+            return []  # a restore embeds a deleted record's keys again
+        if self.same_model and item.get("keys") is not None:
+            v["key_embeddings"] = portable.decode_keys(item["keys"], self.file_dim, MAX_KEYS)
+            return []
+        return key_texts(v["content"], v["source"], v["event_time"])
 
     def _context(self, v: dict[str, Any]) -> list[str]:
         """The turns a chat turn is embedded with: those before it in its session, as the
@@ -283,6 +297,16 @@ class _Import:
             for r, vec in zip(part, vecs, strict=True):
                 r.values["embedding"] = vec.tobytes()
                 r.values["embedding_precision"] = "float32"
+        keyed = [(r, text) for r in batch for text in r.keys]
+        rows: dict[int, list[bytes]] = {}
+        for i in range(0, len(keyed), step):
+            part = keyed[i : i + step]
+            vecs = self.engine.embedder.encode([text for _, text in part])
+            for (r, _), vec in zip(part, vecs, strict=True):
+                rows.setdefault(id(r), []).append(vec.astype("float32").tobytes())
+        for r in batch:
+            if id(r) in rows:
+                r.values["key_embeddings"] = b"".join(rows[id(r)])
         cube_pk = self.staging.pk
         try:
             with self.engine.db.writing() as tx:

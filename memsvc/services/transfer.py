@@ -213,7 +213,7 @@ def export_lines(
     lines of about `LINE_BUDGET` bytes, its file in parts, so no line holds much more."""
     with db.reading() as tx:
         ids: dict[int, str] = {}
-        for n, (r, embedding) in enumerate(tx.transfer.records(cube.pk), start=1):
+        for n, (r, embedding, keys) in enumerate(tx.transfer.records(cube.pk), start=1):
             ids[r.pk] = r.id
             rec = record_model(r, cube).model_dump(mode="json")
             versions = _lines_of(
@@ -225,6 +225,8 @@ def export_lines(
                 "versions": versions[0] if versions else [],
                 "embedding": portable.encode_vector(embedding),
             }
+            if keys is not None:  # its sentences' vectors (memsvc.retrieval.sentence_keys)
+                item["keys"] = portable.encode_vector(keys)
             # the file at the record's own place, whatever a row from before says
             fh = _open_file(blobs, cube, r) if blobs is not None else None
             if fh is None:

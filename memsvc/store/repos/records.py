@@ -197,13 +197,13 @@ def set_recalled(s: Session, pks: Sequence[int], at: datetime) -> None:
 
 
 def iter_cube_records(s: Session, cube_pk: int, *, batch: int = 500) -> Iterator[RecordRow]:
-    """Every record of a cube (any status) with its embedding, in pk order, streamed."""
+    """Every record of a cube (any status) with its embeddings, in pk order, streamed."""
     cursor = 0
     while True:
         rows = list(
             s.scalars(
                 select(RecordRow)
-                .options(undefer(RecordRow.embedding))
+                .options(undefer(RecordRow.embedding), undefer(RecordRow.key_embeddings))
                 .where(RecordRow.cube_pk == cube_pk, RecordRow.pk > cursor)
                 .order_by(RecordRow.pk)
                 .limit(batch)

@@ -30,11 +30,11 @@ class Transfer:
 
     # ---- export --------------------------------------------------------------------------------
 
-    def records(self, cube_pk: int) -> Iterator[tuple[RecordData, bytes | None]]:
-        """Every record of a cube (any status) with its stored embedding, in pk order,
-        streamed in batches."""
+    def records(self, cube_pk: int) -> Iterator[tuple[RecordData, bytes | None, bytes | None]]:
+        """Every record of a cube (any status) with its stored embedding and sentence keys,
+        in pk order, streamed in batches."""
         for row in iter_cube_records(self._s, cube_pk):
-            yield RecordData.of(row), row.embedding
+            yield RecordData.of(row), row.embedding, row.key_embeddings
 
     def entities(self, cube_pk: int) -> list[EntityData]:
         return [
