@@ -153,24 +153,29 @@ def test_an_aside_is_found_by_its_sentence_and_after_a_reload(
 ) -> None:
     plain = open_memory(tmp_path / "plain", sentence_keys=False)
     _fill(plain)
-    assert _sentence_hits(plain, QUESTION) == []  # nothing was keyed
+    # nothing was keyed: every record stands by its own embedding, as in the dense ranking
+    fast = [h.record.id for h in plain.recall(QUESTION, user_id="u", k=10, recipe="fast")]
+    assert [h.record.id for h in _sentence_hits(plain, QUESTION)] == fast
     keyed = open_memory(tmp_path / "keyed")
     _fill(keyed)
     # the whole request is about papers: dense ranks the remark's record below others
     dense = [h.record.content for h in keyed.recall(QUESTION, user_id="u", k=10, recipe="fast")]
     assert dense.index(ASIDE) > 0
     hits = _sentence_hits(keyed, QUESTION)
-    assert [h.record.content for h in hits] == [ASIDE]  # the one record long enough for keys
+    assert hits[0].record.content == ASIDE  # the one record long enough for keys
     assert hits[0].explain["sentence"]["score"] > 0.5
+    # the others keep the order of their own embeddings
+    rest = [h.record.content for h in hits[1:]]
+    assert rest == [c for c in dense if c != ASIDE]
     keyed.close()
     # a new process: the index loads from its file or the database, keys and all
     again = open_memory(tmp_path / "keyed")
-    assert [h.record.content for h in _sentence_hits(again, QUESTION)] == [ASIDE]
+    assert _sentence_hits(again, QUESTION)[0].record.content == ASIDE
     again.close()
     for idx_file in (tmp_path / "keyed").rglob("*.faiss"):
         idx_file.unlink()  # rebuilt from the records' stored keys
     rebuilt = open_memory(tmp_path / "keyed")
-    assert [h.record.content for h in _sentence_hits(rebuilt, QUESTION)] == [ASIDE]
+    assert _sentence_hits(rebuilt, QUESTION)[0].record.content == ASIDE
 
 
 def test_an_update_rewrites_the_keys(open_memory: Callable[..., Memory]) -> None:
@@ -180,9 +185,9 @@ def test_an_update_rewrites_the_keys(open_memory: Callable[..., Memory]) -> None
     remark = "By the way, I come from a family with three sisters and we still talk every day."
     m.update(hit.record.id, text=ASIDE.replace(remark, "My laptop is old and slow on big graphs."))
     # the record keeps keys of what it says now, none of the remark it no longer holds
-    again = _sentence_hits(m, QUESTION)
-    assert [h.record.id for h in again] == [hit.record.id]
-    assert again[0].explain["sentence"]["score"] < 0.3
+    again = {h.record.id: h for h in _sentence_hits(m, QUESTION)}
+    assert again[hit.record.id].explain["sentence"]["score"] < 0.3
+    assert next(iter(again)) != hit.record.id
 
 
 def test_the_aside_booster_lifts_a_record_by_its_better_sentence(
@@ -246,7 +251,7 @@ def test_keys_travel_in_the_cube_file_or_are_made_on_import(
     b = open_memory(tmp_path / "b")
     b.import_cube(tmp_path / "a.memcube", cube="copy")
     hits = b.recall(QUESTION, user_id="u", cube="copy", recipe="sentence=1")
-    assert [h.record.content for h in hits] == [ASIDE]
+    assert hits[0].record.content == ASIDE
     b.export_cube("copy", tmp_path / "b.memcube")
     again = [x["keys"] for x in _lines(tmp_path / "b.memcube") if "keys" in x]
     assert again == [keyed[0]["keys"]]
@@ -256,7 +261,7 @@ def test_keys_travel_in_the_cube_file_or_are_made_on_import(
     c = open_memory(tmp_path / "c")
     c.import_cube(_rewrite(tmp_path / "old.memcube", lines), cube="copy")
     hits = c.recall(QUESTION, user_id="u", cube="copy", recipe="sentence=1")
-    assert [h.record.content for h in hits] == [ASIDE]
+    assert hits[0].record.content == ASIDE
 
 
 def _f32(rows: int, value: float = 0.1) -> str:
