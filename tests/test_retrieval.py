@@ -398,6 +398,52 @@ def test_time_expressions() -> None:
     assert asks_when("How long ago did she move?") and not asks_when("What did she move?")
 
 
+def test_everyday_time_expressions() -> None:
+    """What people say beside calendar dates: each is a span a "when" question can find."""
+    ref = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)  # a Monday
+
+    def spans(text: str) -> list[tuple[str, str, str]]:
+        return [
+            (s.text, s.start.date().isoformat(), s.end.date().isoformat())
+            for s in find_times(text, ref)
+        ]
+
+    # a date or a month without its year: the latest one not ahead
+    assert spans("on June 5th") == [("June 5th", "2022-06-05", "2022-06-06")]
+    assert spans("the 8th of May") == [("8th of May", "2023-05-08", "2023-05-09")]
+    assert spans("in early May") == [("early May", "2023-05-01", "2023-05-11")]
+    assert spans("Mid-June") == [("Mid-June", "2022-06-11", "2022-06-21")]
+    assert spans("late March 2022") == [("late March 2022", "2022-03-21", "2022-04-01")]
+    assert spans("at the end of April")[0][1:] == ("2023-04-21", "2023-05-01")
+    assert spans("on Feb 29th")[0][1:] == ("2020-02-29", "2020-03-01")  # the latest one
+    # "may" and "march" are words too: without a year only the capitalised name counts
+    assert spans("you may 2x it") == [] and spans("we march 3 miles") == []
+    # seasons: the one over, the one begun, the next
+    assert spans("last summer") == [("last summer", "2022-06-01", "2022-09-01")]
+    assert spans("over the summer")[0][1:] == ("2022-06-01", "2022-09-01")
+    assert spans("in the spring")[0][1:] == ("2023-03-01", "2023-06-01")  # this one, begun
+    assert spans("this winter")[0][1:] == ("2023-12-01", "2024-03-01")
+    assert spans("next fall")[0][1:] == ("2023-09-01", "2023-12-01")
+    assert spans("summer 2021")[0][1:] == ("2021-06-01", "2021-09-01")
+    # distances in weekends and fortnights, and ahead
+    assert spans("two weekends ago") == [("two weekends ago", "2023-04-28", "2023-05-01")]
+    assert spans("a fortnight ago")[0][1:] == ("2023-04-21", "2023-04-28")
+    assert spans("in two weeks")[0][1:] == ("2023-05-19", "2023-05-26")
+    assert spans("3 days from now")[0][1:] == ("2023-05-10", "2023-05-13")
+    # how long something has lasted: from then up to today
+    assert spans("I've had them for 3 years now")[0][1:] == ("2019-11-08", "2023-05-09")
+    assert spans("Seven years now")[0][1:] == ("2015-11-08", "2023-05-09")
+    # days said in words
+    assert spans("this morning")[0][1:] == ("2023-05-08", "2023-05-09")
+    assert spans("the day before yesterday")[0][1:] == ("2023-05-06", "2023-05-07")
+    assert spans("the other day")[0][1:] == ("2023-05-01", "2023-05-08")
+    assert spans("over the weekend")[0][1:] == ("2023-05-06", "2023-05-08")
+    saturday = datetime(2023, 5, 13, 10, tzinfo=UTC)
+    (now,) = find_times("over the weekend", saturday)  # the weekend under way
+    assert now.start.date().isoformat() == "2023-05-13"
+    assert spans("at 5 pm on a day like any other") == []
+
+
 def test_entities_without_a_model() -> None:
     ents = extract_entities(
         "Thanks Caroline! We visited Rome with Jon and met people from Stanford University.",
