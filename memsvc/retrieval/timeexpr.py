@@ -4,12 +4,13 @@ A small regular grammar rather than dateparser: it covers what conversations and
 say ("yesterday", "last week", "3 days ago", "in the past three months", "last Friday",
 "in May 2023", "8 May 2023", "May 8, 2023", "2023-05-08", "in 2023", "on June 5th",
 "in early May", "last summer", "two weekends ago", "in two weeks", "for 3 years now", "the
-other day", "this morning", "over the weekend") and runs in microseconds on every write and
-query. Each match becomes a half-open interval [start, end) in UTC. A date without a year, a
-month or a season is the latest one not after the reference time, as people mean it. "when"
-questions are recognised separately (`asks_when`): they want records that carry a time, not a
-time range, so what the grammar misses in a record ("I've had them for 3 years now") is a
-record such a question cannot find by its time.
+other day", "this morning", "over the weekend", "I just ...", "recently") and runs in
+microseconds on every write and query. Each match becomes a half-open interval [start, end)
+in UTC. A date without a year, a month or a season is the latest one not after the
+reference time, as people mean it. "when" questions are recognised separately
+(`asks_when`): they want records that carry a time, not a time range, so what the grammar
+misses in a record ("I've had them for 3 years now") is a record such a question cannot find
+by its time.
 """
 
 from __future__ import annotations
@@ -80,6 +81,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         r"\b(the day before yesterday|the day after tomorrow|yesterday|today|tonight|tomorrow"
         r"|last night|this morning|this afternoon|this evening|the other day)\b"
     )),
+    ("recent", re.compile(r"\b(?:(?:i|we|he|she|they)(?:'ve| have| had)?\s+just|recently)\b")),
     ("rel_unit", re.compile(r"\b(last|this|next|past)\s+(week(?:end)?|month|year)\b")),
     ("weekend", re.compile(r"\b(?:over|during|on|at)\s+the\s+weekend\b")),
     ("rel_wday", re.compile(rf"\b(last|this|next|on)\s+({_DAY_RE})\b")),
@@ -96,7 +98,8 @@ _CUE = re.compile(
     + "|".join(sorted({*_MONTHS, *_DAYS, *_SEASONS, "ago", "yesterday", "today", "tonight",
                        "tomorrow", "night", "day", "week", "weekend", "weekends", "fortnight",
                        "fortnights", "month", "year", "days", "weeks", "months", "years",
-                       "morning", "afternoon", "evening"}, key=len, reverse=True))
+                       "morning", "afternoon", "evening", "just", "recently"},
+                      key=len, reverse=True))
     + r")\b"
 )  # fmt: skip
 # What kinds of cue word each pattern needs (d: a digit, m: a month, s: a season, u: a unit,
@@ -117,7 +120,7 @@ _NEEDS: dict[str, set[str]] = {
     "iso": {"d"}, "dmy": {"d", "m"}, "mdy": {"d", "m"}, "part": {"m"}, "my": {"d", "m"},
     "md": {"d", "m"}, "dm": {"d", "m"}, "season_y": {"s", "d"}, "season": {"s"},
     "ago": {"a", "u"}, "ahead": {"u"}, "within": {"u"}, "back": {"u"}, "lasting": {"u"},
-    "rel_day": set(), "rel_unit": {"u"}, "weekend": {"u"}, "rel_wday": {"w"},
+    "rel_day": set(), "recent": set(), "rel_unit": {"u"}, "weekend": {"u"}, "rel_wday": {"w"},
     "month": {"m"}, "year": {"d"},
 }  # fmt: skip
 _WHEN = re.compile(
@@ -273,6 +276,8 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> tuple[datetime, date
         else:
             start = _shift_months(day, -n * (12 if unit == "year" else 1))
         return start, day + timedelta(days=1)
+    if kind == "recent":
+        return day - timedelta(days=3), day + timedelta(days=1)
     if kind == "rel_day":
         if g[0] == "the other day":  # a few days back, within the week
             return day - timedelta(days=7), day
