@@ -416,6 +416,11 @@ def test_everyday_time_expressions() -> None:
     assert spans("late March 2022") == [("late March 2022", "2022-03-21", "2022-04-01")]
     assert spans("at the end of April")[0][1:] == ("2023-04-21", "2023-05-01")
     assert spans("on Feb 29th")[0][1:] == ("2020-02-29", "2020-03-01")  # the latest one
+    # dates typed as numbers, month first; without a year only after a word that takes a date
+    assert spans("since I started on 2/15")[0][1:] == ("2023-02-15", "2023-02-16")
+    assert spans("on 12/25/2022 and 7/4/23")[0][1:] == ("2022-12-25", "2022-12-26")
+    assert spans("due 7/4/23")[0][1:] == ("2023-07-04", "2023-07-05")
+    assert spans("add 1/2 cup, we won 3/4 games") == [] and spans("on 13/45") == []
     # "may" and "march" are words too: without a year only the capitalised name counts
     assert spans("you may 2x it") == [] and spans("we march 3 miles") == []
     # seasons: the one over, the one begun, the next

@@ -3,8 +3,8 @@
 A small regular grammar rather than dateparser: it covers what conversations and questions
 say ("yesterday", "last week", "3 days ago", "in the past three months", "last Friday",
 "in May 2023", "8 May 2023", "May 8, 2023", "2023-05-08", "in 2023", "on June 5th",
-"in early May", "last summer", "two weekends ago", "in two weeks", "for 3 years now", "the
-other day", "this morning", "over the weekend", "I just ...", "recently") and runs in
+"on 2/15", "in early May", "last summer", "two weekends ago", "in two weeks", "for 3 years
+now", "the other day", "this morning", "over the weekend", "I just ...", "recently") and runs in
 microseconds on every write and query. Each match becomes a half-open interval [start, end)
 in UTC. A date without a year, a month or a season is the latest one not after the
 reference time, as people mean it. "when" questions are recognised separately
@@ -56,6 +56,10 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
         rf"\b(\d{{1,2}})(?:st|nd|rd|th)?\s+(?:of\s+)?({_MONTH_RE})\.?,?\s+(\d{{4}})\b"
     )),
     ("mdy", re.compile(rf"\b({_MONTH_RE})\.?\s+(\d{{1,2}})(?:st|nd|rd|th)?,?\s+(\d{{4}})\b")),
+    ("mdy_num", re.compile(r"\b(\d{1,2})/(\d{1,2})/((?:19|20)?\d{2})\b")),
+    ("md_num", re.compile(
+        r"\b(?:on|by|since|from|until|till|before|after)\s+(\d{1,2})/(\d{1,2})\b(?!/)"
+    )),
     ("part", re.compile(
         rf"\b(early|mid|late|the (?:beginning|start|middle|end) of)[\s-]+({_MONTH_RE})\b"
         r"(?:\.?,?\s+(\d{4})\b)?"
@@ -117,7 +121,8 @@ _CUE_KIND = (
 )  # fmt: skip
 _CUE_KIND["day"] = "u"  # "3 day trip" and "the other day": both kinds below list "u" or "r"
 _NEEDS: dict[str, set[str]] = {
-    "iso": {"d"}, "dmy": {"d", "m"}, "mdy": {"d", "m"}, "part": {"m"}, "my": {"d", "m"},
+    "iso": {"d"}, "mdy_num": {"d"}, "md_num": {"d"}, "dmy": {"d", "m"}, "mdy": {"d", "m"},
+    "part": {"m"}, "my": {"d", "m"},
     "md": {"d", "m"}, "dm": {"d", "m"}, "season_y": {"s", "d"}, "season": {"s"},
     "ago": {"a", "u"}, "ahead": {"u"}, "within": {"u"}, "back": {"u"}, "lasting": {"u"},
     "rel_day": set(), "recent": set(), "rel_unit": {"u"}, "weekend": {"u"}, "rel_wday": {"w"},
@@ -248,6 +253,13 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> tuple[datetime, date
             datetime(year, mon, first, tzinfo=UTC),
             datetime(year, mon, min(after, last) - 1, tzinfo=UTC) + timedelta(days=1),
         )
+    if kind == "mdy_num":  # US order, as the dates people type in chats are
+        year = int(g[2]) + (2000 if len(g[2]) == 2 else 0)
+        start = datetime(year, int(g[0]), int(g[1]), tzinfo=UTC)
+        return start, start + timedelta(days=1)
+    if kind == "md_num":
+        start = _latest_date(int(g[0]), int(g[1]), day)
+        return start, start + timedelta(days=1)
     if kind in ("md", "dm"):
         mon, d = (g[0], g[1]) if kind == "md" else (g[1], g[0])
         start = _latest_date(_MONTHS[mon.rstrip(".")], int(d), day)
