@@ -164,6 +164,9 @@ def test_an_aside_is_found_by_its_sentence_and_after_a_reload(
     hits = _sentence_hits(keyed, QUESTION)
     assert hits[0].record.content == ASIDE  # the one record long enough for keys
     assert hits[0].explain["sentence"]["score"] > 0.5
+    # a question about someone else is not what a person's asides answer: no sentence ranking
+    third = "How many siblings does Ann have?"
+    assert keyed.recall(third, user_id="u", k=10, recipe="sentence=1") == []
     # the others keep the order of their own embeddings
     rest = [h.record.content for h in hits[1:]]
     assert rest == [c for c in dense if c != ASIDE]
