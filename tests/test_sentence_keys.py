@@ -296,3 +296,23 @@ def test_bad_keys_in_a_cube_file_are_refused_and_nothing_is_written(
         other.import_cube(_rewrite(tmp_path / "bad.memcube", lines), cube="copy")
     assert err.value.details["field"] == "keys"
     assert [c.name for c in other.list_cubes() if c.name == "copy"] == []
+
+
+def test_a_second_tenant_importing_keys_reaches_only_its_own_cube(
+    open_memory: Callable[..., Memory], tmp_path: Path
+) -> None:
+    """Tenant B imports a file that carries tenant A's keys (ids and all): the keys land in
+    B's new cube only; A's recall, by sentence or by the default, never returns B's copy, and
+    B's never returns A's records."""
+    m = open_memory(tmp_path / "a")
+    a, b = m.for_tenant("alpha"), m.for_tenant("beta")
+    _fill(a)
+    mine = {h.record.id for h in a.recall(QUESTION, user_id="u", k=10, recipe="sentence=1")}
+    a.export_cube("user:u", tmp_path / "a.memcube")
+    b.import_cube(tmp_path / "a.memcube", cube="copy")
+    theirs = {h.record.id for h in b.recall(QUESTION, user_id="u", cube="copy", k=10)}
+    assert theirs and not theirs & mine  # another tenant's ids: the copy got new ones
+    for recipe in ("sentence=1", "balanced"):
+        again = {h.record.id for h in a.recall(QUESTION, user_id="u", k=10, recipe=recipe)}
+        assert again <= mine
+    assert [c.name for c in a.list_cubes() if c.name == "copy"] == []
