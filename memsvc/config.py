@@ -176,6 +176,15 @@ class Settings(BaseSettings):
         description="A served worker exempts its start-up objects from full garbage "
         "collections (gc.freeze): a full pass over them stalled every request ~0.3 s.",
     )
+    switch_interval_ms: float = Field(
+        default=0.5,
+        ge=0.05,
+        le=100.0,
+        description="A served worker's interpreter switch interval (sys.setswitchinterval): "
+        "how long a thread back from the database, FAISS or the model may wait for one "
+        "running Python, such as a cold cube's side-index build, to yield (Python's own is "
+        "5 ms; README, index memory budget).",
+    )
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=0, le=65535)
     forget_base_days: float = Field(

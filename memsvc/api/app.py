@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import sys
 import threading
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -66,6 +67,9 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
         # Only a worker that owns its Memory (a served process) freezes: an embedding app
         # (tests, a caller's own process) keeps its garbage collector as it was.
         freeze = owned and settings.gc_freeze
+        switch = sys.getswitchinterval()
+        if owned:  # hot recalls get the GIL back quickly from cold cubes' builds
+            sys.setswitchinterval(settings.switch_interval_ms / 1000.0)
         threading.Thread(
             target=_warm_up, args=(mem, ready), kwargs={"freeze": freeze}, daemon=True
         ).start()
@@ -87,6 +91,7 @@ def create_app(memory: Memory | None = None, *, settings: Settings | None = None
                 mem.close()
             if freeze:
                 gc_pauses.unfreeze()
+            sys.setswitchinterval(switch)
 
     app = FastAPI(
         title="memsvc",

@@ -1,0 +1,98 @@
+"""Hot recall latency beside cold cubes' first loads, per `MEMSVC_SWITCH_INTERVAL_MS`.
+
+    .venv/bin/python scripts/bench_switch_interval.py [--values 5 1 0.5] [--seconds 45]
+        [--rounds 2] [--cubes 2000] [--records 200000]
+
+One real `memsvc serve` worker over a copy of the bench_tenants data (built and cached by
+`python -m memsvc.evals.bench_tenants`' builder if missing). Five cubes of 150-250 turns are
+loaded, then for `--seconds` one client recalls them in turn (10 ms apart) while a second
+client recalls never-seen cubes back to back, each a first load whose side-index build is
+Python holding the worker's interpreter lock. The values run interleaved, round by round,
+so a busy neighbour slows them alike. Prints the hot recalls' server time (Server-Timing)
+p50 / p95 / p99 and the cold loads per second for each value and round. Loopback only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+from memsvc.evals import bench_tenants as bt
+
+
+def _recall(c: httpx.Client, cube: str, query: str) -> float:
+    body = {"query": query, "user_id": cube, "cube": cube, "k": 10}
+    r = c.post("/v1/memories/search", json=body)
+    r.raise_for_status()
+    return (bt._server_seconds(r.headers.get("server-timing")) or 0.0) * 1e3
+
+
+def run(ds: bt.Dataset, value: str, seconds: float, cold: list[str], start: int) -> str:
+    sizes = dict(zip(ds.names, ds.sizes, strict=True))
+    hot = [n for n in ds.names if 150 <= sizes[n] <= 250][:5]
+    pool = [n for n in cold if n not in hot]
+    qs = bt._questions(2000)
+    with tempfile.TemporaryDirectory(prefix="memsvc-switch-") as tmp:
+        home = Path(tmp) / "home"
+        shutil.copytree(ds.home, home, ignore=shutil.ignore_patterns("indexes"))
+        extra = {
+            "MEMSVC_INDEX_MEMORY_BYTES": str(1 << 30),
+            "MEMSVC_MAINTAIN_SECONDS": "0",
+            "MEMSVC_SWITCH_INTERVAL_MS": value,
+        }
+        with bt._workers(home, 1, extra) as (procs, key):
+            url, headers = procs[0][1], {"Authorization": f"Bearer {key}"}
+            stop, loads = threading.Event(), [0]
+
+            def cold_loop() -> None:
+                with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+                    while not stop.is_set():
+                        i = start + loads[0]
+                        _recall(c, pool[i % len(pool)], qs[i % len(qs)])
+                        loads[0] += 1
+
+            with httpx.Client(base_url=url, headers=headers, timeout=60) as c:
+                for n in hot:
+                    _recall(c, n, qs[0])
+                thread = threading.Thread(target=cold_loop)
+                thread.start()
+                lat: list[float] = []
+                until = time.monotonic() + seconds
+                while time.monotonic() < until:
+                    lat.append(_recall(c, hot[len(lat) % 5], qs[len(lat) % len(qs)]))
+                    time.sleep(0.01)
+                stop.set()
+                thread.join()
+    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+    return (
+        f"switch {value} ms: hot server p50/p95/p99 {p50:.1f}/{p95:.1f}/{p99:.1f} ms "
+        f"(n {len(lat)}), cold loads {loads[0] / seconds:.1f}/s"
+    )
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--values", nargs="+", default=["5", "1", "0.5"])
+    p.add_argument("--seconds", type=float, default=45.0)
+    p.add_argument("--rounds", type=int, default=2)
+    p.add_argument("--cubes", type=int, default=2000)
+    p.add_argument("--records", type=int, default=200_000)
+    a = p.parse_args()
+    ds = bt.build_dataset(a.cubes, a.records, 50, 500)
+    start = 0
+    for r in range(a.rounds):
+        for v in a.values:
+            # each run takes fresh cubes, so every cold recall is a first load
+            print(f"round {r}: {run(ds, v, a.seconds, ds.names, start)}", flush=True)
+            start += int(a.seconds * 100)
+
+
+if __name__ == "__main__":
+    main()
