@@ -447,6 +447,15 @@ def test_everyday_time_expressions() -> None:
     (now,) = find_times("over the weekend", saturday)  # the weekend under way
     assert now.start.date().isoformat() == "2023-05-13"
     assert spans("at 5 pm on a day like any other") == []
+    # weekdays shortened, capitalised only ("sun", "sat", "wed" are words too)
+    assert spans("Last Fri I took the kids") == [("Last Fri", "2023-05-05", "2023-05-06")]
+    assert spans("on Tues we met")[0][1:] == ("2023-05-02", "2023-05-03")
+    assert spans("lying on sun loungers") == [] and spans("we wed last sat") == []
+    # a day of the month said alone: the latest one not ahead, not an ordinal of a thing
+    assert spans("back with the team on the 15th") == [("on the 15th", "2023-04-15", "2023-04-16")]
+    assert spans("on the 8th")[0][1:] == ("2023-05-08", "2023-05-09")
+    assert spans("on the 31st")[0][1:] == ("2023-03-31", "2023-04-01")  # April has no 31st
+    assert spans("on the 3rd floor") == [] and spans("on the 2nd try") == []
 
 
 def test_entities_without_a_model() -> None:

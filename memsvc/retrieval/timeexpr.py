@@ -27,6 +27,10 @@ _MONTHS.update({m.lower(): i for i, m in enumerate(calendar.month_abbr) if m})
 _MONTHS.pop("may", None)
 _MONTHS["may"] = 5
 _DAYS = {d.lower(): i for i, d in enumerate(calendar.day_name)}
+# Weekdays as people shorten them ("last Fri", "on Tues"): counted only capitalised, since
+# "sun", "sat" and "wed" are words too (`_said_as_name`).
+_DAY_ABBR = {"mon": 0, "tue": 1, "tues": 1, "wed": 2, "thu": 3, "thur": 3, "thurs": 3,
+             "fri": 4, "sat": 5, "sun": 6}  # fmt: skip
 _NUM = {
     "a": 1, "an": 1, "one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6,
     "seven": 7, "eight": 8, "nine": 9, "ten": 10, "a few": 3, "few": 3, "couple of": 2,
@@ -44,7 +48,7 @@ _SEASONS = {
 _SEASON_RE = "|".join(_SEASONS)
 _UNIT_RE = r"day|weekend|week|fortnight|month|year"
 _MONTH_RE = "|".join(sorted(_MONTHS, key=len, reverse=True))
-_DAY_RE = "|".join(_DAYS)
+_DAY_RE = "|".join([*_DAYS, *sorted(_DAY_ABBR, key=len, reverse=True)])
 _NUM_RE = r"\d+|" + "|".join(sorted((re.escape(k) for k in _NUM), key=len, reverse=True))
 
 # Matched against the lower-cased text, without re.I: a case-blind alternation of month
@@ -88,7 +92,13 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     ("recent", re.compile(r"\b(?:(?:i|we|he|she|they)(?:'ve| have| had)?\s+just|recently)\b")),
     ("rel_unit", re.compile(r"\b(last|this|next|past)\s+(week(?:end)?|month|year)\b")),
     ("weekend", re.compile(r"\b(?:over|during|on|at)\s+the\s+weekend\b")),
-    ("rel_wday", re.compile(rf"\b(last|this|next|on)\s+({_DAY_RE})\b")),
+    ("rel_wday", re.compile(rf"\b(last|this|next|on)\s+({_DAY_RE})\b(?!\.\w)")),
+    # a day of the month said alone: "on the 15th" is the latest 15th not ahead
+    ("dom", re.compile(
+        r"\bon the (\d{1,2})(?:st|nd|rd|th)\b(?!\s+(?:of|floor|day|time|try|attempt|page|"
+        r"step|level|place|round|lap|grade|hole|row|street|st|avenue|anniversary|birthday|"
+        r"chapter|episode|game|inning|mile|week|month|year|century|percentile)\b)"
+    )),
     ("month", re.compile(rf"\b(?:in|during|since|of|last|this)\s+({_MONTH_RE})\b")),
     ("year", re.compile(r"\b(?:in|during|since|of|year)\s+((?:19|20)\d{2})\b")),
 ]  # fmt: skip
@@ -99,10 +109,10 @@ _WORDLIKE_MONTHS = {"may", "march", "mar"}
 # scan for these rules them out (another 25% off a chat turn).
 _CUE = re.compile(
     r"\d|\b(?:"
-    + "|".join(sorted({*_MONTHS, *_DAYS, *_SEASONS, "ago", "yesterday", "today", "tonight",
-                       "tomorrow", "night", "day", "week", "weekend", "weekends", "fortnight",
-                       "fortnights", "month", "year", "days", "weeks", "months", "years",
-                       "morning", "afternoon", "evening", "just", "recently"},
+    + "|".join(sorted({*_MONTHS, *_DAYS, *_DAY_ABBR, *_SEASONS, "ago", "yesterday", "today",
+                       "tonight", "tomorrow", "night", "day", "week", "weekend", "weekends",
+                       "fortnight", "fortnights", "month", "year", "days", "weeks", "months",
+                       "years", "morning", "afternoon", "evening", "just", "recently"},
                       key=len, reverse=True))
     + r")\b"
 )  # fmt: skip
@@ -111,7 +121,7 @@ _CUE = re.compile(
 # run (a long LongMemEval turn names digits and units, rarely months or seasons).
 _CUE_KIND = (
     {m: "m" for m in _MONTHS}
-    | {d: "w" for d in _DAYS}
+    | {d: "w" for d in (*_DAYS, *_DAY_ABBR)}
     | {s: "s" for s in _SEASONS}
     | {"ago": "a"}
     | {w: "r" for w in ("yesterday", "today", "tonight", "tomorrow", "night", "day", "morning",
@@ -126,6 +136,7 @@ _NEEDS: dict[str, set[str]] = {
     "md": {"d", "m"}, "dm": {"d", "m"}, "season_y": {"s", "d"}, "season": {"s"},
     "ago": {"a", "u"}, "ahead": {"u"}, "within": {"u"}, "back": {"u"}, "lasting": {"u"},
     "rel_day": set(), "recent": set(), "rel_unit": {"u"}, "weekend": {"u"}, "rel_wday": {"w"},
+    "dom": {"d"},
     "month": {"m"}, "year": {"d"},
 }  # fmt: skip
 _WHEN = re.compile(
@@ -308,8 +319,17 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> tuple[datetime, date
             return start, _shift_months(start, 1)
         y = ref.year + step
         return datetime(y, 1, 1, tzinfo=UTC), datetime(y + 1, 1, 1, tzinfo=UTC)
+    if kind == "dom":  # the latest such day of a month, this month's if it is past
+        d = int(g[0])
+        if not 1 <= d <= 31:
+            return None
+        month = day.replace(day=1)
+        while d > calendar.monthrange(month.year, month.month)[1] or month.replace(day=d) > day:
+            month = _shift_months(month, -1)
+        start = month.replace(day=d)
+        return start, start + timedelta(days=1)
     if kind == "rel_wday":
-        which, wd = g[0].lower(), _DAYS[g[1].lower()]
+        which, wd = g[0].lower(), {**_DAYS, **_DAY_ABBR}[g[1].lower()]
         delta = (day.weekday() - wd) % 7
         if which == "next":
             start = day + timedelta(days=(wd - day.weekday()) % 7 or 7)
@@ -350,6 +370,8 @@ def find_times(text: str, ref: datetime) -> list[TimeSpan]:
                 continue
             if kind in _YEARLESS and not _said_as_month(m, _YEARLESS[kind], text):
                 continue
+            if kind == "rel_wday" and not _said_as_name(m, 2, text):
+                continue
             try:
                 span = _resolve(kind, m, ref)
             except (ValueError, KeyError, OverflowError):
@@ -367,6 +389,12 @@ _YEARLESS = {"md": 1, "dm": 2, "part": 2}  # kinds whose month may be a word: it
 def _said_as_month(m: re.Match[str], group: int, text: str) -> bool:
     word = text[m.start(group) : m.end(group)]
     return word.lower().rstrip(".") not in _WORDLIKE_MONTHS or word[:1].isupper()
+
+
+def _said_as_name(m: re.Match[str], group: int, text: str) -> bool:
+    """A shortened weekday counts only capitalised ("last Fri", not "on sun loungers")."""
+    word = text[m.start(group) : m.end(group)]
+    return word.lower() not in _DAY_ABBR or word[:1].isupper()
 
 
 def first_time(text: str, ref: datetime) -> TimeSpan | None:
