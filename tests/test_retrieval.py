@@ -458,6 +458,22 @@ def test_everyday_time_expressions() -> None:
     assert spans("on the 3rd floor") == [] and spans("on the 2nd try") == []
 
 
+def test_a_message_dense_with_dates_resolves_every_one() -> None:
+    """A 32 KB message of back-to-back dates (what a hostile tenant can send) gets every span,
+    each once: overlaps are checked against a character mask, linear in the text, where the
+    list of earlier spans made it quadratic (1 s of one core for this message; README)."""
+    ref = datetime(2023, 5, 8, 13, 56, tzinfo=UTC)
+    text = "May 5 " * (32768 // 6)
+    found = find_times(text, ref)
+    assert len(found) == 32768 // 6
+    assert {(s.text, s.start.date().isoformat()) for s in found} == {("May 5", "2023-05-05")}
+    # overlapping forms still go to the earlier, more specific pattern once
+    assert [s.text for s in find_times("on June 5th, 2022 and June 5th", ref)] == [
+        "June 5th, 2022",
+        "June 5th",
+    ]
+
+
 def test_entities_without_a_model() -> None:
     ents = extract_entities(
         "Thanks Caroline! We visited Rome with Jon and met people from Stanford University.",

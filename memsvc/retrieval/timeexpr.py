@@ -359,14 +359,17 @@ def find_times(text: str, ref: datetime) -> list[TimeSpan]:
     cues = {_CUE_KIND.get(w, "d") for w in _CUE.findall(low)}
     if not cues:
         return []
-    taken: list[tuple[int, int]] = []
+    # Characters already inside a span: checking a match against a mask costs its own length,
+    # where checking it against every earlier span cost their number (a 32 KB message of
+    # "May 5 May 5 ..." names 5,461 dates: 1 s of one core per indexing, 28 ms now).
+    taken = bytearray(len(text))
     found: list[tuple[int, TimeSpan]] = []
     for kind, pattern in _PATTERNS:
         if not _NEEDS[kind] <= cues:
             continue
         for m in pattern.finditer(low):
             a, b = m.span()
-            if any(a < e and s < b for s, e in taken):
+            if any(taken[a:b]):
                 continue
             if kind in _YEARLESS and not _said_as_month(m, _YEARLESS[kind], text):
                 continue
@@ -378,7 +381,7 @@ def find_times(text: str, ref: datetime) -> list[TimeSpan]:
                 continue  # "31 February 2023" and the like
             if span is None:
                 continue
-            taken.append((a, b))
+            taken[a:b] = b"\x01" * (b - a)
             found.append((a, TimeSpan(span[0], span[1], text[a:b])))
     return [t for _, t in sorted(found, key=lambda x: x[0])]
 
