@@ -10,12 +10,17 @@ client recalls never-seen cubes back to back, each a first load whose side-index
 Python holding the worker's interpreter lock. The values run interleaved, round by round,
 so a busy neighbour slows them alike. Prints the hot recalls' server time (Server-Timing)
 p50 / p95 / p99 and the cold loads per second for each value and round. Loopback only.
+
+`--in-process`: the same question without HTTP, in this process (`sys.setswitchinterval` set
+per value): 300 hot recalls of five cubes, 2 ms apart, alone and then beside a thread that
+rebuilds one cube's side index without pause; prints p50 / p95 / p99 and both rates.
 """
 
 from __future__ import annotations
 
 import argparse
 import shutil
+import sys
 import tempfile
 import threading
 import time
@@ -77,6 +82,66 @@ def run(ds: bt.Dataset, value: str, seconds: float, cold: list[str], start: int)
     )
 
 
+def in_process(ds: bt.Dataset, value: str) -> str:
+    from sqlalchemy import select
+
+    from memsvc import Memory
+    from memsvc.config import get_settings
+    from memsvc.retrieval.analyze import text_doc
+    from memsvc.store.orm import CubeRow
+    from memsvc.store.repos.queries import active_text_rows
+    from memsvc.store.text_index import CubeTextIndex
+
+    sizes = dict(zip(ds.names, ds.sizes, strict=True))
+    hot = [n for n in ds.names if 150 <= sizes[n] <= 250][:6]
+    qs = bt._questions(400)
+    out = []
+    with tempfile.TemporaryDirectory(prefix="memsvc-switch-") as tmp:
+        home = Path(tmp) / "home"  # recalls write (reinforcement): never the cached data
+        shutil.copytree(ds.home, home, ignore=shutil.ignore_patterns("indexes"))
+        settings = get_settings().model_copy(update={"home": home})
+        with Memory(settings=settings, tenant=bt.TENANT) as mem:
+            for n in hot[:5]:
+                mem.recall(qs[0], cube=n, user_id=n, k=10)
+            with mem._engine.db.read() as s:  # the rows a cold load analyses
+                cube = s.execute(select(CubeRow.pk).where(CubeRow.name == hot[5])).scalar_one()
+                rows = active_text_rows(s, cube)
+            stop, builds = threading.Event(), [0]
+
+            def build() -> None:
+                while not stop.is_set():
+                    CubeTextIndex().upsert([text_doc(r) for r in rows])
+                    builds[0] += 1
+
+            before = sys.getswitchinterval()
+            sys.setswitchinterval(float(value) / 1000)
+            try:
+                for busy in (False, True):
+                    stop.clear()
+                    builds[0] = 0
+                    thread = threading.Thread(target=build)
+                    if busy:
+                        thread.start()
+                    lat, t0 = [], time.perf_counter()
+                    for j in range(300):
+                        t = time.perf_counter()
+                        mem.recall(qs[j], cube=hot[j % 5], user_id=hot[j % 5], k=10)
+                        lat.append((time.perf_counter() - t) * 1e3)
+                        time.sleep(0.002)
+                    took = time.perf_counter() - t0
+                    stop.set()
+                    if busy:
+                        thread.join()
+                    p50, p95, p99 = np.percentile(lat, [50, 95, 99])
+                    out.append(
+                        f"{'beside a builder' if busy else 'alone'} {p50:.1f}/{p95:.1f}/"
+                        f"{p99:.1f} ms, {300 / took:.0f} recalls/s, {builds[0] / took:.0f} builds/s"
+                    )
+            finally:
+                sys.setswitchinterval(before)
+    return f"switch {value} ms in-process: hot p50/p95/p99 " + "; ".join(out)
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--values", nargs="+", default=["5", "1", "0.5"])
@@ -84,11 +149,15 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=2)
     p.add_argument("--cubes", type=int, default=2000)
     p.add_argument("--records", type=int, default=200_000)
+    p.add_argument("--in-process", action="store_true", help="no server: see above")
     a = p.parse_args()
     ds = bt.build_dataset(a.cubes, a.records, 50, 500)
     start = 0
     for r in range(a.rounds):
         for v in a.values:
+            if a.in_process:
+                print(f"round {r}: {in_process(ds, v)}", flush=True)
+                continue
             # each run takes fresh cubes, so every cold recall is a first load
             print(f"round {r}: {run(ds, v, a.seconds, ds.names, start)}", flush=True)
             start += int(a.seconds * 100)
