@@ -11,6 +11,7 @@ Python holding the worker's interpreter lock. The values run interleaved, round 
 so a busy neighbour slows them alike. Prints the hot recalls' server time (Server-Timing)
 p50 / p95 / p99 and the cold loads per second for each value and round. Loopback only.
 
+`--idle`: the served hot recalls alone (no cold client): the HTTP path's own cost.
 `--in-process`: the same question without HTTP, in this process (`sys.setswitchinterval` set
 per value): 300 hot recalls of five cubes, 2 ms apart, alone and then beside a thread that
 rebuilds one cube's side index without pause; prints p50 / p95 / p99 and both rates.
@@ -39,7 +40,9 @@ def _recall(c: httpx.Client, cube: str, query: str) -> float:
     return (bt._server_seconds(r.headers.get("server-timing")) or 0.0) * 1e3
 
 
-def run(ds: bt.Dataset, value: str, seconds: float, cold: list[str], start: int) -> str:
+def run(
+    ds: bt.Dataset, value: str, seconds: float, cold: list[str], start: int, *, idle: bool
+) -> str:
     sizes = dict(zip(ds.names, ds.sizes, strict=True))
     hot = [n for n in ds.names if 150 <= sizes[n] <= 250][:5]
     pool = [n for n in cold if n not in hot]
@@ -67,14 +70,16 @@ def run(ds: bt.Dataset, value: str, seconds: float, cold: list[str], start: int)
                 for n in hot:
                     _recall(c, n, qs[0])
                 thread = threading.Thread(target=cold_loop)
-                thread.start()
+                if not idle:
+                    thread.start()
                 lat: list[float] = []
                 until = time.monotonic() + seconds
                 while time.monotonic() < until:
                     lat.append(_recall(c, hot[len(lat) % 5], qs[len(lat) % len(qs)]))
                     time.sleep(0.01)
                 stop.set()
-                thread.join()
+                if not idle:
+                    thread.join()
     p50, p95, p99 = np.percentile(lat, [50, 95, 99])
     return (
         f"switch {value} ms: hot server p50/p95/p99 {p50:.1f}/{p95:.1f}/{p99:.1f} ms "
@@ -150,6 +155,7 @@ def main() -> None:
     p.add_argument("--cubes", type=int, default=2000)
     p.add_argument("--records", type=int, default=200_000)
     p.add_argument("--in-process", action="store_true", help="no server: see above")
+    p.add_argument("--idle", action="store_true", help="served, without the cold client")
     a = p.parse_args()
     ds = bt.build_dataset(a.cubes, a.records, 50, 500)
     start = 0
@@ -159,7 +165,8 @@ def main() -> None:
                 print(f"round {r}: {in_process(ds, v)}", flush=True)
                 continue
             # each run takes fresh cubes, so every cold recall is a first load
-            print(f"round {r}: {run(ds, v, a.seconds, ds.names, start)}", flush=True)
+            got = run(ds, v, a.seconds, ds.names, start, idle=a.idle)
+            print(f"round {r}: {got}", flush=True)
             start += int(a.seconds * 100)
 
 
