@@ -443,6 +443,10 @@ def test_everyday_time_expressions() -> None:
     assert spans("the day before yesterday")[0][1:] == ("2023-05-06", "2023-05-07")
     assert spans("the other day")[0][1:] == ("2023-05-01", "2023-05-08")
     assert spans("over the weekend")[0][1:] == ("2023-05-06", "2023-05-08")
+    # what was just done: the few days before the message (cue words of their own, not digits)
+    assert spans("I just got back")[0][1:] == ("2023-05-05", "2023-05-09")
+    assert spans("we recently moved")[0][1:] == ("2023-05-05", "2023-05-09")
+    assert spans("just 5 of us") == []
     saturday = datetime(2023, 5, 13, 10, tzinfo=UTC)
     (now,) = find_times("over the weekend", saturday)  # the weekend under way
     assert now.start.date().isoformat() == "2023-05-13"

@@ -87,8 +87,9 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
     )),
     ("rel_day", re.compile(
         r"\b(the day before yesterday|the day after tomorrow|yesterday|today|tonight|tomorrow"
-        r"|last night|this morning|this afternoon|this evening|the other day)\b"
+        r"|last night|this morning|this afternoon|this evening)\b"
     )),
+    ("other_day", re.compile(r"\b(the other day)\b")),
     ("recent", re.compile(r"\b(?:(?:i|we|he|she|they)(?:'ve| have| had)?\s+just|recently)\b")),
     ("rel_unit", re.compile(r"\b(last|this|next|past)\s+(week(?:end)?|month|year)\b")),
     ("weekend", re.compile(r"\b(?:over|during|on|at)\s+the\s+weekend\b")),
@@ -117,8 +118,9 @@ _CUE = re.compile(
     + r")\b"
 )  # fmt: skip
 # What kinds of cue word each pattern needs (d: a digit, m: a month, s: a season, u: a unit,
-# a: "ago", r: a day said in words, w: a weekday): a pattern whose cues the text lacks is not
-# run (a long LongMemEval turn names digits and units, rarely months or seasons).
+# a: "ago", r: a day said in words, w: a weekday, j: "just" or "recently"): a pattern whose
+# cues the text lacks is not run (a long LongMemEval turn names digits and units, rarely
+# months or seasons). "just" had counted as a digit, running every date pattern for it.
 _CUE_KIND = (
     {m: "m" for m in _MONTHS}
     | {d: "w" for d in (*_DAYS, *_DAY_ABBR)}
@@ -129,15 +131,15 @@ _CUE_KIND = (
     | {w: "u" for w in ("day", "days", "week", "weeks", "weekend", "weekends", "fortnight",
                         "fortnights", "month", "months", "year", "years")}
 )  # fmt: skip
-_CUE_KIND["day"] = "u"  # "3 day trip" and "the other day": both kinds below list "u" or "r"
+_CUE_KIND["day"] = "u"  # "3 day trip", "the other day"
+_CUE_KIND["just"] = _CUE_KIND["recently"] = "j"
 _NEEDS: dict[str, set[str]] = {
     "iso": {"d"}, "mdy_num": {"d"}, "md_num": {"d"}, "dmy": {"d", "m"}, "mdy": {"d", "m"},
     "part": {"m"}, "my": {"d", "m"},
     "md": {"d", "m"}, "dm": {"d", "m"}, "season_y": {"s", "d"}, "season": {"s"},
     "ago": {"a", "u"}, "ahead": {"u"}, "within": {"u"}, "back": {"u"}, "lasting": {"u"},
-    "rel_day": set(), "recent": set(), "rel_unit": {"u"}, "weekend": {"u"}, "rel_wday": {"w"},
-    "dom": {"d"},
-    "month": {"m"}, "year": {"d"},
+    "rel_day": {"r"}, "other_day": {"u"}, "recent": {"j"}, "rel_unit": {"u"}, "weekend": {"u"},
+    "rel_wday": {"w"}, "dom": {"d"}, "month": {"m"}, "year": {"d"},
 }  # fmt: skip
 _WHEN = re.compile(
     r"^\s*(?:and\s+|so\s+)?(?:when|since when|how long ago|how long|what (?:year|month|date|day|"
@@ -301,7 +303,7 @@ def _resolve(kind: str, m: re.Match[str], ref: datetime) -> tuple[datetime, date
         return start, day + timedelta(days=1)
     if kind == "recent":
         return day - timedelta(days=3), day + timedelta(days=1)
-    if kind == "rel_day":
+    if kind in ("rel_day", "other_day"):
         if g[0] == "the other day":  # a few days back, within the week
             return day - timedelta(days=7), day
         start = day + timedelta(days=_DAY_OFFSETS[g[0]])
