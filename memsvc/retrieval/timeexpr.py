@@ -28,7 +28,7 @@ _MONTHS.pop("may", None)
 _MONTHS["may"] = 5
 _DAYS = {d.lower(): i for i, d in enumerate(calendar.day_name)}
 # Weekdays as people shorten them ("last Fri", "on Tues"): counted only capitalised, since
-# "sun", "sat" and "wed" are words too (`_said_as_name`).
+# "sun", "sat" and "wed" are words too (`_CAPITALISED`).
 _DAY_ABBR = {"mon": 0, "tue": 1, "tues": 1, "wed": 2, "thu": 3, "thur": 3, "thurs": 3,
              "fri": 4, "sat": 5, "sun": 6}  # fmt: skip
 _NUM = {
@@ -105,7 +105,7 @@ _PATTERNS: list[tuple[str, re.Pattern[str]]] = [
 ]  # fmt: skip
 # Month names that are also common words: without a year they count only capitalised
 # ("May 5th", not "you may 2x it"; "March 3", not "march 3 miles").
-_WORDLIKE_MONTHS = {"may", "march", "mar"}
+_WORDLIKE_MONTHS = frozenset({"may", "march", "mar"})
 # A word every pattern above needs one of (or a digit): most turns name no time, and one
 # scan for these rules them out (another 25% off a chat turn).
 _CUE = re.compile(
@@ -373,9 +373,7 @@ def find_times(text: str, ref: datetime) -> list[TimeSpan]:
             a, b = m.span()
             if any(taken[a:b]):
                 continue
-            if kind in _YEARLESS and not _said_as_month(m, _YEARLESS[kind], text):
-                continue
-            if kind == "rel_wday" and not _said_as_name(m, 2, text):
+            if kind in _CAPITALISED and not _said_as_name(m, *_CAPITALISED[kind], text):
                 continue
             try:
                 span = _resolve(kind, m, ref)
@@ -388,18 +386,20 @@ def find_times(text: str, ref: datetime) -> list[TimeSpan]:
     return [t for _, t in sorted(found, key=lambda x: x[0])]
 
 
-_YEARLESS = {"md": 1, "dm": 2, "part": 2}  # kinds whose month may be a word: its group
+# Kinds with a name that is also a common word, which counts only capitalised: the group
+# holding it and those words (a month without its year: "May 5th", not "you may 2x it"; a
+# shortened weekday: "last Fri", not "on sun loungers").
+_CAPITALISED: dict[str, tuple[int, frozenset[str]]] = {
+    "md": (1, _WORDLIKE_MONTHS),
+    "dm": (2, _WORDLIKE_MONTHS),
+    "part": (2, _WORDLIKE_MONTHS),
+    "rel_wday": (2, frozenset(_DAY_ABBR)),
+}
 
 
-def _said_as_month(m: re.Match[str], group: int, text: str) -> bool:
+def _said_as_name(m: re.Match[str], group: int, wordlike: frozenset[str], text: str) -> bool:
     word = text[m.start(group) : m.end(group)]
-    return word.lower().rstrip(".") not in _WORDLIKE_MONTHS or word[:1].isupper()
-
-
-def _said_as_name(m: re.Match[str], group: int, text: str) -> bool:
-    """A shortened weekday counts only capitalised ("last Fri", not "on sun loungers")."""
-    word = text[m.start(group) : m.end(group)]
-    return word.lower() not in _DAY_ABBR or word[:1].isupper()
+    return word.lower().rstrip(".") not in wordlike or word[:1].isupper()
 
 
 def first_time(text: str, ref: datetime) -> TimeSpan | None:
