@@ -15,6 +15,7 @@ import random
 import re
 import time
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -443,3 +444,23 @@ def test_mcp_transport_checks_host_without_keys(open_memory: Callable[..., Memor
                 ]
 
     assert anyio.run(post, "evil.example:8000", "127.0.0.1:8000", "localhost") == [421, 200, 200]
+
+
+def test_a_message_dense_with_dates_stays_with_its_tenant(
+    open_memory: Callable[..., Memory],
+) -> None:
+    """One tenant's 32 KB message of back-to-back dates (5,461 of them: the time grammar had
+    been quadratic in such text, costing every tenant of the worker a second of its
+    interpreter lock at each indexing) is stored and found whole by its own tenant, and
+    another tenant's add and time question on the same service see only their own record."""
+    mem = open_memory()
+    acme, globex = mem.for_tenant("acme"), mem.for_tenant("globex")
+    hostile = "May 5 " * (32768 // 6)
+    at = datetime(2023, 6, 1, 12, tzinfo=UTC)
+    acme.add(messages=[{"role": "user", "content": hostile}], user_id="u", timestamp=at)
+    cat = "I adopted a cat on May 5, she is called Miso."
+    globex.add(messages=[{"role": "user", "content": cat}], user_id="u", timestamp=at)
+    theirs = globex.recall("When did I adopt my cat?", user_id="u", k=5, at=at)
+    assert [h.record.content for h in theirs] == [cat]
+    mine = acme.recall("What happened on May 5?", user_id="u", k=5, at=at)
+    assert [h.record.content for h in mine] == [hostile]
