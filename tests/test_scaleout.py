@@ -146,9 +146,12 @@ def test_sigkill_during_import_and_maintenance_leaves_nothing_half_done(
 ) -> None:
     from memsvc.evals.corpus import generated_sentences
 
-    sentences = generated_sentences(3000, seed=8)
+    # enough records that the import and the maintenance run are still in flight 0.4 s in
+    # (both were, at 1,500, where 3,000 had cost the suite 35 s more of embedding)
+    n = 1500
+    sentences = generated_sentences(n, seed=8)
     elsewhere = open_memory(tmp_path / "elsewhere")  # the files come from another service
-    for cube, texts in (("imp", generated_sentences(3000, seed=7)), ("src", sentences)):
+    for cube, texts in (("imp", generated_sentences(n, seed=7)), ("src", sentences)):
         elsewhere.create_cube(cube)
         elsewhere.add(texts, user_id="k", cube=cube)
         elsewhere.export_cube(cube, tmp_path / f"{cube}.memcube")
@@ -196,14 +199,14 @@ def test_sigkill_during_import_and_maintenance_leaves_nothing_half_done(
         with MemoryClient(url, key, timeout=300) as c:
             names = {cube.name for cube in c.list_cubes()}
             if "copy" in names:  # committed before the kill: then all of it
-                assert len(_records_in(url, key, "copy")) == 3000
+                assert len(_records_in(url, key, "copy")) == n
                 c.delete_cube("copy")
             c.import_cube(tmp_path / "imp.memcube", cube="copy")  # a retry works
-            assert len(_records_in(url, key, "copy")) == 3000
+            assert len(_records_in(url, key, "copy")) == n
 
         kill_during(do_maintain)
         with MemoryClient(url, key, timeout=300) as c:
-            assert len(_records_in(url, key, "src")) == 3000
+            assert len(_records_in(url, key, "src")) == n
             run = c.maintain("src")[0]  # a later run completes
             assert run.error is None and run.finished_at is not None
             assert c.maintain("src")[0].counts.get("placed", 0) == 0  # and is idempotent
