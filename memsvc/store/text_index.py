@@ -17,7 +17,7 @@ import re
 import threading
 from array import array
 from bisect import bisect_right
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import lru_cache
 from typing import Any
@@ -64,10 +64,12 @@ def keyword_terms(text: str) -> list[str]:
     return [_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP and len(w) < 40]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class TextDoc:
     """What the side index needs of one active record (slotted: a loaded cube holds one a
-    record, and each is an object the garbage collector walks)."""
+    record, and each is an object the garbage collector walks). Not frozen: a cold cube's
+    first recall builds one a record, and a frozen one cost 2 us to make and 3 more to copy
+    without its text, against 0.7 us; the index owns what `upsert` gives it."""
 
     pk: int
     text: str  # speaker + content: the words BM25 sees
@@ -154,6 +156,8 @@ class CubeTextIndex:
     # ---- writes -------------------------------------------------------------------------------
 
     def upsert(self, docs: list[TextDoc]) -> None:
+        """Index `docs`, taking them: each one's words go into the postings and its `text`
+        is emptied (the index keeps no second copy of a cube's text)."""
         with self.lock:
             self._remove([d.pk for d in docs if d.pk in self.docs])
             for d in docs:
@@ -197,7 +201,8 @@ class CubeTextIndex:
             p.df += 1
             p.cache = None
         self._entries += len(counts)
-        self.docs[d.pk] = replace(d, text="")  # the postings hold the words; keep no copy
+        d.text = ""  # the postings hold the words
+        self.docs[d.pk] = d
         for name in self._names(d):
             self._entity.setdefault(name, set()).add(d.pk)
             self._names_held += 1
