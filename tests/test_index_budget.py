@@ -22,6 +22,7 @@ import httpx
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
+from sqlalchemy import event
 from typer.testing import CliRunner
 
 from memsvc import ManualClock, Memory, SentenceTransformerEmbedder, Settings
@@ -32,6 +33,7 @@ from memsvc.config import default_index_memory_bytes
 from memsvc.evals.corpus import generated_sentences
 from memsvc.models import IndexCache
 from memsvc.retrieval.analyze import text_doc
+from memsvc.store import indexes
 from memsvc.store.indexes import IndexManager
 from memsvc.store.text_index import CubeTextIndex
 from memsvc.store.two_stage import CodeTable
@@ -233,6 +235,37 @@ def test_a_slow_load_stalls_no_other_cube_and_concurrent_first_recalls_load_once
     assert len(loads) == 1  # one load for six first recalls
     assert sorted(analyzed) == sorted(set(analyzed)) and len(analyzed) == 6  # one side index
     assert mem.index_cache().misses == 2  # u1 before, u0 once
+
+
+def test_a_small_cubes_side_index_comes_from_its_loads_one_read(
+    filled: tuple[Memory, Path], open_memory: Callable[..., Memory], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A cold small cube's first recall reads its records once for vectors, sentence keys and
+    side index (it read them three times, a round trip each); a cube over the limit still
+    builds its side index in its first recall, and both ways rank alike."""
+    _, home = filled
+    mem = open_memory(home, CLOCK)
+    manager = _manager(mem)
+    reads: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        if "FROM memory_records" in statement:
+            reads.append(statement)
+
+    event.listen(manager.db.read_engine, "before_cursor_execute", count)
+    try:
+        small = _hits(mem, "big")  # 60 records: under the limit
+    finally:
+        event.remove(manager.db.read_engine, "before_cursor_execute", count)
+    assert len(reads) == 2  # the load's one read, then the hits' records
+    (loaded,) = [c for c in manager._cubes.values() if c.index is not None]
+    assert loaded.text is not None and loaded.text.count == 60
+    assert loaded.text.seq == loaded.index.seq
+
+    monkeypatch.setattr(indexes, "_TEXT_WITH_LOAD_MAX", 10)
+    again = open_memory(home, CLOCK)
+    assert _hits(again, "big") == small
+    assert mem.index_cache().load_seconds > 0 and again.index_cache().load_seconds > 0
 
 
 def test_the_search_route_leaves_the_event_loop_free_during_a_load(

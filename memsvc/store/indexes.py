@@ -24,7 +24,8 @@ index (BM25 postings, entities, sessions, times) are held together, counted at t
 (vector codes, rescoring vectors, maps; estimates within a few percent of what tracemalloc
 measures). Past `memory_bytes`, whole cubes are evicted, least recently used first. An evicted
 cube loads again on its next use: the vectors from its index file (or the database) and the
-change log since, the side index from the records. A write to a cube that is not loaded
+change log since, the side index from the records (a small cube's in the same read as its
+vectors: `_TEXT_WITH_LOAD_MAX`). A write to a cube that is not loaded
 leaves it unloaded: the change log carries the write to its next load. A cube bigger than
 the whole budget is loaded and served like any other, without evicting any other cube for
 it, and is the first to go when another cube is loaded or grows: the worker holds at most
@@ -58,7 +59,7 @@ from memsvc.store.database import Database
 from memsvc.store.index_spec import IndexSpec, parse_index_spec
 from memsvc.store.orm import CubeRow
 from memsvc.store.repos.changes import changes_since, max_change_seq
-from memsvc.store.repos.queries import active_keys, active_text_rows, active_vectors
+from memsvc.store.repos.queries import ActiveRows, active_rows, active_text_rows
 from memsvc.store.text_index import CubeTextIndex, TextDoc
 from memsvc.store.vector_index import CubeIndex, IndexFileError, read_index_file, write_index_file
 
@@ -66,6 +67,10 @@ __all__ = ["IndexCacheStats", "IndexManager", "IndexState"]
 
 log = logging.getLogger(__name__)
 
+# A cube's side index is built with its vectors' load, from the same read, up to this many
+# records (a 200-record cube: 8 statements -> 5 for its first recall); a bigger one is built
+# by its first recall under the build lock, so writes to the cube go on meanwhile.
+_TEXT_WITH_LOAD_MAX = 1000
 # A side index not built yet counts as this much (`IndexManager._settle`): measured, 4.6 MB
 # for 2,760 LoCoMo turns (1.7 KB each), 26 KB for 6 short sentences (their own terms weigh).
 _TEXT_BASE_BYTES = 4096
@@ -175,6 +180,7 @@ class IndexManager:
         `sync_seconds` (for recall)."""
         c = self._enter(cube.pk)
         loaded = False
+        text: CubeTextIndex | None = None  # built with the load, when it is
         try:
             index = c.index
             if index is not None and not fresh and self._recent(c):
@@ -183,7 +189,7 @@ class IndexManager:
                 index = c.index
                 started = time.perf_counter()
                 if index is None:
-                    index = self._load(cube, c)
+                    index, text = self._load(cube, c)
                     index.set_spec(self.spec_for(cube))  # a no-op unless saved in another spec
                     loaded = True
                 elif not fresh and self._recent(c):  # checked by the call we waited for
@@ -195,7 +201,7 @@ class IndexManager:
                 else:
                     self._catch_up(cube, c, index, session)
                 if loaded:
-                    self._install(cube.pk, c, index, time.perf_counter() - started)
+                    self._install(cube.pk, c, index, text, time.perf_counter() - started)
                 self._settle(c, index)
             return index
         finally:
@@ -275,7 +281,9 @@ class IndexManager:
         finally:
             self._leave(cube.pk, c, hit=None)
 
-    def _load(self, cube: CubeRow, c: _Cube) -> CubeIndex:
+    def _load(self, cube: CubeRow, c: _Cube) -> tuple[CubeIndex, CubeTextIndex | None]:
+        """The cube's vector index, from its file or rebuilt from the database, and its side
+        index when it came from the same read (a small cube: `_TEXT_WITH_LOAD_MAX`)."""
         path = self.path_for(cube)
         try:
             index = read_index_file(path)
@@ -286,40 +294,46 @@ class IndexManager:
             if index.seq > db_seq:
                 raise IndexFileError("index is newer than the database (restored backup?)")
             c.saved_at = time.monotonic()
-            return index
+            return index, None
         except IndexFileError as exc:
             if not path.exists():
                 return self._rebuild(cube, c, None)
             log.warning("rebuilding index for cube %s: %s", cube.id, exc)
             return self._rebuild(cube, c, str(exc))
 
-    def _rebuild(self, cube: CubeRow, c: _Cube, reason: str | None) -> CubeIndex:
+    def _rebuild(
+        self, cube: CubeRow, c: _Cube, reason: str | None
+    ) -> tuple[CubeIndex, CubeTextIndex | None]:
         with self.db.read() as s:
             seq = max_change_seq(s, cube.pk)
-            pks, vecs = active_vectors(s, cube.pk, dim=cube.embedding_dim)
-            owners, keys = active_keys(s, cube.pk, dim=cube.embedding_dim)
+            rows = active_rows(s, cube.pk, dim=cube.embedding_dim, text=self.analyzer is not None)
         index = CubeIndex(
             cube.embedding_dim, cube.embedding_model, seq=seq, spec=self.spec_for(cube)
         )
-        index.upsert(pks, vecs)
-        index.add_keys(owners, keys)
+        index.upsert(rows.pks, rows.vectors)
+        index.add_keys(rows.key_owners, rows.keys)
+        text = None
+        if self.analyzer is not None and len(rows.text_rows) <= _TEXT_WITH_LOAD_MAX:
+            text = CubeTextIndex(seq=seq)
+            text.upsert([self._analyze(r) for r in rows.text_rows])
         if reason is not None:
             self._rebuild_reason[cube.pk] = reason
         self._save(cube, c, index)
-        return index
+        return index, text
 
     def _catch_up(self, cube: CubeRow, c: _Cube, index: CubeIndex, s: Session) -> None:
         new_seq, changed = changes_since(s, cube.pk, index.seq)
         if not changed:
             return
-        pks, vecs = active_vectors(s, cube.pk, changed, dim=cube.embedding_dim)
-        owners, keys = active_keys(s, cube.pk, changed, dim=cube.embedding_dim)
-        index.remove(np.asarray(changed, dtype=np.int64))
-        index.upsert(pks, vecs)
-        index.add_keys(owners, keys)
         text = c.text
-        if text is not None and text.seq == index.seq:  # else it catches up in `text_for`
-            self._apply_text(text, s, cube.pk, changed, new_seq)
+        in_step = text is not None and text.seq == index.seq  # else it catches up in `text_for`
+        rows = active_rows(s, cube.pk, changed, dim=cube.embedding_dim, text=in_step)
+        index.remove(np.asarray(changed, dtype=np.int64))
+        index.upsert(rows.pks, rows.vectors)
+        index.add_keys(rows.key_owners, rows.keys)
+        if in_step:
+            assert text is not None
+            self._apply_text(text, rows, changed, new_seq)
         index.seq = new_seq
         self._maybe_save(cube, c, index)
 
@@ -341,7 +355,8 @@ class IndexManager:
                 if index is None or text.seq != index.seq:  # in step: no query at all
                     new_seq, changed = changes_since(session, cube.pk, text.seq)
                     if changed:
-                        self._apply_text(text, session, cube.pk, changed, new_seq)
+                        rows = active_text_rows(session, cube.pk, changed)
+                        self._apply_text(text, rows, changed, new_seq)
                         if index is not None and c.text is text:
                             self._settle(c, index)
             return text
@@ -368,10 +383,13 @@ class IndexManager:
         return self.analyzer(row)
 
     def _apply_text(
-        self, text: CubeTextIndex, s: Session, cube_pk: int, changed: list[int], new_seq: int
+        self, text: CubeTextIndex, rows: ActiveRows | list[Any], changed: list[int], new_seq: int
     ) -> None:
+        """Bring the side index to `new_seq`: `changed` records out, the active ones of
+        them (`rows`, or their `text_rows`) back in."""
         text.remove(changed)
-        text.upsert([self._analyze(r) for r in active_text_rows(s, cube_pk, changed)])
+        text_rows = rows.text_rows if isinstance(rows, ActiveRows) else rows
+        text.upsert([self._analyze(r) for r in text_rows])
         text.seq = new_seq
 
     # ---- the budget ---------------------------------------------------------------------------
@@ -400,12 +418,19 @@ class IndexManager:
             if not c.users and c.index is None and self._cubes.get(pk) is c:
                 del self._cubes[pk]
 
-    def _install(self, pk: int, c: _Cube, index: CubeIndex, seconds: float) -> None:
-        """A freshly loaded index becomes the cube's, the most recently used (its size is
-        counted by the `_settle` that follows)."""
+    def _install(
+        self,
+        pk: int,
+        c: _Cube,
+        index: CubeIndex,
+        text: CubeTextIndex | None,
+        seconds: float,
+    ) -> None:
+        """A freshly loaded index (and the side index built with it, if any) becomes the
+        cube's, the most recently used (its size is counted by the `_settle` that follows)."""
         with self._lock:
             self._used -= c.nbytes  # a rebuild replaces what was loaded
-            c.index, c.text, c.nbytes = index, None, 0
+            c.index, c.text, c.nbytes = index, text, 0
             self._lru[pk] = c
             self._lru.move_to_end(pk)
             self._load_seconds += seconds
@@ -502,9 +527,9 @@ class IndexManager:
         try:
             with c.lock:
                 started = time.perf_counter()
-                index = self._rebuild(cube, c, "requested")
+                index, text = self._rebuild(cube, c, "requested")
                 c.checked_at = time.monotonic()
-                self._install(cube.pk, c, index, time.perf_counter() - started)
+                self._install(cube.pk, c, index, text, time.perf_counter() - started)
                 self._settle(c, index)
                 return index
         finally:
