@@ -4,6 +4,7 @@ the real embedding model and real SQLite."""
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from types import SimpleNamespace
 
 import bm25s
 import numpy as np
@@ -13,6 +14,7 @@ from memsvc import InvalidInput, Memory
 from memsvc.embedder import SentenceTransformerEmbedder, encode_queries
 from memsvc.retrieval import PRESETS, Recipe, RecipeError, parse_recipe
 from memsvc.retrieval.analyze import CONTEXT_MAX_WORDS, embedding_text, turn_line
+from memsvc.retrieval.channels.near import near
 from memsvc.retrieval.entities import extract_entities, query_names
 from memsvc.retrieval.fusion import rrf, weighted_sum
 from memsvc.retrieval.timeexpr import asks_when, find_times
@@ -155,6 +157,33 @@ def test_session_booster_follows_a_question_to_its_answer(mem: Memory) -> None:
     dense = mem.recall("How did Melanie's children handle the accident?", user_id="u", k=2,
                        recipe="fast")  # fmt: skip
     assert dense[0].record.content.startswith("The kids")  # the question itself wins alone
+
+
+def test_near_booster_lifts_the_turns_around_a_hit_by_distance() -> None:
+    """Each of the best hits passes its score, divided by the distance, to the turns up to
+    two places before and after it in its session; a turn near two hits keeps the larger;
+    nothing crosses a session, a filtered-out turn gets nothing, and an assistant's reply
+    takes no part."""
+    idx = CubeTextIndex()
+    docs = [TextDoc(pk=p, text=f"turn {p}", session="a") for p in range(1, 7)]
+    idx.upsert(
+        [*docs, TextDoc(pk=7, text="turn 7", session="b"), TextDoc(pk=8, text="x", session="b")]
+    )
+    assert idx.around(3, 2) == [(1, 2), (2, 1), (4, 1), (5, 2)]
+    assert idx.around(1, 2) == [(2, 1), (3, 2)] and idx.around(99, 2) == []
+    ctx = SimpleNamespace(text=idx, allowed=None)
+    got = dict(near(ctx, {3: 2.0, 6: 3.0, 7: 0.5}))  # type: ignore[arg-type]
+    assert got == {1: 1.0, 2: 2.0, 4: 2.0, 5: 3.0, 8: 0.5}  # 4: 2.0 from 3 beats 3.0 / 2
+    assert 6 not in got and 7 not in got  # a hit is nobody's neighbour here
+    ctx = SimpleNamespace(text=idx, allowed=np.array([2, 8]))
+    assert dict(near(ctx, {3: 2.0, 7: 0.5})) == {2: 2.0, 8: 0.5}  # type: ignore[arg-type]
+    chat = [
+        TextDoc(pk=p, text="t", session="c", role=r) for p, r in ((9, "user"), (10, "assistant"))
+    ]
+    idx.upsert([*chat, TextDoc(pk=11, text="t", session="c", role="user")])
+    ctx = SimpleNamespace(text=idx, allowed=None)
+    # an assistant's reply neither passes a lift on nor takes one
+    assert dict(near(ctx, {10: 5.0, 9: 1.0})) == {11: 0.5}  # type: ignore[arg-type]
 
 
 def test_an_assistants_question_passes_no_session_boost(mem: Memory) -> None:

@@ -346,6 +346,18 @@ class CubeTextIndex:
             i = bisect_right(members, pk)
             return members[i] if i < len(members) else None
 
+    def around(self, pk: int, reach: int) -> list[tuple[int, int]]:
+        """(record, distance) for the records up to `reach` places before and after `pk` in
+        its session (pk order is arrival order)."""
+        with self.lock:
+            d = self.docs.get(pk)
+            if d is None or d.session is None:
+                return []
+            members = self._session.get(d.session, [])
+            i = bisect_right(members, pk) - 1
+            lo, hi = max(0, i - reach), min(len(members), i + reach + 1)
+            return [(members[j], abs(j - i)) for j in range(lo, hi) if j != i]
+
     def in_time(self, start: float, end: float, *, anchored_only: bool = False) -> np.ndarray:
         """Pks of live records whose event day or the time their words name overlaps
         [start, end) (POSIX seconds): "last month I got hurt", said on 20 October, is about

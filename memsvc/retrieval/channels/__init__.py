@@ -6,9 +6,9 @@ mutates nothing, so the channels of a stage may run in any order (or at once).
 
 - generators find candidates in the whole cube (dense, keyword, sentence, entity, temporal);
   they get no scores; their rankings are fused (rrf or weighted, `memsvc/retrieval/fusion.py`);
-- boosters re-score the fused list (session, vote, aside, speaker, recency, own); each gets the
-  fused scores and returns a signal per record, which the pipeline folds into the score as
-  its `fold` says, in registry order;
+- boosters re-score the fused list (session, vote, near, aside, speaker, recency, own); each
+  gets the fused scores and returns a signal per record, which the pipeline folds into the
+  score as its `fold` says, in registry order;
 - rescorers re-weigh the head of the boosted list (retention, the lifecycle's forgetting);
   each gets the head's scores.
 
@@ -26,6 +26,7 @@ from memsvc.retrieval.channels.aside import aside
 from memsvc.retrieval.channels.dense import dense
 from memsvc.retrieval.channels.entity import entity
 from memsvc.retrieval.channels.keyword import keyword
+from memsvc.retrieval.channels.near import near
 from memsvc.retrieval.channels.own import own
 from memsvc.retrieval.channels.recency import recency
 from memsvc.retrieval.channels.retention import retention
@@ -62,8 +63,8 @@ class ChannelSpec:
     needs_vector: bool
 
 
-# Registry order is the order outputs are folded in (boosters: session, vote, aside, speaker,
-# recency, own).
+# Registry order is the order outputs are folded in (boosters: session, vote, near, aside,
+# speaker, recency, own).
 REGISTRY: Mapping[str, ChannelSpec] = MappingProxyType(
     {
         "dense": ChannelSpec(dense, "generator", "fuse", needs_vector=True),
@@ -73,6 +74,7 @@ REGISTRY: Mapping[str, ChannelSpec] = MappingProxyType(
         "temporal": ChannelSpec(temporal, "generator", "fuse", needs_vector=True),
         "session": ChannelSpec(session, "booster", "add", needs_vector=False),
         "vote": ChannelSpec(vote, "booster", "add", needs_vector=False),
+        "near": ChannelSpec(near, "booster", "add", needs_vector=False),
         "aside": ChannelSpec(aside, "booster", "add", needs_vector=True),
         "speaker": ChannelSpec(speaker, "booster", "scale", needs_vector=False),
         "recency": ChannelSpec(recency, "booster", "rank", needs_vector=False),
