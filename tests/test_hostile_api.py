@@ -464,3 +464,23 @@ def test_a_message_dense_with_dates_stays_with_its_tenant(
     assert [h.record.content for h in theirs] == [cat]
     mine = acme.recall("What happened on May 5?", user_id="u", k=5, at=at)
     assert [h.record.content for h in mine] == [hostile]
+
+
+def test_a_recipe_lifting_neighbouring_turns_stays_with_its_tenant(
+    open_memory: Callable[..., Memory],
+) -> None:
+    """The near booster lifts turns beside a hit in its session. Two tenants using the same
+    user and session names, one recalling with near at the highest weight a recipe may
+    carry: the lift reaches only its own turns, and the other tenant's stay unseen."""
+    mem = open_memory()
+    acme, globex = mem.for_tenant("acme"), mem.for_tenant("globex")
+    theirs = ["Our launch code phrase is heliotrope.", "Keep it between us.", "Agreed."]
+    acme.add(messages=[{"name": "Ann", "content": t} for t in theirs], user_id="u", session_id="s")
+    mine = ["What phrase do we use for the launch?", "Let me think.", "It is marigold."]
+    globex.add(messages=[{"name": "Bo", "content": t} for t in mine], user_id="u", session_id="s")
+    hits = globex.recall(
+        "launch code phrase", user_id="u", k=10, recipe="keyword=1+near=100|weighted"
+    )
+    assert {h.record.content for h in hits} == set(mine)
+    assert any("near" in h.explain for h in hits)
+    assert {h.record.content for h in acme.recall("launch", user_id="u", k=10)} == set(theirs)

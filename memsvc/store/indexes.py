@@ -59,7 +59,7 @@ from memsvc.store.database import Database
 from memsvc.store.index_spec import IndexSpec, parse_index_spec
 from memsvc.store.orm import CubeRow
 from memsvc.store.repos.changes import changes_since, max_change_seq
-from memsvc.store.repos.queries import ActiveRows, active_rows, active_text_rows
+from memsvc.store.repos.queries import active_rows, active_text_rows
 from memsvc.store.text_index import CubeTextIndex, TextDoc
 from memsvc.store.vector_index import CubeIndex, IndexFileError, read_index_file, write_index_file
 
@@ -333,7 +333,7 @@ class IndexManager:
         index.add_keys(rows.key_owners, rows.keys)
         if in_step:
             assert text is not None
-            self._apply_text(text, rows, changed, new_seq)
+            self._apply_text(text, rows.text_rows, changed, new_seq)
         index.seq = new_seq
         self._maybe_save(cube, c, index)
 
@@ -356,7 +356,7 @@ class IndexManager:
                     new_seq, changed = changes_since(session, cube.pk, text.seq)
                     if changed:
                         rows = active_text_rows(session, cube.pk, changed)
-                        self._apply_text(text, rows, changed, new_seq)
+                        self._apply_text(text, rows.text_rows, changed, new_seq)
                         if index is not None and c.text is text:
                             self._settle(c, index)
             return text
@@ -383,13 +383,12 @@ class IndexManager:
         return self.analyzer(row)
 
     def _apply_text(
-        self, text: CubeTextIndex, rows: ActiveRows | list[Any], changed: list[int], new_seq: int
+        self, text: CubeTextIndex, rows: list[Any], changed: list[int], new_seq: int
     ) -> None:
         """Bring the side index to `new_seq`: `changed` records out, the active ones of
-        them (`rows`, or their `text_rows`) back in."""
+        them (`rows`, their side-index fields) back in."""
         text.remove(changed)
-        text_rows = rows.text_rows if isinstance(rows, ActiveRows) else rows
-        text.upsert([self._analyze(r) for r in text_rows])
+        text.upsert([self._analyze(r) for r in rows])
         text.seq = new_seq
 
     # ---- the budget ---------------------------------------------------------------------------

@@ -98,22 +98,9 @@ def _vectors(rows: Sequence[Row[Any]], dim: int) -> tuple[np.ndarray, np.ndarray
     return ids, vecs
 
 
-def active_keys(
-    s: Session, cube_pk: int, pks: Sequence[int] | None = None, *, dim: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(owner pk, vector) of every sentence key of the active plaintext records, optionally
-    among `pks`: one owner entry per key, in pk order and each record's key order."""
-    R = RecordRow
-    q = select(R.pk, R.key_embeddings).where(
-        R.cube_pk == cube_pk, R.status == "active", R.key_embeddings.is_not(None)
-    )
-    if pks is not None:
-        q = q.where(R.pk.in_([int(p) for p in pks]))
-    return _keys(s.connection().execute(q.order_by(R.pk)), dim)
-
-
 def _keys(rows: Iterable[tuple[int, bytes | None]], dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """(owner pks, key vectors) of (pk, key_embeddings) pairs."""
+    """(owner pk, vector) of every sentence key in (pk, key_embeddings) pairs: one owner entry
+    per key, in the pairs' order and each record's key order."""
     owners: list[np.ndarray] = []
     vecs: list[np.ndarray] = []
     for pk, blob in rows:
@@ -164,10 +151,10 @@ class ActiveRows:
 def active_rows(
     s: Session, cube_pk: int, pks: Sequence[int] | None = None, *, dim: int, text: bool
 ) -> ActiveRows:
-    """`active_vectors`, `active_keys` and, with `text`, `active_text_rows` of the active
-    records (optionally among `pks`) in one statement: a cold cube's load read them in
-    three, each a round trip and a pass over the cube's rows (on PostgreSQL, a 200-record
-    cube's first recall ran 8 statements)."""
+    """`active_vectors`, every sentence key (`_keys`) and, with `text`, `active_text_rows` of
+    the active records (optionally among `pks`) in one statement: a cold cube's load read
+    them in three, each a round trip and a pass over the cube's rows (on PostgreSQL, a
+    200-record cube's first recall ran 8 statements)."""
     R = RecordRow
     cols = [R.tier, R.embedding, R.embedding_precision, R.key_embeddings]
     q = select(*_TEXT_COLUMNS, *cols) if text else select(R.pk, *cols)
