@@ -211,7 +211,9 @@ class FakeSource:
                     session=session,
                     speaker=who,
                     event_time=when,
-                    anchor=(when - timedelta(days=1), when) if i % 5 == 0 else None,
+                    anchor=((when - timedelta(days=1)).timestamp(), when.timestamp())
+                    if i % 5 == 0
+                    else None,
                     entities=(who.lower(), words[i % 8]),
                     asks=ask,
                 )

@@ -106,7 +106,7 @@ CACHE = Path.home() / ".cache" / "memsvc" / "bench_tenants"
 TENANT = "bench"
 WARMUP_CUBE = "warmup"
 COLD_SIZE = (175, 225)  # "a 200-record cube" for the cold target
-FORMAT = 1  # bump when the data's make-up changes: older caches are then ignored
+FORMAT = 2  # bump when the data's make-up changes: older caches are then ignored
 
 
 def _progress() -> Progress:

@@ -7,11 +7,13 @@ against its own event time. `embedding_text` is what the dense channel embeds.
 
 from __future__ import annotations
 
+import struct
+import zlib
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from memsvc.retrieval.timeexpr import first_time
+from memsvc.retrieval.timeexpr import GRAMMAR_VERSION, first_time
 from memsvc.store.text_index import TextDoc
 
 __all__ = [
@@ -19,8 +21,10 @@ __all__ = [
     "embedding_text",
     "is_turn",
     "speaker_of",
+    "stored_anchor",
     "takes_context",
     "text_doc",
+    "time_anchor",
     "turn_line",
 ]
 
@@ -109,24 +113,67 @@ def embedding_text(
     return f"{own}\n(replying to {' / '.join(lines)})"
 
 
+def time_anchor(
+    content: str, source: dict[str, Any] | None, event_time: datetime | None
+) -> tuple[float, float] | None:
+    """The time a record's own words name, [start, end) in POSIX seconds, resolved against
+    its event time. An assistant's reply names times as knowledge ("built in 1889"), not as
+    when anything happened to the people talking: only what they say anchors a record."""
+    if event_time is None or (source or {}).get("role") == "assistant":
+        return None
+    span = first_time(content, event_time)
+    return None if span is None else (span.start.timestamp(), span.end.timestamp())
+
+
+# A stored anchor (the records' `time_anchor` column): grammar version and a checksum of what
+# it was resolved from (role, event time, words), then the span if there is one. A value that
+# does not match is resolved again, so a write path that leaves it stale, a grammar change or
+# a damaged value cost time at load, never a wrong anchor.
+_HEAD = struct.Struct("<BI")
+_SPAN = struct.Struct("<dd")
+
+
+def _checksum(content: str, source: dict[str, Any] | None, event_time: datetime) -> int:
+    when = event_time if event_time.tzinfo is not None else event_time.replace(tzinfo=UTC)
+    head = f"{(source or {}).get('role')}|{round(when.timestamp() * 1e6)}|".encode()
+    return zlib.crc32(content.encode("utf-8", "surrogatepass"), zlib.crc32(head))
+
+
+def stored_anchor(
+    content: str, source: dict[str, Any] | None, event_time: datetime | None
+) -> bytes | None:
+    """`time_anchor` as a record stores it, resolved at write time: a cold cube's side index
+    resolved it for every record, about half of its build (200 turns: 2.8 of 5.9 ms)."""
+    if event_time is None:
+        return None
+    head = _HEAD.pack(GRAMMAR_VERSION, _checksum(content, source, event_time))
+    anchor = time_anchor(content, source, event_time)
+    return head if anchor is None else head + _SPAN.pack(*anchor)
+
+
+def _anchor_of(row: Any) -> tuple[float, float] | None:
+    stored = getattr(row, "time_anchor", None)
+    if row.event_time is not None and stored and len(stored) in (_HEAD.size, _HEAD.size + 16):
+        version, checksum = _HEAD.unpack_from(stored)
+        if version == GRAMMAR_VERSION and checksum == _checksum(
+            row.content, row.source, row.event_time
+        ):
+            return _SPAN.unpack_from(stored, _HEAD.size) if len(stored) > _HEAD.size else None
+    return time_anchor(row.content, row.source, row.event_time)
+
+
 def text_doc(row: Any) -> TextDoc:
-    """A record row (anything with pk, content, source, session_id, event_time, entities)."""
+    """A record row (anything with pk, content, source, session_id, event_time, entities;
+    `time_anchor`, the stored one, when it has it)."""
     speaker = speaker_of(row.source)
     role = (row.source or {}).get("role")
-    anchor = None
-    # An assistant's reply names times as knowledge ("built in 1889"), not as when anything
-    # happened to the people talking: only what they say anchors a record in time.
-    if row.event_time is not None and role != "assistant":
-        span = first_time(row.content, row.event_time)
-        if span is not None:
-            anchor = (span.start, span.end)
     return TextDoc(
         pk=row.pk,
         text=f"{speaker}: {row.content}" if speaker else row.content,
         session=row.session_id,
         speaker=speaker,
         event_time=row.event_time,
-        anchor=anchor,
+        anchor=_anchor_of(row),
         entities=tuple(row.entities or ()),
         asks="?" in row.content,
         role=role if isinstance(role, str) else None,

@@ -20,7 +20,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
-__all__ = ["TimeSpan", "asks_when", "find_times", "first_time"]
+__all__ = ["GRAMMAR_VERSION", "TimeSpan", "asks_when", "find_times", "first_time"]
+
+# Stored with each record's resolved anchor (retrieval.analyze.stored_anchor): raise it with
+# any change that makes some text resolve differently, and stored anchors of an older grammar
+# are resolved again when their cube loads.
+GRAMMAR_VERSION = 1
 
 _MONTHS = {m.lower(): i for i, m in enumerate(calendar.month_name) if m}
 _MONTHS.update({m.lower(): i for i, m in enumerate(calendar.month_abbr) if m})

@@ -11,7 +11,13 @@ from memsvc import portable
 from memsvc.chunking import chunk_id
 from memsvc.errors import Conflict, StorageError
 from memsvc.models import EDGE_TYPES
-from memsvc.retrieval.analyze import CONTEXT_TURNS, embedding_text, takes_context, turn_line
+from memsvc.retrieval.analyze import (
+    CONTEXT_TURNS,
+    embedding_text,
+    stored_anchor,
+    takes_context,
+    turn_line,
+)
 from memsvc.retrieval.sentence_keys import MAX_KEYS, key_texts
 from memsvc.services.import_checks import (
     _b64,
@@ -151,6 +157,9 @@ class _Import:
                     values["content"], values["source"], values["event_time"], context
                 )
             keys = self._keys(item, values)
+            values["time_anchor"] = stored_anchor(
+                values["content"], values["source"], values["event_time"]
+            )
         rec = _Rec(file_id, values, [], text, keys)
         limit = self.max_text if values["tier"] == "plaintext" else 16 * self.max_text
         self.current = _Current(file_id, limit, rec=rec)

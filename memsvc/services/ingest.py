@@ -37,7 +37,7 @@ from memsvc.errors import (
     PayloadTooLarge,
 )
 from memsvc.models import Added, MemoryRecord, Message
-from memsvc.retrieval.analyze import embedding_text, speaker_of
+from memsvc.retrieval.analyze import embedding_text, speaker_of, stored_anchor
 from memsvc.retrieval.entities import extract_entities
 from memsvc.retrieval.sentence_keys import key_texts
 from memsvc.services.cubes import CubeService
@@ -266,6 +266,7 @@ class IngestService:
                 "importance": imp,
                 "embedding": vec.tobytes(),
                 "key_embeddings": key.tobytes() if len(key) else None,
+                "time_anchor": stored_anchor(it.content, it.source, it.event_time),
                 "meta": it.meta,
                 "entities": list(dict.fromkeys(m[1] for m in ments)),
                 "pinned": pinned,
@@ -497,6 +498,9 @@ class IngestService:
             changes["entities"] = list(dict.fromkeys(m[1] for m in mentions))
             changes["fact_key"] = key_of(changes["content"], old.source, old.user_id)
             changes["embedding"], changes["embedding_precision"] = vec.tobytes(), "float32"
+            changes["time_anchor"] = stored_anchor(changes["content"], old.source, when)
+        elif "event_time" in changes:
+            changes["time_anchor"] = None  # resolved again against the new time at load
         with self.engine.db.writing() as tx:
             row, cube_row = self.cubes.located_for_write(tx, id)
             if row.status == "deleted":

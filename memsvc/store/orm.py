@@ -158,6 +158,9 @@ class RecordRow(Base):
     embedding: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     # Sentence keys (retrieval.sentence_keys): float32 rows of embedding_dim, one per key.
     key_embeddings: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
+    # The time the record's own words name, resolved at write time (retrieval.analyze
+    # .stored_anchor; opaque here): what a cold cube's side index would otherwise resolve.
+    time_anchor: Mapped[bytes | None] = deferred(mapped_column(LargeBinary))
     meta: Mapped[dict[str, Any]] = mapped_column("metadata", JsonType, default=dict)
     pinned: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
     # "subject|attribute" of a stated fact ("user:ana|residence"); records sharing it can

@@ -76,7 +76,7 @@ class TextDoc:
     session: str | None = None
     speaker: str | None = None
     event_time: datetime | None = None
-    anchor: tuple[datetime, datetime] | None = None  # a time the record's own words name
+    anchor: tuple[float, float] | None = None  # a time the record's own words name (POSIX s)
     entities: tuple[str, ...] = ()  # normalized (lower-case) entity names
     asks: bool = False  # the record asks a question (its session successor may answer it)
     role: str | None = None  # a chat message's role ("user", "assistant"), if it is one
@@ -181,7 +181,7 @@ class CubeTextIndex:
             t1 = t0 + 86400.0
         else:
             t0 = t1 = math.nan
-        a0, a1 = (d.anchor[0].timestamp(), d.anchor[1].timestamp()) if d.anchor else (t0, t1)
+        a0, a1 = d.anchor if d.anchor is not None else (t0, t1)
         self._t0.append(t0)
         self._t1.append(t1)
         self._a0.append(a0)

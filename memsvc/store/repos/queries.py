@@ -122,6 +122,7 @@ _TEXT_COLUMNS = (
     RecordRow.event_time,
     RecordRow.entities,
     RecordRow.kind,
+    RecordRow.time_anchor,
 )
 
 

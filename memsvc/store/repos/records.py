@@ -43,6 +43,7 @@ RECORD_DEFAULTS: dict[str, Any] = {
     "last_recalled_at": None,
     "embedding": None,
     "key_embeddings": None,
+    "time_anchor": None,
 }
 
 
@@ -122,7 +123,7 @@ def records_by_pks(
 _RECORD_FIELDS = [
     RecordRow.__table__.c[prop.columns[0].name].label(prop.key)
     for prop in RecordRow.__mapper__.column_attrs
-    if prop.key not in ("embedding", "key_embeddings")
+    if prop.key not in ("embedding", "key_embeddings", "time_anchor")
 ]
 
 
