@@ -43,6 +43,7 @@ from typing import TYPE_CHECKING
 
 from memsvc.forgetting import forget_pass
 from memsvc.organize import organize_pass
+from memsvc.retrieval.analyze import stored_anchor
 from memsvc.store.coordination import acquire_lease, release_lease
 from memsvc.store.data import CubeActivity, CubeData, RunData
 from memsvc.store.database import Database
@@ -57,6 +58,7 @@ __all__ = [
     "Lease",
     "MaintenanceReport",
     "Scheduler",
+    "anchor_pass",
     "due_cubes",
     "is_due",
     "last_runs",
@@ -92,6 +94,7 @@ def maintain_cube(engine: Engine, cube: CubeData, *, trigger: str = "manual") ->
         with engine.locks.for_cube(cube.pk):
             now = engine.clock.now()
             counts.update(supersede_pass(engine.db, cube, now))
+            counts.update(anchor_pass(engine.db, cube))
             counts.update(
                 organize_pass(
                     engine.db,
@@ -127,6 +130,28 @@ def maintain_cube(engine: Engine, cube: CubeData, *, trigger: str = "manual") ->
         with engine.db.writing() as tx:
             tx.runs.finish(run_pk, finished, counts, error)
     return MaintenanceReport(cube.name, trigger, started, finished, counts)
+
+
+def anchor_pass(db: Database, cube: CubeData, batch: int = 2000) -> dict[str, int]:
+    """Store the time anchor of records that have none (written before migration 0011, or
+    whose event time changed), so their cube's next load takes it rather than resolving it
+    (retrieval.analyze.stored_anchor). A batch a transaction; a value a concurrent write
+    makes stale fails its checksum at load and is resolved there."""
+    done = 0
+    while True:
+        with db.reading() as tx:
+            todo = tx.lifecycle.unanchored(cube.pk, batch)
+        values = []
+        for pk, content, source, when in todo:
+            anchor = stored_anchor(content, source, when)
+            if anchor is not None:
+                values.append((pk, anchor))
+        if values:
+            with db.writing() as tx:
+                tx.lifecycle.set_time_anchors(values)
+        done += len(values)
+        if len(todo) < batch:
+            return {"anchored": done}
 
 
 def idle_deadline(cube_pk: int, idle_seconds: float) -> timedelta:

@@ -144,3 +144,18 @@ def test_a_record_without_an_event_time_has_no_anchor() -> None:
     naive = SimpleNamespace(**{**vars(row), "event_time": WHEN.replace(tzinfo=None)})
     naive.time_anchor = stored_anchor(text, None, WHEN)  # stored aware, read back naive
     assert text_doc(naive).anchor == time_anchor(text, None, WHEN)
+
+
+def test_maintenance_stores_the_anchors_records_lack(added: Memory) -> None:
+    """Records from before the column (or whose event time changed) get their anchor from
+    the next maintenance run, once."""
+    with added._engine.db.write_engine.begin() as conn:
+        conn.execute(update(RecordRow).values(time_anchor=None))
+    (first,) = added.maintain(cube="user:u")
+    assert first.counts["anchored"] == len(TURNS)
+    rows = _rows(added)
+    assert [r.time_anchor for r in rows] == [
+        stored_anchor(r.content, r.source, r.event_time) for r in rows
+    ]
+    (second,) = added.maintain(cube="user:u")
+    assert second.counts["anchored"] == 0

@@ -169,6 +169,37 @@ class Lifecycle:
 
     # ---- unversioned writes --------------------------------------------------------------
 
+    def unanchored(self, cube_pk: int, limit: int) -> list[tuple[int, str, Any, datetime]]:
+        """(pk, content, source, event_time) of up to `limit` active plaintext records with an
+        event time and no stored time anchor (written before migration 0011, or whose event
+        time changed since), in pk order."""
+        q = (
+            select(RecordRow.pk, RecordRow.content, RecordRow.source, RecordRow.event_time)
+            .where(
+                RecordRow.cube_pk == cube_pk,
+                RecordRow.time_anchor.is_(None),
+                RecordRow.event_time.is_not(None),
+                RecordRow.status == "active",
+                RecordRow.tier == "plaintext",
+            )
+            .order_by(RecordRow.pk)
+            .limit(limit)
+        )
+        return [(pk, content, source, when) for pk, content, source, when in self._s.execute(q)]
+
+    def set_time_anchors(self, values: Sequence[tuple[int, bytes]]) -> None:
+        """Stored time anchors of records that have none (derived data: no version, no
+        change-log row); a record given one meanwhile by a write keeps that."""
+        if not values:
+            return
+        t = RecordRow.__table__
+        q = (
+            update(t)
+            .where(t.c.pk == bindparam("b_pk"), t.c.time_anchor.is_(None))
+            .values(time_anchor=bindparam("b_anchor"))
+        )
+        self._s.connection().execute(q, [{"b_pk": pk, "b_anchor": a} for pk, a in values])
+
     def set_fact_key(self, pk: int, fact_key: str) -> None:
         """A record's fact key ("" for none): no version, no change-log row."""
         self._s.execute(update(RecordRow).where(RecordRow.pk == pk).values(fact_key=fact_key))
