@@ -137,10 +137,12 @@ def anchor_pass(db: Database, cube: CubeData, batch: int = 2000) -> dict[str, in
     whose event time changed), so their cube's next load takes it rather than resolving it
     (retrieval.analyze.stored_anchor). A batch a transaction; a value a concurrent write
     makes stale fails its checksum at load and is resolved there."""
-    done = 0
+    done = last = 0
     while True:
         with db.reading() as tx:
-            todo = tx.lifecycle.unanchored(cube.pk, batch)
+            todo = tx.lifecycle.unanchored(cube.pk, batch, after_pk=last)
+        if todo:
+            last = todo[-1][0]  # onward by pk: a row a write empties again waits a run
         values = []
         for pk, content, source, when in todo:
             anchor = stored_anchor(content, source, when)

@@ -4,6 +4,9 @@ record, and a stored value that no longer matches its record is never believed."
 
 from __future__ import annotations
 
+import base64
+import gzip
+import json
 import struct
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -159,3 +162,49 @@ def test_maintenance_stores_the_anchors_records_lack(added: Memory) -> None:
     ]
     (second,) = added.maintain(cube="user:u")
     assert second.counts["anchored"] == 0
+
+
+def test_an_add_to_a_loaded_cube_resolves_each_anchor_once(
+    added: Memory, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The write resolves it and stores it; the loaded side index takes that value."""
+    added.recall("when did Ana go to the support group?", user_id="u", k=3)  # loaded
+    calls: list[str] = []
+    resolve = analyze.first_time
+    monkeypatch.setattr(analyze, "first_time", lambda t, ref: calls.append(t) or resolve(t, ref))
+    said = "We adopted a puppy last Sunday."
+    added.add(
+        messages=[{"role": "user", "speaker": "Ana", "content": said}],
+        user_id="u",
+        session_id="s2",
+        timestamp=WHEN,
+    )
+    assert calls == [said]
+    (text,) = [c.text for c in added._engine.indexes._cubes.values() if c.text is not None]
+    (doc,) = [d for d in text.docs.values() if d.session == "s2"]
+    assert doc.anchor == time_anchor(said, {"role": "user"}, WHEN) is not None
+
+
+def test_an_uploaded_file_cannot_plant_an_anchor(
+    added: Memory, open_memory: Callable[..., Memory], tmp_path: Path
+) -> None:
+    """A `.memcube` record carrying `time_anchor` (another text's, here) is not believed:
+    the importing tenant's records get the anchor of their own words."""
+    added.export_cube("user:u", tmp_path / "a.memcube")
+    with gzip.open(tmp_path / "a.memcube", "rt") as fh:
+        lines = [json.loads(line) for line in fh]
+    planted = stored_anchor("I moved here in 1999.", {"role": "user"}, WHEN)
+    assert planted is not None
+    for line in lines:
+        if line["type"] == "record":
+            line["record"]["time_anchor"] = base64.b64encode(planted).decode()
+    with gzip.open(tmp_path / "b.memcube", "wt") as fh:
+        fh.writelines(json.dumps(line) + "\n" for line in lines)
+    other = open_memory(tmp_path / "other")
+    other.import_cube(tmp_path / "b.memcube", cube="copy")
+    rows = _rows(other)
+    assert len(rows) == len(TURNS)
+    assert [r.time_anchor for r in rows] == [
+        stored_anchor(r.content, r.source, r.event_time) for r in rows
+    ]
+    assert planted not in [r.time_anchor for r in rows]

@@ -18,6 +18,7 @@ from memsvc.store.text_index import TextDoc
 
 __all__ = [
     "CONTEXT_TURNS",
+    "Stored",
     "embedding_text",
     "is_turn",
     "speaker_of",
@@ -149,6 +150,21 @@ def stored_anchor(
     head = _HEAD.pack(GRAMMAR_VERSION, _checksum(content, source, event_time))
     anchor = time_anchor(content, source, event_time)
     return head if anchor is None else head + _SPAN.pack(*anchor)
+
+
+class Stored:
+    """A just-written record with the anchor its write stored (`time_anchor`), for the side
+    index's direct update: `RecordData` does not carry that derived column, and without it
+    the update resolved every new record's anchor a second time."""
+
+    __slots__ = ("_row", "time_anchor")
+
+    def __init__(self, row: Any, time_anchor: bytes | None) -> None:
+        self._row = row
+        self.time_anchor = time_anchor
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._row, name)
 
 
 def _anchor_of(row: Any) -> tuple[float, float] | None:

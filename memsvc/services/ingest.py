@@ -37,7 +37,7 @@ from memsvc.errors import (
     PayloadTooLarge,
 )
 from memsvc.models import Added, MemoryRecord, Message
-from memsvc.retrieval.analyze import embedding_text, speaker_of, stored_anchor
+from memsvc.retrieval.analyze import Stored, embedding_text, speaker_of, stored_anchor
 from memsvc.retrieval.entities import extract_entities
 from memsvc.retrieval.sentence_keys import key_texts
 from memsvc.services.cubes import CubeService
@@ -309,7 +309,7 @@ class IngestService:
                 None if closed else seqs,  # older records changed too: catch up from the log
                 pks,
                 vectors,
-                rows=rows,
+                rows=[Stored(r, f["time_anchor"]) for r, f in zip(rows, fields, strict=True)],
                 keys=(np.repeat(pks, [len(k) for k in keys]), np.concatenate(keys)),
             )
         if tracing.active():  # on the SDK call's span

@@ -169,14 +169,17 @@ class Lifecycle:
 
     # ---- unversioned writes --------------------------------------------------------------
 
-    def unanchored(self, cube_pk: int, limit: int) -> list[tuple[int, str, Any, datetime]]:
-        """(pk, content, source, event_time) of up to `limit` active plaintext records with an
-        event time and no stored time anchor (written before migration 0011, or whose event
-        time changed since), in pk order."""
+    def unanchored(
+        self, cube_pk: int, limit: int, *, after_pk: int = 0
+    ) -> list[tuple[int, str, Any, datetime]]:
+        """(pk, content, source, event_time) of up to `limit` active plaintext records past
+        `after_pk` with an event time and no stored time anchor (written before migration
+        0011, or whose event time changed since), in pk order."""
         q = (
             select(RecordRow.pk, RecordRow.content, RecordRow.source, RecordRow.event_time)
             .where(
                 RecordRow.cube_pk == cube_pk,
+                RecordRow.pk > after_pk,
                 RecordRow.time_anchor.is_(None),
                 RecordRow.event_time.is_not(None),
                 RecordRow.status == "active",
